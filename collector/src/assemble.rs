@@ -1,0 +1,328 @@
+//! What one version is: turns one connection's events into versions.
+//!
+//! The library reports low-level facts (an open for writing began, its last
+//! descriptor closed, a rename, an unlink). Saves are made of several such
+//! facts, and this module applies the rules of shared/CONTRACTS.md:
+//! - a write that ends with the same content it began with is no version;
+//! - a file the process *created* is parked for a moment: if the same
+//!   process renames it over a path (`sed -i`, python `os.replace`, rsync),
+//!   that is one version of the target (`write`, or `create` if the target
+//!   did not exist) and the temp file leaves no trace; if it deletes it, it
+//!   was a probe or scratch file and leaves no trace either;
+//! - a tracked file renamed to an ignored name (vim's `f` → `f~`) is parked:
+//!   when the process then creates `f` again, that is one `write` of `f`
+//!   whose before is the old content;
+//! - anything parked is released as it stands when the connection ends
+//!   (the process exited or exec'd) or after [`PARK_WINDOW`].
+//!
+//! Pure logic: no I/O, time is passed in.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use filetrail_wire::Policy;
+use jiff::Timestamp;
+
+use crate::model::{Action, Draft, Side};
+
+/// How long a created file or moved-aside original waits for its sequel.
+pub const PARK_WINDOW: Duration = Duration::from_secs(2);
+
+/// An open whose writer went away without reporting its last close.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unfinished {
+    pub path: Vec<u8>,
+    pub before: Option<Side>,
+}
+
+#[derive(Debug)]
+struct Open {
+    path: Vec<u8>,
+    before: Option<Side>,
+}
+
+#[derive(Debug)]
+enum Parked {
+    /// A file this process created (the draft is its `create`).
+    Created(Draft),
+    /// `old` was renamed to an ignored backup name (the draft is that rename;
+    /// its `after` is the content `old` had).
+    MovedAside(Draft),
+}
+
+impl Parked {
+    fn draft(&self) -> &Draft {
+        match self {
+            Parked::Created(d) | Parked::MovedAside(d) => d,
+        }
+    }
+    /// The tracked path this parked item speaks for.
+    fn subject(&self) -> &[u8] {
+        match self {
+            Parked::Created(d) => &d.path,
+            Parked::MovedAside(d) => d.old_path.as_deref().unwrap_or(&d.path),
+        }
+    }
+    fn into_draft(self) -> Draft {
+        match self {
+            Parked::Created(d) | Parked::MovedAside(d) => d,
+        }
+    }
+}
+
+pub struct Assembler {
+    policy: Policy,
+    opens: HashMap<u64, Open>,
+    parked: Vec<Parked>,
+}
+
+impl Assembler {
+    pub fn new(policy: Policy) -> Self {
+        Assembler { policy, opens: HashMap::new(), parked: Vec::new() }
+    }
+
+    fn take_parked(&mut self, pred: impl Fn(&Parked) -> bool) -> Option<Parked> {
+        let i = self.parked.iter().position(pred)?;
+        Some(self.parked.remove(i))
+    }
+
+    /// Releases whatever is parked for `path`, so versions stay in order.
+    fn flush_path(&mut self, path: &[u8], out: &mut Vec<Draft>) {
+        while let Some(p) = self.take_parked(|p| p.subject() == path) {
+            out.push(p.into_draft());
+        }
+    }
+
+    /// An open for writing of `path` began; `before` is what it held.
+    pub fn begin(&mut self, token: u64, path: Vec<u8>, mut before: Option<Side>) -> Vec<Draft> {
+        let mut out = Vec::new();
+        if before.is_none() {
+            if let Some(Parked::MovedAside(moved)) =
+                self.take_parked(|p| matches!(p, Parked::MovedAside(_)) && p.subject() == path.as_slice())
+            {
+                before = moved.after;
+            }
+        }
+        self.flush_path(&path, &mut out);
+        self.opens.insert(token, Open { path, before });
+        out
+    }
+
+    /// The last descriptor of open `token` closed; `after` is what it holds.
+    pub fn close(&mut self, token: u64, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
+        let Some(open) = self.opens.remove(&token) else { return Vec::new() };
+        let mut out = Vec::new();
+        match open.before {
+            None => self.parked.push(Parked::Created(Draft {
+                path: open.path,
+                action: Action::Create,
+                old_path: None,
+                before: None,
+                after,
+                time: now,
+            })),
+            before => out.push(Draft { path: open.path, action: Action::Write, old_path: None, before, after, time: now }),
+        }
+        finish(out)
+    }
+
+    /// `old` was renamed to `new`; `before` is what `new` held before.
+    pub fn rename(&mut self, old: Vec<u8>, new: Vec<u8>, before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
+        let mut out = Vec::new();
+        if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()).is_some() {
+            self.flush_path(&new, &mut out);
+            let action = if before.is_some() { Action::Write } else { Action::Create };
+            out.push(Draft { path: new, action, old_path: None, before, after, time: now });
+            return finish(out);
+        }
+        self.flush_path(&old, &mut out);
+        self.flush_path(&new, &mut out);
+        let draft = Draft { path: new, action: Action::Rename, old_path: Some(old), before, after, time: now };
+        let aside = draft.old_path.as_deref().is_some_and(|o| !self.policy.is_ignored(o)) && self.policy.is_ignored(&draft.path);
+        if aside {
+            self.parked.push(Parked::MovedAside(draft));
+        } else {
+            out.push(draft);
+        }
+        finish(out)
+    }
+
+    /// `path` was unlinked; `before` is what it held.
+    pub fn delete(&mut self, path: Vec<u8>, before: Option<Side>, now: Timestamp) -> Vec<Draft> {
+        if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == path.as_slice()).is_some() {
+            return Vec::new(); // a scratch file of this process: no trace
+        }
+        let mut out = Vec::new();
+        self.flush_path(&path, &mut out);
+        out.push(Draft { path, action: Action::Delete, old_path: None, before, after: None, time: now });
+        finish(out)
+    }
+
+    /// `path` was truncated by name.
+    pub fn truncate(&mut self, path: Vec<u8>, before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
+        let mut out = Vec::new();
+        self.flush_path(&path, &mut out);
+        out.push(Draft { path, action: Action::Truncate, old_path: None, before, after, time: now });
+        finish(out)
+    }
+
+    /// Releases parked items older than [`PARK_WINDOW`].
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Draft> {
+        let window = jiff::SignedDuration::try_from(PARK_WINDOW).unwrap_or_default();
+        let (due, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.parked).into_iter().partition(|p| now.duration_since(p.draft().time) >= window);
+        self.parked = keep;
+        finish(due.into_iter().map(Parked::into_draft).collect())
+    }
+
+    /// The connection ended: everything parked is released, and opens that
+    /// never closed are handed back to be finished from the file itself.
+    pub fn finish(mut self) -> (Vec<Draft>, Vec<Unfinished>) {
+        let drafts = finish(std::mem::take(&mut self.parked).into_iter().map(Parked::into_draft).collect());
+        let mut unfinished: Vec<(u64, Unfinished)> =
+            self.opens.into_iter().map(|(t, o)| (t, Unfinished { path: o.path, before: o.before })).collect();
+        unfinished.sort_by_key(|(t, _)| *t);
+        (drafts, unfinished.into_iter().map(|(_, u)| u).collect())
+    }
+}
+
+/// Completes an unfinished open with what the file holds now.
+pub fn complete(u: Unfinished, after: Option<Side>, now: Timestamp) -> Option<Draft> {
+    let action = if u.before.is_some() { Action::Write } else { Action::Create };
+    finish(vec![Draft { path: u.path, action, old_path: None, before: u.before, after, time: now }]).pop()
+}
+
+fn finish(drafts: Vec<Draft>) -> Vec<Draft> {
+    drafts.into_iter().filter(|d| !d.is_noop() && !(d.before.is_none() && d.after.is_none())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(s: &str) -> Option<Side> {
+        Some(Side::from_bytes(s.as_bytes().to_vec(), None, true))
+    }
+    fn p(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+    fn asm() -> Assembler {
+        Assembler::new(Policy::new(&["/etc"], &["*~", "*.swp"], 100).unwrap())
+    }
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+    fn summary(d: &Draft) -> (String, Action, Option<String>) {
+        let text = |s: &Option<Side>| s.as_ref().map(|s| String::from_utf8(s.bytes.as_ref().unwrap().to_vec()).unwrap());
+        (String::from_utf8(d.path.clone()).unwrap(), d.action, text(&d.after).or(text(&d.before)))
+    }
+
+    #[test]
+    fn in_place_write_is_one_version() {
+        let mut a = asm();
+        assert!(a.begin(1, p("/etc/f"), side("old")).is_empty());
+        let v = a.close(1, side("new"), t(0));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].action, Action::Write);
+        assert_eq!(v[0].before, side("old"));
+        assert_eq!(v[0].after, side("new"));
+    }
+
+    #[test]
+    fn unchanged_content_is_no_version() {
+        let mut a = asm();
+        a.begin(1, p("/etc/f"), side("same"));
+        assert!(a.close(1, side("same"), t(0)).is_empty());
+    }
+
+    #[test]
+    fn sed_style_temp_rename_is_one_write_of_the_target() {
+        let mut a = asm();
+        a.begin(1, p("/etc/sedAbc"), None);
+        assert!(a.close(1, side("new"), t(0)).is_empty());
+        let v = a.rename(p("/etc/sedAbc"), p("/etc/f"), side("old"), side("new"), t(0));
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].path.as_slice(), v[0].action, v[0].old_path.clone()), (&b"/etc/f"[..], Action::Write, None));
+        assert_eq!(v[0].before, side("old"));
+        let (rest, unfinished) = a.finish();
+        assert!(rest.is_empty() && unfinished.is_empty());
+    }
+
+    #[test]
+    fn temp_rename_onto_missing_target_is_a_create() {
+        let mut a = asm();
+        a.begin(1, p("/etc/.tmp1"), None);
+        a.close(1, side("x"), t(0));
+        let v = a.rename(p("/etc/.tmp1"), p("/etc/new"), None, side("x"), t(0));
+        assert_eq!(v[0].action, Action::Create);
+    }
+
+    #[test]
+    fn mv_of_existing_files_is_a_rename() {
+        let mut a = asm();
+        let v = a.rename(p("/etc/a"), p("/etc/b"), side("b-old"), side("a"), t(0));
+        assert_eq!(v[0].action, Action::Rename);
+        assert_eq!(v[0].old_path.as_deref(), Some(&b"/etc/a"[..]));
+    }
+
+    #[test]
+    fn vim_backup_rename_then_recreate_is_one_write() {
+        let mut a = asm();
+        assert!(a.rename(p("/etc/f"), p("/etc/f~"), None, side("old"), t(0)).is_empty());
+        a.begin(7, p("/etc/f"), None);
+        let v = a.close(7, side("new"), t(1));
+        assert_eq!(v.len(), 1);
+        assert_eq!(summary(&v[0]), ("/etc/f".into(), Action::Write, Some("new".into())));
+        assert_eq!(v[0].before, side("old"));
+        assert!(a.finish().0.is_empty());
+    }
+
+    #[test]
+    fn created_then_deleted_scratch_file_leaves_nothing() {
+        let mut a = asm();
+        a.begin(1, p("/etc/4913"), None);
+        a.close(1, side(""), t(0));
+        assert!(a.delete(p("/etc/4913"), side(""), t(0)).is_empty());
+        assert!(a.finish().0.is_empty());
+    }
+
+    #[test]
+    fn created_file_is_released_at_the_end_or_after_the_window() {
+        let mut a = asm();
+        a.begin(1, p("/etc/new"), None);
+        a.close(1, side("x"), t(0));
+        assert!(a.tick(t(1)).is_empty());
+        let v = a.tick(t(3));
+        assert_eq!(summary(&v[0]), ("/etc/new".into(), Action::Create, Some("x".into())));
+
+        let mut a = asm();
+        a.begin(1, p("/etc/new"), None);
+        a.close(1, side("x"), t(0));
+        assert_eq!(a.finish().0.len(), 1);
+    }
+
+    #[test]
+    fn versions_of_one_path_stay_in_order() {
+        let mut a = asm();
+        a.begin(1, p("/etc/n"), None);
+        a.close(1, side("a"), t(0));
+        let first = a.begin(2, p("/etc/n"), side("a"));
+        assert_eq!(first.len(), 1, "the create is released before the next write begins");
+        assert_eq!(first[0].action, Action::Create);
+        let second = a.close(2, side("ab"), t(1));
+        assert_eq!(second[0].before, side("a"));
+    }
+
+    #[test]
+    fn delete_and_unfinished_opens() {
+        let mut a = asm();
+        let v = a.delete(p("/etc/f"), side("gone"), t(0));
+        assert_eq!((v[0].action, v[0].after.is_none()), (Action::Delete, true));
+        a.begin(9, p("/etc/g"), side("before"));
+        let (drafts, unfinished) = a.finish();
+        assert!(drafts.is_empty());
+        assert_eq!(unfinished, vec![Unfinished { path: p("/etc/g"), before: side("before") }]);
+        let d = complete(unfinished[0].clone(), side("after"), t(1)).unwrap();
+        assert_eq!(d.action, Action::Write);
+    }
+}

@@ -1,0 +1,95 @@
+//! Command-line entry: global options, subcommand dispatch, error and exit
+//! code handling. `collector query | head` exits quietly.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::config::DEFAULT_DB;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "collector",
+    version,
+    about = "filetrail: who changed which file, what it held before, and how to get it back",
+    long_about = "filetrail records every change a human makes to a tracked file (through ssh, sudo, su or a \
+                  console login) as a version: the content before and after, who did it, when and with which \
+                  program.\n\n`collector serve` receives versions from the preload library; the other \
+                  subcommands read the store directly and need no running collector."
+)]
+pub struct Cli {
+    /// SQLite store.
+    #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "PATH")]
+    pub db: PathBuf,
+    /// Socket the library reports to.
+    #[arg(long, global = true, default_value = filetrail_wire::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Config file (TOML: track, ignore, max_size) [default: /etc/filetrail/config.toml].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector daemon: listen on --socket, store versions in --db.
+    Serve(cmd::serve::Args),
+    /// List recorded versions, oldest first.
+    Query(cmd::query::Args),
+    /// Write the exact content of a version (after, or --before) to stdout.
+    Show(cmd::show::Args),
+}
+
+pub fn main() -> ExitCode {
+    reexec_without_preload();
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
+    let result = match &cli.command {
+        Command::Serve(args) => cmd::serve::run(&cli, args),
+        Command::Query(args) => cmd::query::run(&cli, args),
+        Command::Show(args) => cmd::show::run(&cli, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "collector: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// The collector must never capture itself: if started from a captured
+/// session, run again without the library before doing anything.
+fn reexec_without_preload() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("LD_PRELOAD").is_none() {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let Some(_argv0) = args.next() else { return };
+    let err = std::process::Command::new("/proc/self/exe").args(args).env_remove("LD_PRELOAD").exec();
+    let _ = writeln!(io::stderr(), "collector: cannot re-run without LD_PRELOAD: {err}");
+    std::process::exit(1);
+}
+
+fn init_logging(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("FILETRAIL_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,25 @@
+//! `collector serve`: the daemon.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::Cli;
+use crate::config::{self, Config};
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
+    let (config_path, missing_ok) = match &cli.config {
+        Some(p) => (p.clone(), false),
+        None => (config::default_path(), true),
+    };
+    let config = Config::load(&config_path, missing_ok).context("loading the config")?;
+    let store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
+    let (tx, writer) = crate::writer::spawn(store);
+    crate::server::serve(&cli.socket, config, tx).context("serving")?;
+    let _ = writer.join();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,110 @@
+//! The collector's config (TOML): which paths are tracked. This is the only
+//! place that decides it; clients learn it in `Welcome`.
+//!
+//! ```toml
+//! track = ["/etc", "/srv/app"]
+//! ignore = ["*.swp", "/etc/mtab"]   # globs; without '/' they match the name
+//! max_size = 16777216                 # larger files: hash only
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use filetrail_wire::Policy;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG: &str = "/etc/filetrail/config.toml";
+pub const DEFAULT_DB: &str = "/var/lib/filetrail/trail.db";
+
+/// Names editors and tools use for swap, backup, lock and probe files.
+pub const DEFAULT_IGNORE: &[&str] =
+    &["*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#", "4913", "/etc/mtab", "/etc/ld.so.cache", "/etc/adjtime"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_track")]
+    pub track: Vec<String>,
+    #[serde(default = "default_ignore")]
+    pub ignore: Vec<String>,
+    #[serde(default = "default_max_size")]
+    pub max_size: u64,
+}
+
+fn default_track() -> Vec<String> {
+    vec!["/etc".into()]
+}
+fn default_ignore() -> Vec<String> {
+    DEFAULT_IGNORE.iter().map(|s| s.to_string()).collect()
+}
+fn default_max_size() -> u64 {
+    16 * 1024 * 1024
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { track: default_track(), ignore: default_ignore(), max_size: default_max_size() }
+    }
+}
+
+impl Config {
+    /// Reads `path`. A missing file is an error unless `missing_ok` (the
+    /// default path on a host where nothing was installed yet).
+    pub fn load(path: &Path, missing_ok: bool) -> Result<Config> {
+        let err = |message: String| Error::Config { path: path.to_path_buf(), message };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_ok => return Ok(Config::default()),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        for root in &config.track {
+            if !root.starts_with('/') {
+                return Err(err(format!("track entry {root:?} is not an absolute path")));
+            }
+        }
+        config.policy().map_err(|e| err(format!("bad ignore glob: {e}")))?;
+        Ok(config)
+    }
+
+    pub fn policy(&self) -> Result<Policy, glob::PatternError> {
+        Policy::new(&self.track, &self.ignore, self.max_size)
+    }
+}
+
+pub fn default_path() -> PathBuf {
+    PathBuf::from(DEFAULT_CONFIG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "track = [\"/srv\"]\n").unwrap();
+        let c = Config::load(&p, false).unwrap();
+        assert_eq!(c.track, vec!["/srv"]);
+        assert!(c.ignore.contains(&"*.swp".to_string()));
+        assert_eq!(c.max_size, 16 << 20);
+    }
+
+    #[test]
+    fn rejects_relative_roots_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "track = [\"etc\"]\n").unwrap();
+        assert!(Config::load(&p, false).is_err());
+        std::fs::write(&p, "trak = [\"/etc\"]\n").unwrap();
+        assert!(Config::load(&p, false).is_err());
+    }
+
+    #[test]
+    fn missing_file() {
+        assert!(Config::load(Path::new("/nonexistent/c.toml"), false).is_err());
+        assert!(Config::load(Path::new("/nonexistent/c.toml"), true).is_ok());
+    }
+}

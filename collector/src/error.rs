@@ -1,0 +1,33 @@
+//! The collector library's error type. The CLI adds context with `anyhow`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQLite store failed (open, migrate, read or write).
+    #[error("store {path}: {source}")]
+    Store { path: PathBuf, source: rusqlite::Error },
+    /// A query against an open store failed.
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// The config file could not be read or parsed.
+    #[error("config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    /// No version has this id.
+    #[error("no version with id {0}")]
+    NoSuchVersion(i64),
+    /// The version exists but its content was not stored.
+    #[error("version {id}: content not stored ({why})")]
+    NoContent { id: i64, why: String },
+    /// Filesystem or socket I/O failed.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl Error {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { what: what.into(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

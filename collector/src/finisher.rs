@@ -1,0 +1,103 @@
+//! Finishing versions whose writer went away without reporting its last
+//! close: the shell opened a redirect and `exec`'d the program, or the
+//! program left through `_exit` or a crash. The collector (root) waits on
+//! the writer's pidfd, then reads the file itself.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::Arc;
+
+use filetrail_wire::Meta;
+
+use crate::assemble::{complete, Unfinished};
+use crate::identity::Identity;
+use crate::model::{NewVersion, Side, Stored};
+use crate::writer::VersionSender;
+
+/// Waits (on its own thread) for the process behind `pidfd` to exit, then
+/// completes each unfinished open from what its file holds.
+pub fn spawn(pidfd: Option<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identity>, max_size: u64, tx: VersionSender) {
+    let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
+        // The process may have exec'd the program that really writes
+        // (`sh -c 'cat src > f'`): name that program, read while it lives.
+        let who = match &pidfd {
+            Some(_) => Arc::new(who.with_program_of(who.pid)),
+            None => who,
+        };
+        if let Some(fd) = &pidfd {
+            wait_exit(fd);
+        }
+        for u in unfinished {
+            let after = snapshot(&u.path, max_size);
+            if let Some(draft) = complete(u, after, jiff::Timestamp::now()) {
+                let _ = tx.send(NewVersion { draft, who: who.clone() });
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a finisher thread: {e}");
+    }
+}
+
+fn wait_exit(pidfd: &OwnedFd) {
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: pfd is a valid pollfd array of length 1.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// What `path` holds, read by the collector: never follows a final symlink,
+/// never blocks on a FIFO, reads at most `max_size` bytes.
+pub fn snapshot(path: &[u8], max_size: u64) -> Option<Side> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let md = file.metadata().ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    let meta = Meta {
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        dev: md.dev(),
+        ino: md.ino(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+    };
+    if md.len() > max_size {
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        std::io::copy(&mut &file, &mut HashWriter(&mut hasher)).ok()?;
+        return Some(Side {
+            sha256: Some(hex::encode(sha2::Digest::finalize(hasher))),
+            size: md.len(),
+            stored: Stored::HashOnly,
+            bytes: None,
+            meta: Some(meta),
+            consistent: true,
+        });
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    (&file).take(max_size).read_to_end(&mut bytes).ok()?;
+    Some(Side::from_bytes(bytes, Some(meta), true))
+}
+
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Who a peer is, from the kernel only.
+//!
+//! `SO_PEERCRED` gives the pid, effective uid and gid fixed at `connect()`;
+//! the rest comes from `/proc/PID` while the peer is provably alive (it is
+//! blocked waiting for our `Welcome` when we read it). What the kernel
+//! states is labelled `verified`; what the process could have written itself
+//! (its environment, its argv) is labelled `claimed`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use serde::Serialize;
+
+/// How far a field can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    Verified,
+    Claimed,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Identity {
+    pub pid: i32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    /// The audit login uid: the human who logged in (None when unset).
+    pub loginuid: Option<u32>,
+    pub session: Option<u32>,
+    /// The human: name of the loginuid, else of the uid.
+    pub user: String,
+    /// Users from login to writer, e.g. `["alice", "root"]`.
+    pub chain: Vec<String>,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub tty: Option<String>,
+    pub sudo_user: Option<String>,
+    pub ssh_client: Option<String>,
+    pub host: Option<String>,
+    pub trust: BTreeMap<&'static str, Trust>,
+}
+
+/// The peer's credentials as the kernel recorded them at `connect()`.
+pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<libc::ucred> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred/len are valid out-parameters of the sizes given.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r != 0 { Err(io::Error::last_os_error()) } else { Ok(cred) }
+}
+
+/// A pidfd for `pid`: stays bound to that process even if the pid is reused.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+pub fn user_name(uid: u32) -> String {
+    uzers::get_user_by_uid(uid).map(|u| u.name().to_string_lossy().into_owned()).unwrap_or_else(|| uid.to_string())
+}
+
+fn read_proc(pid: i32, what: &str) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/{what}")).ok()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Reads the peer's identity from the kernel. Fields that cannot be read
+/// (the process is gone) stay empty and are labelled claimed.
+pub fn from_kernel(cred: libc::ucred) -> Identity {
+    use Trust::*;
+    let pid = cred.pid;
+    let mut id = Identity { pid, euid: cred.uid, uid: cred.uid, gid: cred.gid, ..Default::default() };
+    id.trust.insert("pid", Verified);
+    id.trust.insert("euid", Verified);
+
+    let status = read_proc(pid, "status").map(|s| lossy(&s)).unwrap_or_default();
+    match status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()?.parse().ok()) {
+        Some(uid) => {
+            id.uid = uid;
+            id.trust.insert("uid", Verified);
+        }
+        None => {
+            id.trust.insert("uid", Claimed);
+        }
+    }
+    id.loginuid = read_proc(pid, "loginuid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
+    id.session = read_proc(pid, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
+    id.exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    id.cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok().map(|p| p.to_string_lossy().into_owned());
+    id.tty = read_proc(pid, "stat").and_then(|s| tty_of_stat(&lossy(&s)));
+    let verified = if id.exe.is_empty() { Claimed } else { Verified };
+    for f in ["loginuid", "session", "exe", "cwd", "tty", "user"] {
+        id.trust.insert(f, verified);
+    }
+
+    id.argv = read_proc(pid, "cmdline")
+        .map(|c| c.split(|&b| b == 0).filter(|a| !a.is_empty()).map(lossy).collect())
+        .unwrap_or_default();
+    let env = read_proc(pid, "environ").unwrap_or_default();
+    let var = |name: &str| {
+        env.split(|&b| b == 0).find_map(|kv| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"=").map(lossy))
+    };
+    id.sudo_user = var("SUDO_USER");
+    id.ssh_client = var("SSH_CONNECTION")
+        .or_else(|| var("SSH_CLIENT"))
+        .and_then(|c| {
+            let mut parts = c.split_whitespace();
+            Some(format!("{}:{}", parts.next()?, parts.next()?))
+        });
+    for f in ["argv", "sudo_user", "ssh_client"] {
+        id.trust.insert(f, Claimed);
+    }
+    id.host = hostname();
+
+    id.user = user_name(id.loginuid.unwrap_or(id.uid));
+    id.chain = vec![id.user.clone()];
+    let writer = user_name(id.euid);
+    if id.chain.last() != Some(&writer) {
+        id.chain.push(writer);
+    }
+    id
+}
+
+impl Identity {
+    /// This identity with `exe` and `argv` re-read from `pid` (same process,
+    /// after an `exec`). Unchanged where /proc no longer answers.
+    pub fn with_program_of(&self, pid: i32) -> Identity {
+        let mut id = self.clone();
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+            id.exe = exe.to_string_lossy().into_owned();
+            if let Some(cmd) = read_proc(pid, "cmdline").filter(|c| !c.is_empty()) {
+                id.argv = cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(lossy).collect();
+            }
+        }
+        id
+    }
+}
+
+/// The controlling terminal's name from `/proc/PID/stat` field 7.
+fn tty_of_stat(stat: &str) -> Option<String> {
+    // Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let tty_nr: u32 = rest.split_whitespace().nth(4)?.parse().ok()?;
+    if tty_nr == 0 {
+        return None;
+    }
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    Some(match major {
+        136..=143 => format!("/dev/pts/{}", minor + (major - 136) * 256),
+        4 if minor < 64 => format!("/dev/tty{minor}"),
+        4 => format!("/dev/ttyS{}", minor - 64),
+        _ => format!("tty({major}:{minor})"),
+    })
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tty_numbers_decode() {
+        let stat = |nr: u32| format!("1 (a b) c) S 1 1 1 {nr} 1 0");
+        assert_eq!(tty_of_stat(&stat(0)), None);
+        assert_eq!(tty_of_stat(&stat(136 << 8 | 3)).as_deref(), Some("/dev/pts/3"));
+        assert_eq!(tty_of_stat(&stat(4 << 8 | 1)).as_deref(), Some("/dev/tty1"));
+    }
+
+    #[test]
+    fn own_identity_is_verified() {
+        let me = libc::ucred { pid: std::process::id() as i32, uid: unsafe { libc::geteuid() }, gid: 0 };
+        let id = from_kernel(me);
+        assert_eq!(id.trust["exe"], Trust::Verified);
+        assert!(!id.exe.is_empty());
+        assert!(!id.argv.is_empty());
+    }
+}

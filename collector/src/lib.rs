@@ -1,0 +1,29 @@
+//! The filetrail collector: a daemon that receives file-change events from
+//! the preload library, attributes them to the real human using only what
+//! the kernel says, and stores versions in SQLite; and the CLI that reviews
+//! them. See docs/architecture.md for the flow.
+//!
+//! - [`cli`] and [`cmd`] — argument parsing and one module per subcommand.
+//! - [`config`] — the collector's TOML config: what is tracked.
+//! - [`server`] — the socket, one thread per client connection.
+//! - [`identity`] — who a peer is: SO_PEERCRED, pidfd, /proc.
+//! - [`assemble`] — turns a connection's events into versions (temp-file
+//!   saves, backup renames, deletes): the rules of "what one version is".
+//! - [`finisher`] — completes versions whose writer exited without closing.
+//! - [`writer`] — the single thread that writes batches in transactions.
+//! - [`store`] — the SQLite schema, migrations, blobs and queries.
+//! - [`model`] — the version record shared by all of the above.
+//! - [`print`] — table and JSON-lines output.
+
+pub mod assemble;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod finisher;
+pub mod identity;
+pub mod model;
+pub mod print;
+pub mod server;
+pub mod store;
+pub mod writer;

@@ -1,0 +1,167 @@
+//! The version record: what the assembler produces, the writer stores and
+//! the CLI prints.
+
+use std::sync::Arc;
+
+use filetrail_wire::{Meta, SnapState, Snapshot};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::identity::Identity;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Write,
+    Rename,
+    Delete,
+    Truncate,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Write => "write",
+            Action::Rename => "rename",
+            Action::Delete => "delete",
+            Action::Truncate => "truncate",
+        }
+    }
+}
+
+/// How much of a side's content the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The bytes are in the store.
+    Stored,
+    /// Over `max_size`: hash and size only.
+    HashOnly,
+    /// The writer could not read it: nothing but its metadata.
+    Unreadable,
+}
+
+impl Stored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stored::Stored => "stored",
+            Stored::HashOnly => "hash_only",
+            Stored::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// What a path held at one moment (the before or after of a version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub stored: Stored,
+    pub bytes: Option<Arc<Vec<u8>>>,
+    pub meta: Option<Meta>,
+    pub consistent: bool,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Side {
+    /// A side from content the collector holds in full.
+    pub fn from_bytes(bytes: Vec<u8>, meta: Option<Meta>, consistent: bool) -> Side {
+        Side {
+            sha256: Some(sha256_hex(&bytes)),
+            size: bytes.len() as u64,
+            stored: Stored::Stored,
+            bytes: Some(Arc::new(bytes)),
+            meta,
+            consistent,
+        }
+    }
+
+    /// A side from a library snapshot; `None` when the path did not exist
+    /// (or was not a regular file). Hashes of stored bytes are computed
+    /// here, never taken from the client.
+    pub fn from_wire(snap: &Snapshot, bytes: Option<&[u8]>) -> Option<Side> {
+        match snap.state {
+            SnapState::Absent | SnapState::NotRegular => None,
+            SnapState::Stored => Some(Side::from_bytes(bytes.unwrap_or_default().to_vec(), snap.meta, snap.consistent)),
+            SnapState::HashOnly => Some(Side {
+                sha256: snap.sha256.clone().filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+                size: snap.size.unwrap_or(0),
+                stored: Stored::HashOnly,
+                bytes: None,
+                meta: snap.meta,
+                consistent: snap.consistent,
+            }),
+            SnapState::Unreadable => Some(Side {
+                sha256: None,
+                size: snap.size.unwrap_or(0),
+                stored: Stored::Unreadable,
+                bytes: None,
+                meta: snap.meta,
+                consistent: snap.consistent,
+            }),
+        }
+    }
+}
+
+/// A version before it is attributed and stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub path: Vec<u8>,
+    pub action: Action,
+    pub old_path: Option<Vec<u8>>,
+    pub before: Option<Side>,
+    pub after: Option<Side>,
+    pub time: jiff::Timestamp,
+}
+
+impl Draft {
+    /// True when nothing changed (same content before and after).
+    pub fn is_noop(&self) -> bool {
+        self.old_path.is_none()
+            && matches!((&self.before, &self.after), (Some(b), Some(a)) if b.sha256.is_some() && b.sha256 == a.sha256)
+    }
+}
+
+/// A version ready to store: the draft and who made it.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub draft: Draft,
+    pub who: Arc<Identity>,
+}
+
+/// A stored version as the CLI shows it; field names are the `query --json`
+/// contract (shared/CONTRACTS.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    pub id: i64,
+    pub time: String,
+    pub path: String,
+    pub action: String,
+    pub old_path: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    pub content: String,
+    pub consistent: bool,
+    pub user: String,
+    pub uid: u32,
+    pub euid: u32,
+    pub chain: Vec<String>,
+    pub sudo_user: Option<String>,
+    pub session: Option<String>,
+    pub tty: Option<String>,
+    pub ssh_client: Option<String>,
+    pub host: Option<String>,
+    pub cwd: Option<String>,
+    pub pid: i32,
+    pub exe: String,
+    pub argv: Vec<String>,
+    pub trust: serde_json::Value,
+}

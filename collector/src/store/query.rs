@@ -1,0 +1,139 @@
+//! Reading versions back: filters become bound SQL parameters here, and rows
+//! become [`VersionRow`]s (the `query --json` contract).
+
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Row};
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::identity::user_name;
+use crate::model::VersionRow;
+
+/// One path argument: the file itself, or everything under a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSpec {
+    pub path: Vec<u8>,
+    pub under: bool,
+}
+
+/// What `collector query` asks for. Empty means everything.
+#[derive(Debug, Clone, Default)]
+pub struct QueryFilter {
+    pub paths: Vec<PathSpec>,
+}
+
+const COLUMNS: &str = "id, time_us, path, action, old_path, before_sha, after_sha, after_size, after_state, consistent,
+    mode, owner_uid, group_gid, user, uid, euid, chain, sudo_user, session, tty, ssh_client, host, cwd, pid, exe, argv, trust";
+
+/// The exclusive upper bound of all byte strings starting with `prefix/`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(b'/' + 1);
+    end
+}
+
+impl Store {
+    /// Versions matching `filter`, oldest first.
+    pub fn versions(&self, filter: &QueryFilter) -> Result<Vec<VersionRow>> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        for spec in &filter.paths {
+            let mut dir = spec.path.clone();
+            while dir.len() > 1 && dir.ends_with(b"/") {
+                dir.pop();
+            }
+            if spec.under {
+                let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
+                let hi = if dir == b"/" { vec![b'/' + 1] } else { prefix_end(&dir) };
+                clauses.push(format!("(path = ?{} OR (path >= ?{} AND path < ?{}))", args.len() + 1, args.len() + 2, args.len() + 3));
+                args.extend([Value::Blob(dir), Value::Blob(lo), Value::Blob(hi)]);
+            } else {
+                clauses.push(format!("path = ?{}", args.len() + 1));
+                args.push(Value::Blob(dir));
+            }
+        }
+        let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" OR ")) };
+        let sql = format!("SELECT {COLUMNS} FROM versions {filter_sql} ORDER BY id");
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One version by id.
+    pub fn version(&self, id: i64) -> Result<VersionRow> {
+        use rusqlite::OptionalExtension;
+        let sql = format!("SELECT {COLUMNS} FROM versions WHERE id = ?1");
+        self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id))
+    }
+
+    /// The exact bytes of a version's after (or before) content.
+    pub fn content(&self, id: i64, before: bool) -> Result<Vec<u8>> {
+        let v = self.version(id)?;
+        let (sha, side) = if before { (v.before.clone(), "before") } else { (v.after.clone(), "after") };
+        let state: Option<String> = self.conn().query_row(
+            &format!("SELECT {side}_state FROM versions WHERE id = ?1"),
+            [id],
+            |r| r.get(0),
+        )?;
+        let Some(sha) = sha else {
+            let why = match state.as_deref() {
+                None => format!("the file did not exist {}", if before { "before this change" } else { "after this change" }),
+                Some("unreadable") => "the writing process could not read it".into(),
+                Some(s) => s.to_owned(),
+            };
+            return Err(Error::NoContent { id, why });
+        };
+        self.blob(&sha)?.ok_or_else(|| Error::NoContent {
+            id,
+            why: match state.as_deref() {
+                Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
+                other => format!("content {sha} missing from the store ({})", other.unwrap_or("?")),
+            },
+        })
+    }
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    filetrail_wire::path::escape_bytes(&bytes)
+}
+
+fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
+    let time_us: i64 = r.get("time_us")?;
+    let time = jiff::Timestamp::from_microsecond(time_us)
+        .map(|t| t.round(jiff::Unit::Microsecond).unwrap_or(t).to_string())
+        .unwrap_or_default();
+    let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+    let owner: Option<u32> = r.get("owner_uid")?;
+    let group: Option<u32> = r.get("group_gid")?;
+    let after_state: Option<String> = r.get("after_state")?;
+    let session: Option<u32> = r.get("session")?;
+    Ok(VersionRow {
+        id: r.get("id")?,
+        time,
+        path: text(r.get("path")?),
+        action: r.get("action")?,
+        old_path: r.get::<_, Option<Vec<u8>>>("old_path")?.map(text),
+        before: r.get("before_sha")?,
+        after: r.get("after_sha")?,
+        size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),
+        mode: r.get("mode")?,
+        owner: owner.map(user_name),
+        group: group.map(|g| uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned()).unwrap_or_else(|| g.to_string())),
+        content: after_state.unwrap_or_else(|| "none".into()),
+        consistent: r.get("consistent")?,
+        user: r.get("user")?,
+        uid: r.get("uid")?,
+        euid: r.get("euid")?,
+        chain: json_list(r.get("chain")?),
+        sudo_user: r.get("sudo_user")?,
+        session: session.map(|s| s.to_string()),
+        tty: r.get("tty")?,
+        ssh_client: r.get("ssh_client")?,
+        host: r.get("host")?,
+        cwd: r.get("cwd")?,
+        pid: r.get("pid")?,
+        exe: r.get("exe")?,
+        argv: json_list(r.get("argv")?),
+        trust: serde_json::from_str(&r.get::<_, String>("trust")?).unwrap_or_default(),
+    })
+}

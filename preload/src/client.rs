@@ -1,0 +1,128 @@
+//! The connection to the collector.
+//!
+//! Invariants: the socket is close-on-exec and lives at a high descriptor
+//! number; every send uses `MSG_NOSIGNAL`; every wait is bounded by the
+//! process's remaining time budget (`FILETRAIL_TIMEOUT_MS`, 1 s by default),
+//! and once the budget is spent the process stops talking to the collector.
+//! Before each send the descriptor is checked to still be our socket, so a
+//! program that closed or replaced it never receives our bytes.
+
+use std::io::{self, Read, Write};
+
+use filetrail_wire::{read_frame, write_frame, ClientMsg, Policy, ServerMsg, PROTOCOL_VERSION};
+
+use crate::sys;
+
+/// The library's socket is moved to the first free descriptor at or above
+/// this, out of the way of programs that expect low numbers to be free.
+const HIGH_FD: i32 = 900;
+/// Largest `Welcome` the library accepts.
+const MAX_REPLY: u64 = 0; // a Welcome has no payload
+
+/// Time this process may still spend waiting on the collector.
+pub struct Budget {
+    left_ms: u64,
+}
+
+impl Budget {
+    pub const fn new(ms: u64) -> Self {
+        Budget { left_ms: ms }
+    }
+    pub fn exhausted(&self) -> bool {
+        self.left_ms == 0
+    }
+    fn charge(&mut self, since_ms: u64) {
+        self.left_ms = self.left_ms.saturating_sub(sys::now_ms().saturating_sub(since_ms));
+    }
+}
+
+pub struct Conn {
+    fd: i32,
+    ino: u64,
+}
+
+struct SockIo(i32);
+
+impl Write for SockIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sys::send_all(self.0, buf).map_err(io::Error::from_raw_os_error)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for SockIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::recv(self.0, buf).map_err(io::Error::from_raw_os_error)
+    }
+}
+
+impl Conn {
+    /// Connects, says hello and learns what to track.
+    pub fn open(socket: &[u8], budget: &mut Budget) -> Result<(Conn, Policy), String> {
+        if budget.exhausted() {
+            return Err("time budget spent".into());
+        }
+        let start = sys::now_ms();
+        let result = Self::handshake(socket, budget.left_ms);
+        budget.charge(start);
+        result
+    }
+
+    fn handshake(socket: &[u8], timeout_ms: u64) -> Result<(Conn, Policy), String> {
+        let fd = sys::connect_unix(socket, timeout_ms)
+            .map_err(|e| format!("cannot connect to {}: {}", String::from_utf8_lossy(socket), io::Error::from_raw_os_error(e)))?;
+        // Move out of the low numbers; keep the original if that fails.
+        let fd = match sys::dup_cloexec_at_least(fd.raw(), HIGH_FD) {
+            Ok(high) => high.into_raw(),
+            Err(_) => fd.into_raw(),
+        };
+        let ino = sys::fstat(fd).map(|st| st.st_ino).unwrap_or(0);
+        let conn = Conn { fd, ino };
+        let mut io = SockIo(fd);
+        let hello = write_frame(&mut io, &ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]);
+        let reply = hello.map_err(|e| e.to_string()).and_then(|()| {
+            read_frame(&mut io, MAX_REPLY).and_then(|f| f.parse::<ServerMsg>()).map_err(|e| e.to_string())
+        });
+        match reply {
+            Ok(ServerMsg::Welcome { track, ignore, max_size, .. }) => {
+                let policy = Policy::new(&track, &ignore, max_size).map_err(|e| format!("bad ignore glob: {e}"))?;
+                Ok((conn, policy))
+            }
+            Ok(ServerMsg::Error { message }) => Err(format!("collector refused: {message}")),
+            Ok(ServerMsg::Unknown) => Err("collector sent an unknown reply".into()),
+            Err(e) => Err(format!("handshake failed: {e}")),
+        }
+    }
+
+    /// The descriptor number, so hooks can notice when a program closes it.
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Sends one event. On failure the connection is unusable.
+    pub fn send(&mut self, msg: &ClientMsg, payload: &[&[u8]], budget: &mut Budget) -> Result<(), String> {
+        if budget.exhausted() {
+            return Err("time budget spent".into());
+        }
+        if !sys::fstat(self.fd).is_ok_and(|st| st.st_ino == self.ino && st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
+            return Err("socket descriptor was closed or replaced by the program".into());
+        }
+        let start = sys::now_ms();
+        let r = write_frame(&mut SockIo(self.fd), msg, payload).map_err(|e| format!("send failed: {e}"));
+        budget.charge(start);
+        r
+    }
+
+    /// Closes the socket (only ours: checked like `send`).
+    pub fn close(self) {
+        if sys::fstat(self.fd).is_ok_and(|st| st.st_ino == self.ino) {
+            sys::close(self.fd);
+        }
+    }
+
+    /// Forgets the socket without closing: the program already closed it.
+    pub fn abandon(self) {}
+}

@@ -1,0 +1,183 @@
+//! Reading what a path holds, for the before and after of a version.
+//!
+//! Invariants: never blocks (FIFOs and devices are opened non-blocking and
+//! never read), never holds more than `max_size` bytes (larger files are
+//! hashed in fixed chunks), and reports `consistent: false` when the file
+//! kept changing across a few attempts. Reads use `O_NOATIME` where the
+//! kernel permits, so snapshots do not move access times.
+
+use std::ffi::{CStr, CString};
+
+use filetrail_wire::{Meta, SnapState, Snapshot};
+use sha2::{Digest, Sha256};
+
+use crate::sys;
+
+/// A snapshot header and the bytes it carries (empty unless `Stored`).
+pub struct Snap {
+    pub head: Snapshot,
+    pub bytes: Vec<u8>,
+}
+
+const ATTEMPTS: usize = 3;
+const CHUNK: usize = 64 * 1024;
+
+/// What `path` holds now.
+pub fn of_path(path: &[u8], max_size: u64) -> Snap {
+    let Ok(cpath) = CString::new(path) else { return unreadable() };
+    of_cpath(&cpath, max_size)
+}
+
+/// What open descriptor `fd` of this process refers to now (even when the
+/// descriptor is write-only or its path was renamed).
+pub fn of_fd(fd: i32, max_size: u64) -> Snap {
+    let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else { return unreadable() };
+    of_cpath(&link, max_size)
+}
+
+fn unreadable() -> Snap {
+    Snap { head: Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() }, bytes: Vec::new() }
+}
+
+fn of_cpath(path: &CStr, max_size: u64) -> Snap {
+    let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let fd = match sys::openat(libc::AT_FDCWD, path, base | libc::O_NOATIME) {
+        Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, base),
+        other => other,
+    };
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return Snap { head: Snapshot::absent(), bytes: Vec::new() },
+        Err(_) => {
+            // Exists but unreadable to this process (or vanished): say which we can.
+            return match sys::fstatat(libc::AT_FDCWD, path, 0) {
+                Ok(st) => Snap {
+                    head: Snapshot { state: SnapState::Unreadable, size: Some(st.st_size as u64), meta: Some(meta(&st)), consistent: true, ..Default::default() },
+                    bytes: Vec::new(),
+                },
+                Err(_) => Snap { head: Snapshot::absent(), bytes: Vec::new() },
+            };
+        }
+    };
+    read_fd(fd.raw(), max_size)
+}
+
+fn meta(st: &libc::stat) -> Meta {
+    Meta {
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+    }
+}
+
+fn read_fd(fd: i32, max_size: u64) -> Snap {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let Ok(st) = sys::fstat(fd) else { return unreadable() };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Snap {
+                head: Snapshot { state: SnapState::NotRegular, meta: Some(meta(&st)), consistent: true, ..Default::default() },
+                bytes: Vec::new(),
+            };
+        }
+        let size = st.st_size as u64;
+        let attempt = if size > max_size { hash_only(fd) } else { read_all(fd, size, max_size) };
+        let Some((bytes, digest, read_len)) = attempt else { return unreadable() };
+        let settled = sys::fstat(fd)
+            .is_ok_and(|after| after.st_size == st.st_size && after.st_mtime == st.st_mtime && after.st_mtime_nsec == st.st_mtime_nsec)
+            && read_len == size;
+        let head = |consistent| Snapshot {
+            state: if digest.is_some() { SnapState::HashOnly } else { SnapState::Stored },
+            len: bytes.len() as u64,
+            size: Some(read_len),
+            sha256: digest.clone(),
+            meta: Some(meta(&st)),
+            consistent,
+        };
+        if settled {
+            return Snap { head: head(true), bytes };
+        }
+        last = Some(Snap { head: head(false), bytes });
+    }
+    last.unwrap_or_else(unreadable)
+}
+
+/// Reads the whole file, expecting about `size` bytes and never more than
+/// `max_size`. Returns (bytes, None, bytes read).
+fn read_all(fd: i32, size: u64, max_size: u64) -> Option<(Vec<u8>, Option<String>, u64)> {
+    let mut bytes = Vec::with_capacity(size as usize);
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = sys::pread(fd, &mut chunk, bytes.len() as u64).ok()?;
+        if n == 0 {
+            break;
+        }
+        if (bytes.len() + n) as u64 > max_size {
+            // Grew past the cap while we read: report by hash instead.
+            return hash_only(fd);
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let len = bytes.len() as u64;
+    Some((bytes, None, len))
+}
+
+/// Hashes the file in fixed chunks. Returns (no bytes, digest, bytes hashed).
+fn hash_only(fd: i32) -> Option<(Vec<u8>, Option<String>, u64)> {
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    loop {
+        let n = sys::pread(fd, &mut chunk, at).ok()?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&chunk[..n]);
+        at += n as u64;
+    }
+    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Some((Vec::new(), Some(digest), at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpfile(content: &[u8]) -> (std::path::PathBuf, Vec<u8>) {
+        let dir = std::env::temp_dir().join(format!("ft-snap-{}-{}", std::process::id(), content.len()));
+        std::fs::write(&dir, content).unwrap();
+        let bytes = dir.as_os_str().as_encoded_bytes().to_vec();
+        (dir, bytes)
+    }
+
+    #[test]
+    fn stores_small_files_exactly() {
+        let content: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let (p, b) = tmpfile(&content);
+        let s = of_path(&b, 4096);
+        assert_eq!(s.head.state, SnapState::Stored);
+        assert_eq!(s.bytes, content);
+        assert_eq!(s.head.len, 1000);
+        assert!(s.head.consistent);
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn large_files_are_hashed_not_held() {
+        let (p, b) = tmpfile(b"abc");
+        let s = of_path(&b, 2);
+        assert_eq!(s.head.state, SnapState::HashOnly);
+        assert!(s.bytes.is_empty());
+        assert_eq!(s.head.sha256.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn missing_and_special_files() {
+        assert_eq!(of_path(b"/nonexistent/x", 10).head.state, SnapState::Absent);
+        assert_eq!(of_path(b"/dev/null", 10).head.state, SnapState::NotRegular);
+    }
+}

@@ -1,0 +1,241 @@
+//! Safe wrappers around the raw system calls the library makes on its own
+//! behalf. They go through `syscall(2)`, never through libc's `open`/`close`
+//! symbols, so the library cannot observe (or be confused by) its own I/O.
+//! Callers restore `errno` at the hook edge; these functions may clobber it.
+
+use std::ffi::CStr;
+
+use libc::{c_int, c_long};
+
+pub type Errno = c_int;
+
+pub fn errno() -> Errno {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: Errno) {
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = e };
+}
+
+fn check(r: c_long) -> Result<c_long, Errno> {
+    if r < 0 { Err(errno()) } else { Ok(r) }
+}
+
+/// A descriptor owned by the library, closed on drop.
+pub struct Fd(c_int);
+
+impl Fd {
+    pub fn raw(&self) -> c_int {
+        self.0
+    }
+    /// Gives up ownership without closing.
+    pub fn into_raw(self) -> c_int {
+        let fd = self.0;
+        std::mem::forget(self);
+        fd
+    }
+}
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        close(self.0);
+    }
+}
+
+pub fn close(fd: c_int) {
+    // SAFETY: closing a descriptor number has no memory-safety preconditions.
+    unsafe { libc::syscall(libc::SYS_close, fd as c_long) };
+}
+
+pub fn openat(dirfd: c_int, path: &CStr, flags: c_int) -> Result<Fd, Errno> {
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_openat, dirfd as c_long, path.as_ptr(), flags as c_long, 0 as c_long) };
+    check(r).map(|fd| Fd(fd as c_int))
+}
+
+pub fn fstat(fd: c_int) -> Result<libc::stat, Errno> {
+    fstatat(fd, c"", libc::AT_EMPTY_PATH)
+}
+
+pub fn fstatat(dirfd: c_int, path: &CStr, flags: c_int) -> Result<libc::stat, Errno> {
+    // SAFETY: all-zero is a valid `stat`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated and st is a writable stat buffer.
+    let r = unsafe {
+        libc::syscall(libc::SYS_newfstatat, dirfd as c_long, path.as_ptr(), &mut st as *mut libc::stat, flags as c_long)
+    };
+    check(r).map(|_| st)
+}
+
+pub fn pread(fd: c_int, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: buf is a valid writable region of buf.len() bytes.
+        let r = unsafe {
+            libc::syscall(libc::SYS_pread64, fd as c_long, buf.as_mut_ptr(), buf.len(), offset as libc::off_t)
+        };
+        match check(r) {
+            Err(libc::EINTR) => continue,
+            other => return other.map(|n| n as usize),
+        }
+    }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+pub fn getcwd() -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is writable for buf.len() bytes.
+    let r = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    // The raw syscall returns the length including the NUL.
+    let len = usize::try_from(r).ok()?.checked_sub(1)?;
+    buf.truncate(len);
+    (buf.first() == Some(&b'/')).then_some(buf)
+}
+
+pub fn readlink(path: &CStr) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: path is NUL-terminated; buf is writable for buf.len() bytes.
+    let r = unsafe {
+        libc::syscall(libc::SYS_readlinkat, libc::AT_FDCWD as c_long, path.as_ptr(), buf.as_mut_ptr(), buf.len())
+    };
+    let len = usize::try_from(r).ok()?;
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// The directory a descriptor refers to, for `*at` calls.
+pub fn fd_path(fd: c_int) -> Option<Vec<u8>> {
+    let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
+    readlink(&link)
+}
+
+/// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec.
+pub fn dup_cloexec_at_least(fd: c_int, min: c_int) -> Result<Fd, Errno> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes an int argument.
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd as c_long, libc::F_DUPFD_CLOEXEC as c_long, min as c_long) };
+    check(r).map(|fd| Fd(fd as c_int))
+}
+
+pub fn send_all(fd: c_int, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: buf is readable for buf.len() bytes; MSG_NOSIGNAL keeps a
+        // dead peer from raising SIGPIPE in the host program.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd as c_long,
+                buf.as_ptr(),
+                buf.len(),
+                libc::MSG_NOSIGNAL as c_long,
+                std::ptr::null::<libc::sockaddr>(),
+                0 as c_long,
+            )
+        };
+        match check(r) {
+            Ok(n) => buf = &buf[n as usize..],
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: buf is writable for buf.len() bytes.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                fd as c_long,
+                buf.as_mut_ptr(),
+                buf.len(),
+                0 as c_long,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        };
+        match check(r) {
+            Err(libc::EINTR) => continue,
+            other => return other.map(|n| n as usize),
+        }
+    }
+}
+
+/// A connected, close-on-exec Unix stream socket to `path`, with send and
+/// receive timeouts of `timeout_ms` (connect obeys the send timeout).
+pub fn connect_unix(path: &[u8], timeout_ms: u64) -> Result<Fd, Errno> {
+    // SAFETY: socket has no memory preconditions.
+    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(errno());
+    }
+    let fd = Fd(raw);
+    let tv = libc::timeval {
+        tv_sec: (timeout_ms / 1000) as libc::time_t,
+        tv_usec: ((timeout_ms % 1000) * 1000).max(1) as libc::suseconds_t,
+    };
+    for opt in [libc::SO_SNDTIMEO, libc::SO_RCVTIMEO] {
+        // SAFETY: tv is a valid timeval of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd.raw(),
+                libc::SOL_SOCKET,
+                opt,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+    }
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if path.len() >= addr.sun_path.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(path) {
+        *dst = *src as libc::c_char;
+    }
+    loop {
+        // SAFETY: addr is a valid sockaddr_un of the size passed.
+        let r = unsafe {
+            libc::connect(
+                fd.raw(),
+                &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        match r {
+            0 => return Ok(fd),
+            _ if errno() == libc::EINTR => continue,
+            _ => return Err(errno()),
+        }
+    }
+}
+
+/// Monotonic milliseconds, from the vDSO.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Writes a diagnostic line to stderr (only used under FILETRAIL_DEBUG).
+pub fn debug_line(msg: &str) {
+    let line = format!("filetrail[{}]: {msg}\n", getpid());
+    // SAFETY: line is readable for its length.
+    unsafe { libc::syscall(libc::SYS_write, 2 as c_long, line.as_ptr(), line.len()) };
+}
+
+/// The value of environment variable `name`, read once by the caller.
+pub fn env(name: &CStr) -> Option<Vec<u8>> {
+    // SAFETY: getenv reads the environment; the result is copied at once.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: a non-null getenv result is a NUL-terminated string.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
+}

@@ -1,0 +1,456 @@
+//! What a hooked call means for filetrail, and the per-process state.
+//!
+//! Safe Rust only: hooks hand over paths and descriptor numbers, this module
+//! decides whether the call touches a tracked file, takes snapshots and sends
+//! events. Invariants:
+//! - nothing here runs for read-only opens or untracked descriptors (the
+//!   hooks filter with [`may_track_close`] and flag checks first);
+//! - the state lock is held across `fork()` by the atfork handlers, so a
+//!   child never inherits it half-changed; a `vfork` child (same memory,
+//!   other pid) never touches the state;
+//! - a process whose collector is missing or slow turns itself off for good
+//!   ([`off`]), after at most its time budget.
+
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
+use std::sync::Once;
+
+use filetrail_wire::{policy, ClientMsg, Policy, SnapState, WirePath};
+
+use crate::client::{Budget, Conn};
+use crate::config::{debug, settings};
+use crate::fdtable::FdTable;
+use crate::lock::{Lock, LockGuard};
+use crate::snapshot::{self, Snap};
+use crate::sys;
+
+static STATE: Lock<Process> = Lock::new(Process::new());
+/// The pid that owns STATE; another pid in this memory is a vfork child.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+/// Descriptors in the table, so `close` of anything else costs one load.
+static TRACKED_FDS: AtomicUsize = AtomicUsize::new(0);
+/// The library's own socket descriptor, or -1.
+static SOCKET_FD: AtomicI32 = AtomicI32::new(-1);
+/// This process no longer talks to the collector.
+static OFF: AtomicBool = AtomicBool::new(false);
+
+struct Process {
+    phase: Phase,
+    fds: FdTable,
+    next_token: u64,
+    budget: Budget,
+    dropped: u64,
+}
+
+enum Phase {
+    /// Nothing tracked yet: no connection, no policy.
+    New,
+    /// Connected (or, in a fresh fork child, about to reconnect).
+    Ready { policy: Policy, conn: Option<Conn> },
+    /// No collector: pass everything through.
+    Off,
+}
+
+impl Process {
+    const fn new() -> Self {
+        Process { phase: Phase::New, fds: FdTable::new(), next_token: 1, budget: Budget::new(0), dropped: 0 }
+    }
+}
+
+/// True once this process has given up on the collector.
+pub fn off() -> bool {
+    OFF.load(Relaxed)
+}
+
+/// Whether `close(fd)` (or replacing `fd`) can matter to the library.
+pub fn may_track_close(fd: i32) -> bool {
+    TRACKED_FDS.load(Relaxed) != 0 || fd == SOCKET_FD.load(Relaxed)
+}
+
+/// Locks the state, unless this is a vfork child sharing its parent's
+/// memory (its pid is not the owner's), which must not change it.
+fn state() -> Option<LockGuard<'static, Process>> {
+    (sys::getpid() == OWNER_PID.load(Relaxed)).then(|| STATE.lock())
+}
+
+/// Runs when the library is loaded: remember whose memory this is, and
+/// install the fork handlers. Two cheap calls; nothing else happens until
+/// a program opens a file for writing.
+extern "C" fn on_load() {
+    OWNER_PID.store(sys::getpid(), Relaxed);
+    // SAFETY: the handlers are plain functions that never unwind.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static ON_LOAD: extern "C" fn() = on_load;
+
+/// The policy, connecting on first use. `None` when the process is off.
+fn ready(p: &mut Process) -> Option<&Policy> {
+    if matches!(p.phase, Phase::New) {
+        start_process();
+        p.budget = Budget::new(settings().budget_ms);
+        p.phase = Phase::Ready { policy: Policy::new::<&str>(&[], &[], 0).ok()?, conn: None };
+    }
+    if let Phase::Ready { conn: None, .. } = p.phase {
+        match Conn::open(&settings().socket, &mut p.budget) {
+            Ok((conn, policy)) => {
+                SOCKET_FD.store(conn.fd(), Relaxed);
+                p.phase = Phase::Ready { policy, conn: Some(conn) };
+            }
+            Err(why) => {
+                debug(|| format!("collector unavailable, not recording this process: {why}"));
+                turn_off(p);
+            }
+        }
+    }
+    match &p.phase {
+        Phase::Ready { policy, .. } => Some(policy),
+        _ => None,
+    }
+}
+
+fn turn_off(p: &mut Process) {
+    if let Phase::Ready { conn: Some(conn), .. } = std::mem::replace(&mut p.phase, Phase::Off) {
+        conn.close();
+    }
+    p.phase = Phase::Off;
+    p.fds.clear();
+    TRACKED_FDS.store(0, Relaxed);
+    SOCKET_FD.store(-1, Relaxed);
+    OFF.store(true, Relaxed);
+}
+
+/// The frame payload of these snapshots: the bytes of those that carry some.
+fn payload<'a>(snaps: &[&'a Snap]) -> Vec<&'a [u8]> {
+    snaps.iter().filter(|s| s.head.state == SnapState::Stored).map(|s| &s.bytes[..]).collect()
+}
+
+/// Sends one event; on failure the process stops recording (and says so
+/// under FILETRAIL_DEBUG, with how many events were lost).
+fn send(p: &mut Process, msg: ClientMsg, snaps: &[&Snap]) {
+    let payload = payload(snaps);
+    let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else {
+        p.dropped += 1;
+        return;
+    };
+    if let Err(why) = conn.send(&msg, &payload, &mut p.budget) {
+        p.dropped += 1;
+        let dropped = p.dropped;
+        debug(|| format!("lost {dropped} event(s), not recording this process any more: {why}"));
+        turn_off(p);
+    }
+}
+
+/// Once per process, at first use: a silent panic hook (this library's std
+/// only — a Rust host program keeps its own).
+fn start_process() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| debug(|| format!("internal error (ignored): {info}"))));
+    });
+}
+
+extern "C" fn fork_prepare() {
+    STATE.acquire();
+}
+
+extern "C" fn fork_parent() {
+    STATE.release();
+}
+
+extern "C" fn fork_child() {
+    OWNER_PID.store(sys::getpid(), Relaxed);
+    // SAFETY: in the child only this thread exists, and this thread took the
+    // lock in fork_prepare: the state is ours.
+    let p = unsafe { STATE.get_unchecked() };
+    // The child reports on its own connection (the kernel credits a
+    // connection to the process that opened it).
+    if let Phase::Ready { conn, .. } = &mut p.phase {
+        if let Some(c) = conn.take() {
+            c.close();
+        }
+    }
+    p.fds.clear();
+    p.budget = Budget::new(settings().budget_ms);
+    TRACKED_FDS.store(0, Relaxed);
+    SOCKET_FD.store(-1, Relaxed);
+    STATE.release();
+}
+
+/// An absolute, lexically normalized path for `path` relative to `dirfd`.
+fn resolve(dirfd: i32, path: &CStr) -> Option<Vec<u8>> {
+    let path = path.to_bytes();
+    if path.first() == Some(&b'/') {
+        return Some(policy::absolute(b"/", path));
+    }
+    let base = if dirfd == libc::AT_FDCWD { sys::getcwd()? } else { sys::fd_path(dirfd)? };
+    Some(policy::absolute(&base, path))
+}
+
+/// Paths that are never files a human edits: no need to ask the collector.
+fn never_tracked(path: &[u8]) -> bool {
+    ["/dev/", "/proc/", "/sys/"].iter().any(|p| path.starts_with(p.as_bytes()))
+}
+
+/// The tracked path a call names, with the policy's size cap, or `None`.
+fn tracked(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64)> {
+    if off() {
+        return None;
+    }
+    let abs = resolve(dirfd, path)?;
+    if never_tracked(&abs) {
+        return None;
+    }
+    let mut p = state()?;
+    let policy = ready(&mut p)?;
+    policy.is_tracked(&abs).then(|| (abs, policy.max_size))
+}
+
+/// A writable open about to happen, with what the path held before it.
+pub struct PendingOpen {
+    path: Vec<u8>,
+    flags: i32,
+    before: Snap,
+    /// In a vfork child: a connection of its own, used once and left open.
+    oneshot: Option<(Conn, Budget)>,
+}
+
+/// Before a writable open: is the path tracked? If so, snapshot it.
+pub fn open_before(dirfd: i32, path: &CStr, flags: i32) -> Option<PendingOpen> {
+    let (path, max_size, oneshot) = match tracked(dirfd, path) {
+        Some((path, max_size)) => (path, max_size, None),
+        None => {
+            let (path, max_size, conn) = tracked_in_vfork_child(dirfd, path)?;
+            (path, max_size, Some(conn))
+        }
+    };
+    let before = snapshot::of_path(&path, max_size);
+    if before.head.state == SnapState::NotRegular {
+        return None;
+    }
+    Some(PendingOpen { path, flags, before, oneshot })
+}
+
+/// A vfork child (dash runs commands this way, and opens their redirects
+/// in the child) shares its parent's memory and must not change the state.
+/// It reports on a connection of its own, opened here, left open, and
+/// closed by the `exec` that follows (close-on-exec): the collector then
+/// finishes the version when the process exits.
+fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Conn, Budget))> {
+    if off() || sys::getpid() == OWNER_PID.load(Relaxed) {
+        return None;
+    }
+    let abs = resolve(dirfd, path)?;
+    if never_tracked(&abs) {
+        return None;
+    }
+    // The parent's cached policy, if any, spares a connection.
+    if let Phase::Ready { policy, .. } = &STATE.lock().phase {
+        if !policy.is_tracked(&abs) {
+            return None;
+        }
+    }
+    let mut budget = Budget::new(settings().budget_ms);
+    let (conn, policy) = Conn::open(&settings().socket, &mut budget).ok()?;
+    if !policy.is_tracked(&abs) {
+        conn.close();
+        return None;
+    }
+    Some((abs, policy.max_size, (conn, budget)))
+}
+
+/// After the open: if it succeeded on a regular file, the version begins.
+pub fn open_after(open: PendingOpen, fd: i32) {
+    if fd < 0 || !sys::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+        if let Some((conn, _)) = open.oneshot {
+            conn.close();
+        }
+        return;
+    }
+    if let Some((mut conn, mut budget)) = open.oneshot {
+        let msg = ClientMsg::Begin { token: 1, path: WirePath(open.path), flags: open.flags, before: open.before.head.clone() };
+        let _ = conn.send(&msg, &payload(&[&open.before]), &mut budget);
+        conn.abandon(); // stays open until exec or exit
+        return;
+    }
+    let Some(mut p) = state() else { return };
+    if !matches!(p.phase, Phase::Ready { .. }) {
+        return;
+    }
+    let token = p.next_token;
+    p.next_token += 1;
+    p.fds.open(fd, token);
+    TRACKED_FDS.store(p.fds.len(), Relaxed);
+    let msg = ClientMsg::Begin { token, path: WirePath(open.path), flags: open.flags, before: open.before.head.clone() };
+    send(&mut p, msg, &[&open.before]);
+}
+
+/// A file was just created and opened as `fd` (the `mkstemp` family): a
+/// version that begins with nothing.
+pub fn created(dirfd: i32, path: &CStr, fd: i32) {
+    if let Some((path, _)) = tracked(dirfd, path) {
+        let before = Snap { head: filetrail_wire::Snapshot::absent(), bytes: Vec::new() };
+        open_after(PendingOpen { path, flags: libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, before, oneshot: None }, fd);
+    }
+}
+
+/// What the close hook must do after [`before_close`].
+pub enum CloseAction {
+    /// Call the real `close`.
+    Real,
+    /// The program closed the library's own socket, which it never opened:
+    /// the library closed it; answer EBADF as if it had never been open.
+    NotOpen,
+}
+
+/// Before `close(fd)`: if it ends a tracked open, snapshot and report it.
+pub fn before_close(fd: i32) -> CloseAction {
+    let Some(mut p) = state() else { return CloseAction::Real };
+    if fd == SOCKET_FD.load(Relaxed) {
+        if let Phase::Ready { conn, .. } = &mut p.phase {
+            if let Some(c) = conn.take() {
+                c.close();
+            }
+        }
+        SOCKET_FD.store(-1, Relaxed);
+        return CloseAction::NotOpen;
+    }
+    end_if_last(&mut p, fd);
+    CloseAction::Real
+}
+
+/// `fd` is going away; if it was the last descriptor of a tracked open,
+/// the version ends now (the descriptor is still open for the snapshot).
+fn end_if_last(p: &mut Process, fd: i32) {
+    if let Some(token) = p.fds.close(fd) {
+        TRACKED_FDS.store(p.fds.len(), Relaxed);
+        let max_size = match &p.phase {
+            Phase::Ready { policy, .. } => policy.max_size,
+            _ => return,
+        };
+        let after = snapshot::of_fd(fd, max_size);
+        send(p, ClientMsg::Close { token, after: after.head.clone() }, &[&after]);
+    }
+}
+
+/// A tracked open whose last descriptor a `FILE` is about to close: `fclose`
+/// flushes and closes inside libc (not through our `close` hook), so we keep
+/// a duplicate to snapshot what the flush wrote.
+pub struct Closing {
+    token: u64,
+    held: sys::Fd,
+}
+
+/// Before `fclose`: if `fd` is the last descriptor of a tracked open.
+pub fn before_fclose(fd: i32) -> Option<Closing> {
+    let mut p = state()?;
+    let token = p.fds.close(fd);
+    TRACKED_FDS.store(p.fds.len(), Relaxed);
+    let held = sys::dup_cloexec_at_least(token.and(Some(fd))?, 0).ok()?;
+    Some(Closing { token: token?, held })
+}
+
+/// After `fclose`: the version ends with what the file holds now.
+pub fn after_fclose(c: Closing) {
+    let Some(mut p) = state() else { return };
+    let Phase::Ready { policy, .. } = &p.phase else { return };
+    let after = snapshot::of_fd(c.held.raw(), policy.max_size);
+    send(&mut p, ClientMsg::Close { token: c.token, after: after.head.clone() }, &[&after]);
+}
+
+/// Before `dup2(old, new)`/`dup3`: `new` is replaced, which may end an open
+/// or take over the library's socket descriptor.
+pub fn before_replace(old: i32, new: i32) {
+    if old == new {
+        return;
+    }
+    let Some(mut p) = state() else { return };
+    if new == SOCKET_FD.load(Relaxed) {
+        if let Phase::Ready { conn, .. } = &mut p.phase {
+            // The program is about to reuse the number: forget, don't close.
+            if let Some(c) = conn.take() {
+                c.abandon();
+            }
+        }
+        SOCKET_FD.store(-1, Relaxed);
+        return;
+    }
+    end_if_last(&mut p, new);
+}
+
+/// After a successful `dup`-like call: `new` reaches what `old` reaches.
+pub fn after_dup(old: i32, new: i32) {
+    if new < 0 || TRACKED_FDS.load(Relaxed) == 0 {
+        return;
+    }
+    let Some(mut p) = state() else { return };
+    p.fds.dup(old, new);
+    TRACKED_FDS.store(p.fds.len(), Relaxed);
+}
+
+/// A rename about to happen that involves a tracked path.
+pub struct PendingRename {
+    old: Vec<u8>,
+    new: Vec<u8>,
+    max_size: u64,
+    before: Snap,
+}
+
+pub fn rename_before(olddir: i32, old: &CStr, newdir: i32, new: &CStr) -> Option<PendingRename> {
+    if off() {
+        return None;
+    }
+    let old = resolve(olddir, old)?;
+    let new = resolve(newdir, new)?;
+    let max_size = {
+        let mut p = state()?;
+        let policy = ready(&mut p)?;
+        if !policy.is_tracked(&new) && !policy.is_tracked(&old) {
+            return None;
+        }
+        policy.max_size
+    };
+    let before = snapshot::of_path(&new, max_size);
+    (before.head.state != SnapState::NotRegular).then_some(PendingRename { old, new, max_size, before })
+}
+
+pub fn rename_after(r: PendingRename, ok: bool) {
+    if !ok {
+        return;
+    }
+    let after = snapshot::of_path(&r.new, r.max_size);
+    if after.head.state == SnapState::NotRegular {
+        return; // a directory was renamed: not a file version
+    }
+    let Some(mut p) = state() else { return };
+    let msg = ClientMsg::Rename {
+        old: WirePath(r.old),
+        new: WirePath(r.new),
+        before: r.before.head.clone(),
+        after: after.head.clone(),
+    };
+    send(&mut p, msg, &[&r.before, &after]);
+}
+
+/// An unlink about to happen of a tracked regular file.
+pub struct PendingDelete {
+    path: Vec<u8>,
+    before: Snap,
+}
+
+pub fn unlink_before(dirfd: i32, path: &CStr) -> Option<PendingDelete> {
+    let (path, max_size) = tracked(dirfd, path)?;
+    let before = snapshot::of_path(&path, max_size);
+    matches!(before.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable)
+        .then_some(PendingDelete { path, before })
+}
+
+pub fn unlink_after(d: PendingDelete, ok: bool) {
+    if !ok {
+        return;
+    }
+    let Some(mut p) = state() else { return };
+    send(&mut p, ClientMsg::Delete { path: WirePath(d.path), before: d.before.head.clone() }, &[&d.before]);
+}

@@ -1,0 +1,164 @@
+//! Test harness: a real `collector serve` in a temporary directory and real
+//! programs run under the built `libfiletrail.so`.
+//!
+//! The binaries are taken from `target/release` (or `$FILETRAIL_BUILD_DIR`):
+//! `scripts/test` builds them before running the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub fn build_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FILETRAIL_BUILD_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release")
+}
+
+pub fn library() -> PathBuf {
+    let lib = build_dir().join("libfiletrail.so");
+    assert!(lib.exists(), "{} missing: run `cargo build --release` first (scripts/test does)", lib.display());
+    lib
+}
+
+pub fn collector_bin() -> PathBuf {
+    let bin = build_dir().join("collector");
+    assert!(bin.exists(), "{} missing: run `cargo build --release` first (scripts/test does)", bin.display());
+    bin
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A running collector tracking `<tmp>/track`.
+pub struct Collector {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub db: PathBuf,
+    pub track: PathBuf,
+    child: Child,
+}
+
+impl Collector {
+    pub fn start() -> Collector {
+        Self::start_with("")
+    }
+
+    /// Starts a collector; `extra_config` is appended to its TOML config.
+    pub fn start_with(extra_config: &str) -> Collector {
+        let dir = tempfile::Builder::new().prefix("filetrail-test").tempdir().expect("tempdir");
+        let track = dir.path().join("track");
+        std::fs::create_dir(&track).unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
+        let socket = dir.path().join("collector.sock");
+        let db = dir.path().join("trail.db");
+        let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
+        let child = Command::new(collector_bin())
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .arg("--db")
+            .arg(&db)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting collector");
+        let c = Collector { dir, socket, db, track, child };
+        c.wait_until(|| c.socket.exists(), "the collector socket to appear");
+        c
+    }
+
+    fn wait_until(&self, mut ok: impl FnMut() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
+    }
+
+    /// A path inside the tracked directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.track.join(name)
+    }
+
+    /// A command that runs under the library, reporting to this collector,
+    /// in the tracked directory.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(&self.track).env("LD_PRELOAD", library()).env("FILETRAIL_SOCKET", &self.socket);
+        cmd
+    }
+
+    /// Runs `sh -c script` under the library; panics unless it succeeds.
+    pub fn sh(&self, script: &str) -> Output {
+        let out = self.command("sh").arg("-c").arg(script).output().expect("running sh");
+        assert!(out.status.success(), "sh -c {script:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// All versions, as `collector query --json` prints them.
+    pub fn versions(&self) -> Vec<Value> {
+        let out = Command::new(collector_bin()).args(["query", "--json", "--db"]).arg(&self.db).output().unwrap();
+        assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Waits (up to 5 s) until at least `n` versions are recorded.
+    pub fn wait_versions(&self, n: usize) -> Vec<Value> {
+        let mut got = Vec::new();
+        self.wait_until(
+            || {
+                got = self.versions();
+                got.len() >= n
+            },
+            &format!("{n} versions"),
+        );
+        got
+    }
+
+    /// The exact stored bytes of version `id` (after, or before).
+    pub fn show(&self, id: &Value, before: bool) -> Vec<u8> {
+        let mut cmd = Command::new(collector_bin());
+        cmd.args(["show", "--db"]).arg(&self.db).arg(id.to_string());
+        if before {
+            cmd.arg("--before");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "show {id} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Asserts that version `v` is `action` on `name` with exactly these
+    /// contents (None = did not exist), by hash and by stored bytes.
+    pub fn assert_version(&self, v: &Value, action: &str, name: &str, before: Option<&[u8]>, after: Option<&[u8]>) {
+        let path = self.path(name).display().to_string();
+        assert_eq!(v["path"], path.as_str(), "path of {v}");
+        assert_eq!(v["action"], action, "action of {v}");
+        for (side, want, is_before) in [("before", before, true), ("after", after, false)] {
+            match want {
+                None => assert!(v[side].is_null(), "{side} of {v} should be null"),
+                Some(bytes) => {
+                    assert_eq!(v[side], sha256(bytes).as_str(), "{side} hash of {v}");
+                    assert_eq!(self.show(&v["id"], is_before), bytes, "{side} bytes of version {}", v["id"]);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

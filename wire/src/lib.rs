@@ -1,0 +1,228 @@
+//! The filetrail wire format, shared by the preload library (client) and the
+//! collector (server), and the tracking [`policy`] both of them apply.
+//!
+//! # Frames
+//! Every message is one frame on a Unix stream socket:
+//!
+//! ```text
+//! u32 LE  header length H   (at most MAX_HEADER)
+//! u64 LE  payload length P  (at most what the reader allows)
+//! H bytes header: one JSON object, a ClientMsg or ServerMsg
+//! P bytes payload: raw file content, never re-encoded as text
+//! ```
+//!
+//! The payload of a message is the concatenation of the bytes of its
+//! snapshots whose `state` is `stored`, in the order the snapshots appear in
+//! the message (`before` then `after`); each snapshot says its own `len`.
+//!
+//! # Conversation
+//! 1. The client connects and sends [`ClientMsg::Hello`].
+//! 2. The server answers [`ServerMsg::Welcome`] with the tracked roots and
+//!    ignore globs (the collector's config decides what is tracked, never the
+//!    session's environment), or [`ServerMsg::Error`].
+//! 3. The client sends events: [`ClientMsg::Begin`] when a tracked file is
+//!    opened for writing (with what the path held before), [`ClientMsg::Close`]
+//!    when the last descriptor of that open is closed (with what it holds
+//!    now), [`ClientMsg::Rename`], [`ClientMsg::Delete`], [`ClientMsg::Truncate`].
+//!    The server sends nothing back for events.
+//! 4. The connection ends when the process exits or `exec`s (the socket is
+//!    close-on-exec). Opens still without a `Close` are finished by the
+//!    collector itself once the process has exited.
+//!
+//! Unknown message kinds are skipped by the reader ([`ClientMsg::Unknown`]),
+//! so a newer library can talk to an older collector.
+
+pub mod frame;
+pub mod path;
+pub mod policy;
+
+use serde::{Deserialize, Serialize};
+
+pub use frame::{read_frame, write_frame, Frame, FrameError, MAX_HEADER};
+pub use path::WirePath;
+pub use policy::Policy;
+
+/// Version of the conversation described above.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Where the collector listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/filetrail/collector.sock";
+
+/// Messages from the library to the collector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// First frame of every connection.
+    Hello { version: u32 },
+    /// A tracked path was opened for writing; `before` is what it held just
+    /// before the open. `token` names this open until its `Close`.
+    Begin { token: u64, path: WirePath, flags: i32, before: Snapshot },
+    /// The last descriptor of open `token` was closed; `after` is what the
+    /// file held at that moment.
+    Close { token: u64, after: Snapshot },
+    /// `old` was renamed to `new`. `before` is what `new` held before the
+    /// rename, `after` what it holds now.
+    Rename { old: WirePath, new: WirePath, before: Snapshot, after: Snapshot },
+    /// `path` was unlinked; `before` is what it held.
+    Delete { path: WirePath, before: Snapshot },
+    /// `path` was truncated by name (`truncate(2)`).
+    Truncate { path: WirePath, before: Snapshot, after: Snapshot },
+    /// A kind this reader does not know; skipped.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Messages from the collector to the library.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// Answer to `Hello`: what this client must report.
+    Welcome {
+        version: u32,
+        /// Absolute directories (or files) whose changes are recorded.
+        track: Vec<String>,
+        /// Globs of paths never recorded; see [`Policy`].
+        ignore: Vec<String>,
+        /// Files larger than this are reported by hash only.
+        max_size: u64,
+    },
+    /// The collector refuses this client; it should stay quiet.
+    Error { message: String },
+    #[serde(other)]
+    Unknown,
+}
+
+/// What a path held at one moment, as seen by the library.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub state: SnapState,
+    /// Bytes of this snapshot in the frame payload (0 unless `stored`).
+    #[serde(default)]
+    pub len: u64,
+    /// File size in bytes, when the path existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Lowercase hex SHA-256 computed by the library (only for `hash_only`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    /// False when the file kept changing while it was read.
+    #[serde(default = "yes")]
+    pub consistent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `stat` fields of a snapshotted file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i64,
+}
+
+/// Whether and how a snapshot carries content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapState {
+    /// The path did not exist.
+    #[default]
+    Absent,
+    /// The content follows in the payload (`len` bytes).
+    Stored,
+    /// Too large: only `size` and `sha256`.
+    HashOnly,
+    /// Exists but is not a regular file (FIFO, device, directory…): never read.
+    NotRegular,
+    /// Exists but could not be read by the writing process.
+    Unreadable,
+}
+
+impl Snapshot {
+    pub fn absent() -> Self {
+        Snapshot { consistent: true, ..Snapshot::default() }
+    }
+    pub fn exists(&self) -> bool {
+        self.state != SnapState::Absent
+    }
+}
+
+impl ClientMsg {
+    /// The snapshots whose bytes travel in the payload, in payload order.
+    pub fn snapshots(&self) -> Vec<&Snapshot> {
+        match self {
+            ClientMsg::Begin { before, .. } | ClientMsg::Delete { before, .. } => vec![before],
+            ClientMsg::Close { after, .. } => vec![after],
+            ClientMsg::Rename { before, after, .. } | ClientMsg::Truncate { before, after, .. } => {
+                vec![before, after]
+            }
+            ClientMsg::Hello { .. } | ClientMsg::Unknown => vec![],
+        }
+    }
+
+    /// Splits a frame payload into the content of each snapshot, `None` for
+    /// snapshots that carry no bytes. Fails when the lengths do not add up.
+    pub fn split_payload<'a>(&self, payload: &'a [u8]) -> Result<Vec<Option<&'a [u8]>>, FrameError> {
+        let mut out = Vec::new();
+        let mut at: usize = 0;
+        for snap in self.snapshots() {
+            if snap.state == SnapState::Stored {
+                let len = usize::try_from(snap.len).map_err(|_| FrameError::PayloadMismatch)?;
+                let end = at.checked_add(len).ok_or(FrameError::PayloadMismatch)?;
+                let bytes = payload.get(at..end).ok_or(FrameError::PayloadMismatch)?;
+                out.push(Some(bytes));
+                at = end;
+            } else {
+                out.push(None);
+            }
+        }
+        if at != payload.len() {
+            return Err(FrameError::PayloadMismatch);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(n: u64) -> Snapshot {
+        Snapshot { state: SnapState::Stored, len: n, size: Some(n), consistent: true, ..Default::default() }
+    }
+
+    #[test]
+    fn unknown_kind_is_skipped_not_fatal() {
+        let m: ClientMsg = serde_json::from_str(r#"{"kind":"from_the_future","x":1}"#).unwrap();
+        assert_eq!(m, ClientMsg::Unknown);
+    }
+
+    #[test]
+    fn payload_splits_in_snapshot_order() {
+        let m = ClientMsg::Rename {
+            old: WirePath::from("/a"),
+            new: WirePath::from("/b"),
+            before: stored(2),
+            after: stored(3),
+        };
+        let parts = m.split_payload(b"xxyyy").unwrap();
+        assert_eq!(parts, vec![Some(&b"xx"[..]), Some(&b"yyy"[..])]);
+        assert!(m.split_payload(b"xxyy").is_err());
+        assert!(m.split_payload(b"xxyyyz").is_err());
+    }
+
+    #[test]
+    fn absent_snapshot_carries_nothing() {
+        let m = ClientMsg::Begin { token: 1, path: WirePath::from("/a"), flags: 0, before: Snapshot::absent() };
+        assert_eq!(m.split_payload(b"").unwrap(), vec![None]);
+        let json = serde_json::to_string(&m).unwrap();
+        let back: ClientMsg = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
+}
