@@ -28,18 +28,24 @@ use crate::model::{Action, Draft, Side};
 /// How long a created file or moved-aside original waits for its sequel.
 pub const PARK_WINDOW: Duration = Duration::from_secs(2);
 
-/// An open whose writer went away without reporting its last close.
+/// Device and inode of an opened file.
+pub type FileId = (u64, u64);
+
+/// A tracked open as the library reported it (`Begin`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Unfinished {
+pub struct Opened {
+    /// The file really opened.
     pub path: Vec<u8>,
+    /// The name the program used, when a symlink led to `path`.
+    pub named: Option<Vec<u8>>,
+    pub file: Option<FileId>,
     pub before: Option<Side>,
 }
 
-#[derive(Debug)]
-struct Open {
-    path: Vec<u8>,
-    before: Option<Side>,
-}
+/// An open whose version must be finished from the file itself: its writer
+/// went away without reporting the last close, or other processes still
+/// hold the file open.
+pub type Unfinished = Opened;
 
 #[derive(Debug)]
 enum Parked {
@@ -72,7 +78,7 @@ impl Parked {
 
 pub struct Assembler {
     policy: Policy,
-    opens: HashMap<u64, Open>,
+    opens: HashMap<u64, Opened>,
     parked: Vec<Parked>,
 }
 
@@ -93,37 +99,51 @@ impl Assembler {
         }
     }
 
-    /// An open for writing of `path` began; `before` is what it held.
-    pub fn begin(&mut self, token: u64, path: Vec<u8>, mut before: Option<Side>) -> Vec<Draft> {
+    /// An open for writing began (`before` is what the path held).
+    pub fn begin(&mut self, token: u64, mut open: Opened) -> Vec<Draft> {
         let mut out = Vec::new();
-        if before.is_none() {
+        if open.before.is_none() {
             if let Some(Parked::MovedAside(moved)) =
-                self.take_parked(|p| matches!(p, Parked::MovedAside(_)) && p.subject() == path.as_slice())
+                self.take_parked(|p| matches!(p, Parked::MovedAside(_)) && p.subject() == open.path.as_slice())
             {
-                before = moved.after;
+                open.before = moved.after;
             }
         }
-        self.flush_path(&path, &mut out);
-        self.opens.insert(token, Open { path, before });
+        self.flush_path(&open.path, &mut out);
+        self.opens.insert(token, open);
         out
+    }
+
+    /// The device and inode of open `token`, as reported at its start.
+    pub fn file_of(&self, token: u64) -> Option<FileId> {
+        self.opens.get(&token)?.file
+    }
+
+    /// Takes open `token` out, to be finished from the file itself.
+    pub fn abandon(&mut self, token: u64) -> Option<Unfinished> {
+        self.opens.remove(&token)
+    }
+
+    /// A new name was linked to a file (an `O_TMPFILE` file made visible, a
+    /// hard link): like a file this process created.
+    pub fn link(&mut self, new: Vec<u8>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
+        let mut out = Vec::new();
+        self.flush_path(&new, &mut out);
+        self.parked.push(Parked::Created(Draft::new(new, Action::Create, None, after, now)));
+        finish(out)
     }
 
     /// The last descriptor of open `token` closed; `after` is what it holds.
     pub fn close(&mut self, token: u64, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let Some(open) = self.opens.remove(&token) else { return Vec::new() };
-        let mut out = Vec::new();
-        match open.before {
-            None => self.parked.push(Parked::Created(Draft {
-                path: open.path,
-                action: Action::Create,
-                old_path: None,
-                before: None,
-                after,
-                time: now,
-            })),
-            before => out.push(Draft { path: open.path, action: Action::Write, old_path: None, before, after, time: now }),
+        let action = if open.before.is_some() { Action::Write } else { Action::Create };
+        let draft = Draft { named_path: open.named, ..Draft::new(open.path, action, open.before, after, now) };
+        if action == Action::Create {
+            self.parked.push(Parked::Created(draft));
+            Vec::new()
+        } else {
+            finish(vec![draft])
         }
-        finish(out)
     }
 
     /// `old` was renamed to `new`; `before` is what `new` held before.
@@ -132,12 +152,12 @@ impl Assembler {
         if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()).is_some() {
             self.flush_path(&new, &mut out);
             let action = if before.is_some() { Action::Write } else { Action::Create };
-            out.push(Draft { path: new, action, old_path: None, before, after, time: now });
+            out.push(Draft::new(new, action, before, after, now));
             return finish(out);
         }
         self.flush_path(&old, &mut out);
         self.flush_path(&new, &mut out);
-        let draft = Draft { path: new, action: Action::Rename, old_path: Some(old), before, after, time: now };
+        let draft = Draft { old_path: Some(old), ..Draft::new(new, Action::Rename, before, after, now) };
         let aside = draft.old_path.as_deref().is_some_and(|o| !self.policy.is_ignored(o)) && self.policy.is_ignored(&draft.path);
         if aside {
             self.parked.push(Parked::MovedAside(draft));
@@ -154,7 +174,7 @@ impl Assembler {
         }
         let mut out = Vec::new();
         self.flush_path(&path, &mut out);
-        out.push(Draft { path, action: Action::Delete, old_path: None, before, after: None, time: now });
+        out.push(Draft::new(path, Action::Delete, before, None, now));
         finish(out)
     }
 
@@ -162,7 +182,7 @@ impl Assembler {
     pub fn truncate(&mut self, path: Vec<u8>, before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let mut out = Vec::new();
         self.flush_path(&path, &mut out);
-        out.push(Draft { path, action: Action::Truncate, old_path: None, before, after, time: now });
+        out.push(Draft::new(path, Action::Truncate, before, after, now));
         finish(out)
     }
 
@@ -179,8 +199,7 @@ impl Assembler {
     /// never closed are handed back to be finished from the file itself.
     pub fn finish(mut self) -> (Vec<Draft>, Vec<Unfinished>) {
         let drafts = finish(std::mem::take(&mut self.parked).into_iter().map(Parked::into_draft).collect());
-        let mut unfinished: Vec<(u64, Unfinished)> =
-            self.opens.into_iter().map(|(t, o)| (t, Unfinished { path: o.path, before: o.before })).collect();
+        let mut unfinished: Vec<(u64, Unfinished)> = self.opens.into_iter().collect();
         unfinished.sort_by_key(|(t, _)| *t);
         (drafts, unfinished.into_iter().map(|(_, u)| u).collect())
     }
@@ -189,7 +208,7 @@ impl Assembler {
 /// Completes an unfinished open with what the file holds now.
 pub fn complete(u: Unfinished, after: Option<Side>, now: Timestamp) -> Option<Draft> {
     let action = if u.before.is_some() { Action::Write } else { Action::Create };
-    finish(vec![Draft { path: u.path, action, old_path: None, before: u.before, after, time: now }]).pop()
+    finish(vec![Draft { named_path: u.named, ..Draft::new(u.path, action, u.before, after, now) }]).pop()
 }
 
 fn finish(drafts: Vec<Draft>) -> Vec<Draft> {
@@ -212,6 +231,9 @@ mod tests {
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + secs).unwrap()
     }
+    fn opened(path: &str, before: Option<Side>) -> Opened {
+        Opened { path: p(path), named: None, file: None, before }
+    }
     fn summary(d: &Draft) -> (String, Action, Option<String>) {
         let text = |s: &Option<Side>| s.as_ref().map(|s| String::from_utf8(s.bytes.as_ref().unwrap().to_vec()).unwrap());
         (String::from_utf8(d.path.clone()).unwrap(), d.action, text(&d.after).or(text(&d.before)))
@@ -220,7 +242,7 @@ mod tests {
     #[test]
     fn in_place_write_is_one_version() {
         let mut a = asm();
-        assert!(a.begin(1, p("/etc/f"), side("old")).is_empty());
+        assert!(a.begin(1, opened("/etc/f", side("old"))).is_empty());
         let v = a.close(1, side("new"), t(0));
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].action, Action::Write);
@@ -231,14 +253,14 @@ mod tests {
     #[test]
     fn unchanged_content_is_no_version() {
         let mut a = asm();
-        a.begin(1, p("/etc/f"), side("same"));
+        a.begin(1, opened("/etc/f", side("same")));
         assert!(a.close(1, side("same"), t(0)).is_empty());
     }
 
     #[test]
     fn sed_style_temp_rename_is_one_write_of_the_target() {
         let mut a = asm();
-        a.begin(1, p("/etc/sedAbc"), None);
+        a.begin(1, opened("/etc/sedAbc", None));
         assert!(a.close(1, side("new"), t(0)).is_empty());
         let v = a.rename(p("/etc/sedAbc"), p("/etc/f"), side("old"), side("new"), t(0));
         assert_eq!(v.len(), 1);
@@ -251,7 +273,7 @@ mod tests {
     #[test]
     fn temp_rename_onto_missing_target_is_a_create() {
         let mut a = asm();
-        a.begin(1, p("/etc/.tmp1"), None);
+        a.begin(1, opened("/etc/.tmp1", None));
         a.close(1, side("x"), t(0));
         let v = a.rename(p("/etc/.tmp1"), p("/etc/new"), None, side("x"), t(0));
         assert_eq!(v[0].action, Action::Create);
@@ -269,7 +291,7 @@ mod tests {
     fn vim_backup_rename_then_recreate_is_one_write() {
         let mut a = asm();
         assert!(a.rename(p("/etc/f"), p("/etc/f~"), None, side("old"), t(0)).is_empty());
-        a.begin(7, p("/etc/f"), None);
+        a.begin(7, opened("/etc/f", None));
         let v = a.close(7, side("new"), t(1));
         assert_eq!(v.len(), 1);
         assert_eq!(summary(&v[0]), ("/etc/f".into(), Action::Write, Some("new".into())));
@@ -280,7 +302,7 @@ mod tests {
     #[test]
     fn created_then_deleted_scratch_file_leaves_nothing() {
         let mut a = asm();
-        a.begin(1, p("/etc/4913"), None);
+        a.begin(1, opened("/etc/4913", None));
         a.close(1, side(""), t(0));
         assert!(a.delete(p("/etc/4913"), side(""), t(0)).is_empty());
         assert!(a.finish().0.is_empty());
@@ -289,14 +311,14 @@ mod tests {
     #[test]
     fn created_file_is_released_at_the_end_or_after_the_window() {
         let mut a = asm();
-        a.begin(1, p("/etc/new"), None);
+        a.begin(1, opened("/etc/new", None));
         a.close(1, side("x"), t(0));
         assert!(a.tick(t(1)).is_empty());
         let v = a.tick(t(3));
         assert_eq!(summary(&v[0]), ("/etc/new".into(), Action::Create, Some("x".into())));
 
         let mut a = asm();
-        a.begin(1, p("/etc/new"), None);
+        a.begin(1, opened("/etc/new", None));
         a.close(1, side("x"), t(0));
         assert_eq!(a.finish().0.len(), 1);
     }
@@ -304,9 +326,9 @@ mod tests {
     #[test]
     fn versions_of_one_path_stay_in_order() {
         let mut a = asm();
-        a.begin(1, p("/etc/n"), None);
+        a.begin(1, opened("/etc/n", None));
         a.close(1, side("a"), t(0));
-        let first = a.begin(2, p("/etc/n"), side("a"));
+        let first = a.begin(2, opened("/etc/n", side("a")));
         assert_eq!(first.len(), 1, "the create is released before the next write begins");
         assert_eq!(first[0].action, Action::Create);
         let second = a.close(2, side("ab"), t(1));
@@ -314,14 +336,31 @@ mod tests {
     }
 
     #[test]
+    fn linked_tmpfile_renamed_over_target_is_one_write() {
+        let mut a = asm();
+        assert!(a.link(p("/etc/.tmpXYZ"), side("new"), t(0)).is_empty());
+        let v = a.rename(p("/etc/.tmpXYZ"), p("/etc/f"), side("old"), side("new"), t(0));
+        assert_eq!((v.len(), v[0].action), (1, Action::Write));
+    }
+
+    #[test]
+    fn symlinked_name_is_kept() {
+        let mut a = asm();
+        a.begin(1, Opened { path: p("/run/real"), named: Some(p("/etc/link")), file: None, before: side("a") });
+        let v = a.close(1, side("b"), t(0));
+        assert_eq!(v[0].path, p("/run/real"));
+        assert_eq!(v[0].named_path, Some(p("/etc/link")));
+    }
+
+    #[test]
     fn delete_and_unfinished_opens() {
         let mut a = asm();
         let v = a.delete(p("/etc/f"), side("gone"), t(0));
         assert_eq!((v[0].action, v[0].after.is_none()), (Action::Delete, true));
-        a.begin(9, p("/etc/g"), side("before"));
+        a.begin(9, opened("/etc/g", side("before")));
         let (drafts, unfinished) = a.finish();
         assert!(drafts.is_empty());
-        assert_eq!(unfinished, vec![Unfinished { path: p("/etc/g"), before: side("before") }]);
+        assert_eq!(unfinished, vec![opened("/etc/g", side("before"))]);
         let d = complete(unfinished[0].clone(), side("after"), t(1)).unwrap();
         assert_eq!(d.action, Action::Write);
     }

@@ -15,17 +15,14 @@ use crate::identity::Identity;
 use crate::model::{NewVersion, Side, Stored};
 use crate::writer::VersionSender;
 
-/// Waits (on its own thread) for the process behind `pidfd` to exit, then
-/// completes each unfinished open from what its file holds.
-pub fn spawn(pidfd: Option<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identity>, max_size: u64, tx: VersionSender) {
+/// Waits (on its own thread) for every process behind `pidfds` to exit,
+/// then completes each unfinished open from what its file holds.
+pub fn spawn(pidfds: Vec<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identity>, max_size: u64, tx: VersionSender) {
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
-        // The process may have exec'd the program that really writes
-        // (`sh -c 'cat src > f'`): name that program, read while it lives.
-        let who = match &pidfd {
-            Some(_) => Arc::new(who.with_program_of(who.pid)),
-            None => who,
-        };
-        if let Some(fd) = &pidfd {
+        // The writer may have exec'd the program that really writes
+        // (`sh -c 'exec cat src > f'`): name that program, read while it lives.
+        let who = Arc::new(who.with_program_of(who.pid));
+        for fd in &pidfds {
             wait_exit(fd);
         }
         for u in unfinished {

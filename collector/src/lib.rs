@@ -10,6 +10,7 @@
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
 //! - [`finisher`] — completes versions whose writer exited without closing.
+//! - [`holders`] — other processes still holding a file open for writing.
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
@@ -21,6 +22,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod finisher;
+pub mod holders;
 pub mod identity;
 pub mod model;
 pub mod print;

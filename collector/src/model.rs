@@ -111,6 +111,8 @@ impl Side {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {
     pub path: Vec<u8>,
+    /// The path as the program named it, when a symlink led to `path`.
+    pub named_path: Option<Vec<u8>>,
     pub action: Action,
     pub old_path: Option<Vec<u8>>,
     pub before: Option<Side>,
@@ -119,6 +121,10 @@ pub struct Draft {
 }
 
 impl Draft {
+    pub fn new(path: Vec<u8>, action: Action, before: Option<Side>, after: Option<Side>, time: jiff::Timestamp) -> Draft {
+        Draft { path, named_path: None, action, old_path: None, before, after, time }
+    }
+
     /// True when nothing changed (same content before and after).
     pub fn is_noop(&self) -> bool {
         self.old_path.is_none()
@@ -140,6 +146,7 @@ pub struct VersionRow {
     pub id: i64,
     pub time: String,
     pub path: String,
+    pub named_path: Option<String>,
     pub action: String,
     pub old_path: Option<String>,
     pub before: Option<String>,

@@ -19,10 +19,10 @@ use std::time::Duration;
 use filetrail_wire::{read_frame, write_frame, ClientMsg, FrameError, ServerMsg, PROTOCOL_VERSION};
 use jiff::Timestamp;
 
-use crate::assemble::Assembler;
+use crate::assemble::{Assembler, Opened};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::finisher;
+use crate::{finisher, holders};
 use crate::identity;
 use crate::model::{Draft, NewVersion, Side};
 use crate::writer::VersionSender;
@@ -139,12 +139,32 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
                 break;
             }
         };
+        // A close while children still hold the file for writing: the
+        // version ends when they exit, from the file itself.
+        if let ClientMsg::Close { token, .. } = &msg {
+            if let Some(file) = asm.file_of(*token) {
+                let others = holders::other_writers(who.pid, file);
+                if !others.is_empty() {
+                    let open = asm.abandon(*token).into_iter().collect();
+                    finisher::spawn(others, open, who.clone(), config.max_size, tx.clone());
+                    continue;
+                }
+            }
+        }
         store(apply(&mut asm, msg, &parts, Timestamp::now()));
     }
     let (drafts, unfinished) = asm.finish();
     store(drafts);
     if !unfinished.is_empty() {
-        finisher::spawn(pidfd, unfinished, who.clone(), config.max_size, tx.clone());
+        // Wait for the writer (it may have exec'd) and for any descendant
+        // that still holds one of the files.
+        let mut wait: Vec<_> = pidfd.into_iter().collect();
+        for u in &unfinished {
+            if let Some(file) = u.file {
+                wait.extend(holders::other_writers(who.pid, file));
+            }
+        }
+        finisher::spawn(wait, unfinished, who.clone(), config.max_size, tx.clone());
     }
 }
 
@@ -152,7 +172,16 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
 fn apply(asm: &mut Assembler, msg: ClientMsg, parts: &[Option<&[u8]>], now: Timestamp) -> Vec<Draft> {
     let part = |i: usize| parts.get(i).copied().flatten();
     match msg {
-        ClientMsg::Begin { token, path, before, .. } => asm.begin(token, path.0, Side::from_wire(&before, part(0))),
+        ClientMsg::Begin { token, path, named, file, before, .. } => asm.begin(
+            token,
+            Opened {
+                path: path.0,
+                named: named.map(|n| n.0),
+                file: file.map(|m| (m.dev, m.ino)),
+                before: Side::from_wire(&before, part(0)),
+            },
+        ),
+        ClientMsg::Link { new, after } => asm.link(new.0, Side::from_wire(&after, part(0)), now),
         ClientMsg::Close { token, after } => asm.close(token, Side::from_wire(&after, part(0)), now),
         ClientMsg::Rename { old, new, before, after } => {
             asm.rename(old.0, new.0, Side::from_wire(&before, part(0)), Side::from_wire(&after, part(1)), now)

@@ -63,6 +63,11 @@ impl FdTable {
         }
     }
 
+    /// The tracked descriptors in `first..=last`.
+    pub fn in_range(&self, first: i32, last: i32) -> Vec<i32> {
+        self.fds.range(first..=last).map(|(fd, _)| *fd).collect()
+    }
+
     /// Forgets everything (a child after `fork` starts with its own table).
     pub fn clear(&mut self) {
         self.fds.clear();
@@ -99,6 +104,16 @@ mod tests {
         assert_eq!(t.close(5), None);
         assert_eq!(t.dup(5, 6), None);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn range_lists_tracked_fds() {
+        let mut t = FdTable::new();
+        t.open(3, 1);
+        t.open(7, 2);
+        t.open(12, 3);
+        assert_eq!(t.in_range(4, 12), vec![7, 12]);
+        assert_eq!(t.in_range(0, i32::MAX), vec![3, 7, 12]);
     }
 
     #[test]

@@ -22,25 +22,36 @@ pub struct Snap {
 const ATTEMPTS: usize = 3;
 const CHUNK: usize = 64 * 1024;
 
+/// Whether a final symlink in the path is followed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// What a write through this name changes (`open`, `truncate`).
+    Yes,
+    /// What the name itself is (`rename`, `unlink` act on a symlink, not
+    /// its target): a symlink reads as `NotRegular`.
+    No,
+}
+
 /// What `path` holds now.
-pub fn of_path(path: &[u8], max_size: u64) -> Snap {
+pub fn of_path(path: &[u8], max_size: u64, follow: Follow) -> Snap {
     let Ok(cpath) = CString::new(path) else { return unreadable() };
-    of_cpath(&cpath, max_size)
+    of_cpath(&cpath, max_size, follow)
 }
 
 /// What open descriptor `fd` of this process refers to now (even when the
 /// descriptor is write-only or its path was renamed).
 pub fn of_fd(fd: i32, max_size: u64) -> Snap {
     let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else { return unreadable() };
-    of_cpath(&link, max_size)
+    of_cpath(&link, max_size, Follow::Yes)
 }
 
 fn unreadable() -> Snap {
     Snap { head: Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() }, bytes: Vec::new() }
 }
 
-fn of_cpath(path: &CStr, max_size: u64) -> Snap {
-    let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+fn of_cpath(path: &CStr, max_size: u64, follow: Follow) -> Snap {
+    let nofollow = if follow == Follow::No { libc::O_NOFOLLOW } else { 0 };
+    let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY | nofollow;
     let fd = match sys::openat(libc::AT_FDCWD, path, base | libc::O_NOATIME) {
         Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, base),
         other => other,
@@ -48,6 +59,7 @@ fn of_cpath(path: &CStr, max_size: u64) -> Snap {
     let fd = match fd {
         Ok(fd) => fd,
         Err(libc::ENOENT) | Err(libc::ENOTDIR) => return Snap { head: Snapshot::absent(), bytes: Vec::new() },
+        Err(libc::ELOOP) if follow == Follow::No => return not_regular(None),
         Err(_) => {
             // Exists but unreadable to this process (or vanished): say which we can.
             return match sys::fstatat(libc::AT_FDCWD, path, 0) {
@@ -62,7 +74,11 @@ fn of_cpath(path: &CStr, max_size: u64) -> Snap {
     read_fd(fd.raw(), max_size)
 }
 
-fn meta(st: &libc::stat) -> Meta {
+fn not_regular(meta: Option<Meta>) -> Snap {
+    Snap { head: Snapshot { state: SnapState::NotRegular, meta, consistent: true, ..Default::default() }, bytes: Vec::new() }
+}
+
+pub fn meta(st: &libc::stat) -> Meta {
     Meta {
         mode: st.st_mode,
         uid: st.st_uid,
@@ -78,10 +94,7 @@ fn read_fd(fd: i32, max_size: u64) -> Snap {
     for _ in 0..ATTEMPTS {
         let Ok(st) = sys::fstat(fd) else { return unreadable() };
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Snap {
-                head: Snapshot { state: SnapState::NotRegular, meta: Some(meta(&st)), consistent: true, ..Default::default() },
-                bytes: Vec::new(),
-            };
+            return not_regular(Some(meta(&st)));
         }
         let size = st.st_size as u64;
         let attempt = if size > max_size { hash_only(fd) } else { read_all(fd, size, max_size) };
@@ -157,7 +170,7 @@ mod tests {
     fn stores_small_files_exactly() {
         let content: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
         let (p, b) = tmpfile(&content);
-        let s = of_path(&b, 4096);
+        let s = of_path(&b, 4096, Follow::Yes);
         assert_eq!(s.head.state, SnapState::Stored);
         assert_eq!(s.bytes, content);
         assert_eq!(s.head.len, 1000);
@@ -168,7 +181,7 @@ mod tests {
     #[test]
     fn large_files_are_hashed_not_held() {
         let (p, b) = tmpfile(b"abc");
-        let s = of_path(&b, 2);
+        let s = of_path(&b, 2, Follow::Yes);
         assert_eq!(s.head.state, SnapState::HashOnly);
         assert!(s.bytes.is_empty());
         assert_eq!(s.head.sha256.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
@@ -177,7 +190,21 @@ mod tests {
 
     #[test]
     fn missing_and_special_files() {
-        assert_eq!(of_path(b"/nonexistent/x", 10).head.state, SnapState::Absent);
-        assert_eq!(of_path(b"/dev/null", 10).head.state, SnapState::NotRegular);
+        assert_eq!(of_path(b"/nonexistent/x", 10, Follow::Yes).head.state, SnapState::Absent);
+        assert_eq!(of_path(b"/dev/null", 10, Follow::Yes).head.state, SnapState::NotRegular);
+    }
+
+    #[test]
+    fn symlinks_follow_only_when_asked() {
+        let (p, b) = tmpfile(b"target");
+        let link = std::env::temp_dir().join(format!("ft-snap-link-{}", std::process::id()));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let lb = link.as_os_str().as_encoded_bytes();
+        assert_eq!(of_path(lb, 100, Follow::Yes).bytes, b"target");
+        assert_eq!(of_path(lb, 100, Follow::No).head.state, SnapState::NotRegular);
+        let _ = b;
+        std::fs::remove_file(link).unwrap();
+        std::fs::remove_file(p).unwrap();
     }
 }

@@ -21,7 +21,7 @@ use crate::client::{Budget, Conn};
 use crate::config::{debug, settings};
 use crate::fdtable::FdTable;
 use crate::lock::{Lock, LockGuard};
-use crate::snapshot::{self, Snap};
+use crate::snapshot::{self, Follow, Snap};
 use crate::sys;
 
 static STATE: Lock<Process> = Lock::new(Process::new());
@@ -226,7 +226,7 @@ pub fn open_before(dirfd: i32, path: &CStr, flags: i32) -> Option<PendingOpen> {
             (path, max_size, Some(conn))
         }
     };
-    let before = snapshot::of_path(&path, max_size);
+    let before = snapshot::of_path(&path, max_size, Follow::Yes);
     if before.head.state == SnapState::NotRegular {
         return None;
     }
@@ -263,15 +263,31 @@ fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Con
 
 /// After the open: if it succeeded on a regular file, the version begins.
 pub fn open_after(open: PendingOpen, fd: i32) {
-    if fd < 0 || !sys::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
-        if let Some((conn, _)) = open.oneshot {
-            conn.close();
+    let file = match sys::fstat(fd) {
+        Ok(st) if fd >= 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG => snapshot::meta(&st),
+        _ => {
+            if let Some((conn, _)) = open.oneshot {
+                conn.close();
+            }
+            return;
         }
-        return;
-    }
+    };
+    // The file actually opened: the named path with symlinks resolved.
+    let real = sys::fd_path(fd).filter(|r| r.first() == Some(&b'/') && !r.ends_with(b" (deleted)"));
+    let (path, named) = match real {
+        Some(real) if real != open.path => (real, Some(WirePath(open.path))),
+        _ => (open.path, None),
+    };
+    let begin = |token| ClientMsg::Begin {
+        token,
+        path: WirePath(path),
+        named,
+        file: Some(file),
+        flags: open.flags,
+        before: open.before.head.clone(),
+    };
     if let Some((mut conn, mut budget)) = open.oneshot {
-        let msg = ClientMsg::Begin { token: 1, path: WirePath(open.path), flags: open.flags, before: open.before.head.clone() };
-        let _ = conn.send(&msg, &payload(&[&open.before]), &mut budget);
+        let _ = conn.send(&begin(1), &payload(&[&open.before]), &mut budget);
         conn.abandon(); // stays open until exec or exit
         return;
     }
@@ -283,8 +299,7 @@ pub fn open_after(open: PendingOpen, fd: i32) {
     p.next_token += 1;
     p.fds.open(fd, token);
     TRACKED_FDS.store(p.fds.len(), Relaxed);
-    let msg = ClientMsg::Begin { token, path: WirePath(open.path), flags: open.flags, before: open.before.head.clone() };
-    send(&mut p, msg, &[&open.before]);
+    send(&mut p, begin(token), &[&open.before]);
 }
 
 /// A file was just created and opened as `fd` (the `mkstemp` family): a
@@ -412,17 +427,18 @@ pub fn rename_before(olddir: i32, old: &CStr, newdir: i32, new: &CStr) -> Option
         }
         policy.max_size
     };
-    let before = snapshot::of_path(&new, max_size);
-    (before.head.state != SnapState::NotRegular).then_some(PendingRename { old, new, max_size, before })
+    // A symlink or nothing at `new` is replaced: its before is "no file".
+    let before = snapshot::of_path(&new, max_size, Follow::No);
+    Some(PendingRename { old, new, max_size, before })
 }
 
 pub fn rename_after(r: PendingRename, ok: bool) {
     if !ok {
         return;
     }
-    let after = snapshot::of_path(&r.new, r.max_size);
+    let after = snapshot::of_path(&r.new, r.max_size, Follow::No);
     if after.head.state == SnapState::NotRegular {
-        return; // a directory was renamed: not a file version
+        return; // a directory or symlink was renamed: not a file version
     }
     let Some(mut p) = state() else { return };
     let msg = ClientMsg::Rename {
@@ -442,7 +458,7 @@ pub struct PendingDelete {
 
 pub fn unlink_before(dirfd: i32, path: &CStr) -> Option<PendingDelete> {
     let (path, max_size) = tracked(dirfd, path)?;
-    let before = snapshot::of_path(&path, max_size);
+    let before = snapshot::of_path(&path, max_size, Follow::No);
     matches!(before.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable)
         .then_some(PendingDelete { path, before })
 }
@@ -453,4 +469,72 @@ pub fn unlink_after(d: PendingDelete, ok: bool) {
     }
     let Some(mut p) = state() else { return };
     send(&mut p, ClientMsg::Delete { path: WirePath(d.path), before: d.before.head.clone() }, &[&d.before]);
+}
+
+/// A `truncate(path)` about to happen.
+pub struct PendingTruncate {
+    path: Vec<u8>,
+    max_size: u64,
+    before: Snap,
+}
+
+pub fn truncate_before(path: &CStr) -> Option<PendingTruncate> {
+    let (path, max_size) = tracked(libc::AT_FDCWD, path)?;
+    let before = snapshot::of_path(&path, max_size, Follow::Yes);
+    matches!(before.head.state, SnapState::Stored | SnapState::HashOnly).then_some(PendingTruncate { path, max_size, before })
+}
+
+pub fn truncate_after(t: PendingTruncate, ok: bool) {
+    if !ok {
+        return;
+    }
+    let after = snapshot::of_path(&t.path, t.max_size, Follow::Yes);
+    let Some(mut p) = state() else { return };
+    let msg = ClientMsg::Truncate { path: WirePath(t.path), before: t.before.head.clone(), after: after.head.clone() };
+    send(&mut p, msg, &[&t.before, &after]);
+}
+
+/// A new name about to be linked (`link`, `linkat`): the tracked path and
+/// the size cap, when `new` is tracked.
+pub fn link_before(newdir: i32, new: &CStr) -> Option<(Vec<u8>, u64)> {
+    tracked(newdir, new)
+}
+
+pub fn link_after((path, max_size): (Vec<u8>, u64), ok: bool) {
+    if !ok {
+        return;
+    }
+    let after = snapshot::of_path(&path, max_size, Follow::No);
+    if after.head.state == SnapState::NotRegular {
+        return;
+    }
+    let Some(mut p) = state() else { return };
+    send(&mut p, ClientMsg::Link { new: WirePath(path), after: after.head.clone() }, &[&after]);
+}
+
+/// Before `close_range(first, last)`/`closefrom(first)`: tracked opens in
+/// the range end now, and the library's socket, if in range, is forgotten
+/// (the real call closes it).
+pub fn before_close_range(first: u32, last: u32) {
+    let first = i32::try_from(first).unwrap_or(i32::MAX);
+    let last = i32::try_from(last).unwrap_or(i32::MAX);
+    let Some(mut p) = state() else { return };
+    let sock = SOCKET_FD.load(Relaxed);
+    if sock >= first && sock <= last {
+        if let Phase::Ready { conn, .. } = &mut p.phase {
+            if let Some(c) = conn.take() {
+                c.abandon();
+            }
+        }
+        SOCKET_FD.store(-1, Relaxed);
+    }
+    for fd in p.fds.in_range(first, last) {
+        end_if_last(&mut p, fd);
+    }
+}
+
+/// Whether a descriptor range can matter to the library.
+pub fn may_track_range(first: u32, last: u32) -> bool {
+    let sock = SOCKET_FD.load(Relaxed);
+    TRACKED_FDS.load(Relaxed) != 0 || (sock >= 0 && (sock as u32) >= first && (sock as u32) <= last)
 }

@@ -55,8 +55,20 @@ pub enum ClientMsg {
     /// First frame of every connection.
     Hello { version: u32 },
     /// A tracked path was opened for writing; `before` is what it held just
-    /// before the open. `token` names this open until its `Close`.
-    Begin { token: u64, path: WirePath, flags: i32, before: Snapshot },
+    /// before the open. `token` names this open until its `Close`. `path` is
+    /// the file actually opened (symlinks resolved); `named` is the path as
+    /// the program named it, when that differs. `file` is the `stat` of the
+    /// opened descriptor (device and inode identify it to the collector).
+    Begin {
+        token: u64,
+        path: WirePath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        named: Option<WirePath>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<Meta>,
+        flags: i32,
+        before: Snapshot,
+    },
     /// The last descriptor of open `token` was closed; `after` is what the
     /// file held at that moment.
     Close { token: u64, after: Snapshot },
@@ -67,6 +79,9 @@ pub enum ClientMsg {
     Delete { path: WirePath, before: Snapshot },
     /// `path` was truncated by name (`truncate(2)`).
     Truncate { path: WirePath, before: Snapshot, after: Snapshot },
+    /// A new name `new` was linked to an existing file (`link`, `linkat`,
+    /// including an `O_TMPFILE` file made visible); `after` is its content.
+    Link { new: WirePath, after: Snapshot },
     /// A kind this reader does not know; skipped.
     #[serde(other)]
     Unknown,
@@ -158,7 +173,7 @@ impl ClientMsg {
     pub fn snapshots(&self) -> Vec<&Snapshot> {
         match self {
             ClientMsg::Begin { before, .. } | ClientMsg::Delete { before, .. } => vec![before],
-            ClientMsg::Close { after, .. } => vec![after],
+            ClientMsg::Close { after, .. } | ClientMsg::Link { after, .. } => vec![after],
             ClientMsg::Rename { before, after, .. } | ClientMsg::Truncate { before, after, .. } => {
                 vec![before, after]
             }
@@ -219,7 +234,14 @@ mod tests {
 
     #[test]
     fn absent_snapshot_carries_nothing() {
-        let m = ClientMsg::Begin { token: 1, path: WirePath::from("/a"), flags: 0, before: Snapshot::absent() };
+        let m = ClientMsg::Begin {
+            token: 1,
+            path: WirePath::from("/a"),
+            named: None,
+            file: None,
+            flags: 0,
+            before: Snapshot::absent(),
+        };
         assert_eq!(m.split_payload(b"").unwrap(), vec![None]);
         let json = serde_json::to_string(&m).unwrap();
         let back: ClientMsg = serde_json::from_str(&json).unwrap();

@@ -80,9 +80,10 @@ impl Store {
                 "INSERT INTO versions (time_us, path, action, old_path,
                     before_sha, before_state, before_size, after_sha, after_state, after_size,
                     consistent, mode, owner_uid, group_gid,
-                    pid, uid, euid, gid, loginuid, session, user, chain, sudo_user, tty, ssh_client, host, cwd, exe, argv, trust)
+                    pid, uid, euid, gid, loginuid, session, user, chain, sudo_user, tty, ssh_client, host, cwd, exe, argv, trust,
+                    named_path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                         ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+                         ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
             )?;
             for v in batch {
                 let d = &v.draft;
@@ -128,6 +129,7 @@ impl Store {
                     &w.exe,
                     serde_json::to_string(&w.argv).unwrap_or_default(),
                     serde_json::to_string(&w.trust).unwrap_or_default(),
+                    &d.named_path,
                 ])?;
                 ids.push(tx.last_insert_rowid());
             }

@@ -22,7 +22,7 @@ pub struct QueryFilter {
     pub paths: Vec<PathSpec>,
 }
 
-const COLUMNS: &str = "id, time_us, path, action, old_path, before_sha, after_sha, after_size, after_state, consistent,
+const COLUMNS: &str = "id, time_us, path, named_path, action, old_path, before_sha, after_sha, after_size, after_state, consistent,
     mode, owner_uid, group_gid, user, uid, euid, chain, sudo_user, session, tty, ssh_client, host, cwd, pid, exe, argv, trust";
 
 /// The exclusive upper bound of all byte strings starting with `prefix/`.
@@ -42,14 +42,18 @@ impl Store {
             while dir.len() > 1 && dir.ends_with(b"/") {
                 dir.pop();
             }
-            if spec.under {
-                let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
-                let hi = if dir == b"/" { vec![b'/' + 1] } else { prefix_end(&dir) };
-                clauses.push(format!("(path = ?{} OR (path >= ?{} AND path < ?{}))", args.len() + 1, args.len() + 2, args.len() + 3));
-                args.extend([Value::Blob(dir), Value::Blob(lo), Value::Blob(hi)]);
-            } else {
-                clauses.push(format!("path = ?{}", args.len() + 1));
-                args.push(Value::Blob(dir));
+            // Each clause matches the real path or the name used to reach it.
+            for column in ["path", "named_path"] {
+                let n = args.len();
+                if spec.under {
+                    let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
+                    let hi = if dir == b"/" { vec![b'/' + 1] } else { prefix_end(&dir) };
+                    clauses.push(format!("({column} = ?{} OR ({column} >= ?{} AND {column} < ?{}))", n + 1, n + 2, n + 3));
+                    args.extend([Value::Blob(dir.clone()), Value::Blob(lo), Value::Blob(hi)]);
+                } else {
+                    clauses.push(format!("{column} = ?{}", n + 1));
+                    args.push(Value::Blob(dir.clone()));
+                }
             }
         }
         let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" OR ")) };
@@ -111,6 +115,7 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         id: r.get("id")?,
         time,
         path: text(r.get("path")?),
+        named_path: r.get::<_, Option<Vec<u8>>>("named_path")?.map(text),
         action: r.get("action")?,
         old_path: r.get::<_, Option<Vec<u8>>>("old_path")?.map(text),
         before: r.get("before_sha")?,

@@ -85,6 +85,15 @@ real_fns! {
     renameat2: fn(c_int, *const c_char, c_int, *const c_char, c_uint) -> c_int;
     unlink: fn(*const c_char) -> c_int;
     unlinkat: fn(c_int, *const c_char, c_int) -> c_int;
+    remove: fn(*const c_char) -> c_int;
+    truncate: fn(*const c_char, off_t) -> c_int;
+    truncate64: fn(*const c_char, off64_t) -> c_int;
+    link: fn(*const c_char, *const c_char) -> c_int;
+    linkat: fn(c_int, *const c_char, c_int, *const c_char, c_int) -> c_int;
+    close_range: fn(c_uint, c_uint, c_int) -> c_int;
+    closefrom: fn(c_int) -> ();
+    freopen: fn(*const c_char, *const c_char, *mut FILE) -> *mut FILE;
+    freopen64: fn(*const c_char, *const c_char, *mut FILE) -> *mut FILE;
 }
 
 /// Runs library logic for a hook: panics are caught, errno is left exactly

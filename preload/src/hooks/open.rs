@@ -16,7 +16,7 @@ use crate::guard::Guard;
 use crate::tracker;
 
 /// Whether an open with these flags can change the file.
-fn writes(flags: c_int) -> bool {
+pub(super) fn writes(flags: c_int) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
 }
 
@@ -26,7 +26,7 @@ fn mode_arg(flags: c_int, mode: mode_t) -> mode_t {
 }
 
 /// The open flags `fopen` derives from its mode string.
-fn fopen_flags(mode: &CStr) -> c_int {
+pub(super) fn fopen_flags(mode: &CStr) -> c_int {
     let m = mode.to_bytes();
     let plus = m.contains(&b'+');
     match m.first() {
