@@ -9,9 +9,11 @@
 //!   that is one version of the target (`write`, or `create` if the target
 //!   did not exist) and the temp file leaves no trace; if it deletes it, it
 //!   was a probe or scratch file and leaves no trace either;
-//! - a tracked file renamed to an ignored name (vim's `f` → `f~`) is parked:
-//!   when the process then creates `f` again, that is one `write` of `f`
-//!   whose before is the old content;
+//! - a tracked file renamed to an ignored name (vim's `f` → `f~`) or
+//!   unlinked (`install`, some editors) is parked: when the same process
+//!   then creates `f` again, that is one `write` of `f` whose before is the
+//!   old content (a delete and a re-create by separate commands stay two
+//!   versions);
 //! - anything parked is released as it stands when the connection ends
 //!   (the process exited or exec'd) or after [`PARK_WINDOW`].
 //!
@@ -54,24 +56,26 @@ enum Parked {
     /// `old` was renamed to an ignored backup name (the draft is that rename;
     /// its `after` is the content `old` had).
     MovedAside(Draft),
+    /// The path was unlinked (the draft is that delete).
+    Deleted(Draft),
 }
 
 impl Parked {
     fn draft(&self) -> &Draft {
         match self {
-            Parked::Created(d) | Parked::MovedAside(d) => d,
+            Parked::Created(d) | Parked::MovedAside(d) | Parked::Deleted(d) => d,
         }
     }
     /// The tracked path this parked item speaks for.
     fn subject(&self) -> &[u8] {
         match self {
-            Parked::Created(d) => &d.path,
+            Parked::Created(d) | Parked::Deleted(d) => &d.path,
             Parked::MovedAside(d) => d.old_path.as_deref().unwrap_or(&d.path),
         }
     }
     fn into_draft(self) -> Draft {
         match self {
-            Parked::Created(d) | Parked::MovedAside(d) => d,
+            Parked::Created(d) | Parked::MovedAside(d) | Parked::Deleted(d) => d,
         }
     }
 }
@@ -99,14 +103,22 @@ impl Assembler {
         }
     }
 
+    /// What `path` held before this process moved it aside or unlinked it
+    /// in the middle of a save; `None` when no such save is under way.
+    fn take_previous(&mut self, path: &[u8]) -> Option<Option<Side>> {
+        match self.take_parked(|p| matches!(p, Parked::MovedAside(_) | Parked::Deleted(_)) && p.subject() == path)? {
+            Parked::MovedAside(d) => Some(d.after),
+            Parked::Deleted(d) => Some(d.before),
+            Parked::Created(_) => None,
+        }
+    }
+
     /// An open for writing began (`before` is what the path held).
     pub fn begin(&mut self, token: u64, mut open: Opened) -> Vec<Draft> {
         let mut out = Vec::new();
         if open.before.is_none() {
-            if let Some(Parked::MovedAside(moved)) =
-                self.take_parked(|p| matches!(p, Parked::MovedAside(_)) && p.subject() == open.path.as_slice())
-            {
-                open.before = moved.after;
+            if let Some(previous) = self.take_previous(&open.path) {
+                open.before = previous;
             }
         }
         self.flush_path(&open.path, &mut out);
@@ -147,8 +159,13 @@ impl Assembler {
     }
 
     /// `old` was renamed to `new`; `before` is what `new` held before.
-    pub fn rename(&mut self, old: Vec<u8>, new: Vec<u8>, before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
+    pub fn rename(&mut self, old: Vec<u8>, new: Vec<u8>, mut before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let mut out = Vec::new();
+        if before.is_none() {
+            if let Some(previous) = self.take_previous(&new) {
+                before = previous;
+            }
+        }
         if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()).is_some() {
             self.flush_path(&new, &mut out);
             let action = if before.is_some() { Action::Write } else { Action::Create };
@@ -174,7 +191,7 @@ impl Assembler {
         }
         let mut out = Vec::new();
         self.flush_path(&path, &mut out);
-        out.push(Draft::new(path, Action::Delete, before, None, now));
+        self.parked.push(Parked::Deleted(Draft::new(path, Action::Delete, before, None, now)));
         finish(out)
     }
 
@@ -353,10 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn unlink_then_recreate_in_one_process_is_one_write() {
+        let mut a = asm();
+        assert!(a.delete(p("/etc/f"), side("old"), t(0)).is_empty());
+        a.begin(1, opened("/etc/f", None));
+        let v = a.close(1, side("new"), t(0));
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].action, v[0].before.clone()), (Action::Write, side("old")));
+        assert!(a.finish().0.is_empty());
+    }
+
+    #[test]
     fn delete_and_unfinished_opens() {
         let mut a = asm();
-        let v = a.delete(p("/etc/f"), side("gone"), t(0));
+        assert!(a.delete(p("/etc/f"), side("gone"), t(0)).is_empty());
+        let (v, _) = a.finish();
         assert_eq!((v[0].action, v[0].after.is_none()), (Action::Delete, true));
+        let mut a = asm();
         a.begin(9, opened("/etc/g", side("before")));
         let (drafts, unfinished) = a.finish();
         assert!(drafts.is_empty());
