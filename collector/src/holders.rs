@@ -58,9 +58,17 @@ fn writable(pid: i32, fd: &str) -> bool {
         .is_some_and(|flags| flags & libc::O_ACCMODE != libc::O_RDONLY)
 }
 
-/// Pidfds of `pid`'s descendants that hold `file` open for writing.
-pub fn other_writers(pid: i32, file: FileId) -> Vec<OwnedFd> {
-    descendants(pid)
+/// Every process but `pid` (all of /proc). Used only when the writer
+/// forked while the file was open: its children may have outlived it and
+/// been re-parented, out of reach of [`descendants`].
+pub fn all_but(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|&p| p != pid).collect()
+}
+
+/// Pidfds of the processes among `candidates` that hold `file` open for writing.
+pub fn writers_among(candidates: Vec<i32>, file: FileId) -> Vec<OwnedFd> {
+    candidates
         .into_iter()
         .filter(|&c| holds_for_write(c, file))
         .filter_map(|c| {
@@ -88,9 +96,10 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("5").stdout(f.try_clone().unwrap()).spawn().unwrap();
         let me = std::process::id() as i32;
         assert!(descendants(me).contains(&(child.id() as i32)));
-        assert_eq!(other_writers(me, id).len(), 1);
+        assert_eq!(writers_among(descendants(me), id).len(), 1);
+        assert_eq!(writers_among(all_but(me), id).len(), 1);
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(other_writers(me, id).is_empty());
+        assert!(writers_among(descendants(me), id).is_empty());
     }
 }

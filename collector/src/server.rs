@@ -140,10 +140,12 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
             }
         };
         // A close while children still hold the file for writing: the
-        // version ends when they exit, from the file itself.
-        if let ClientMsg::Close { token, .. } = &msg {
+        // version ends when they exit, from the file itself. After a fork
+        // (`shared`) children may have been re-parented: look everywhere.
+        if let ClientMsg::Close { token, shared, .. } = &msg {
             if let Some(file) = asm.file_of(*token) {
-                let others = holders::other_writers(who.pid, file);
+                let candidates = if *shared { holders::all_but(who.pid) } else { holders::descendants(who.pid) };
+                let others = holders::writers_among(candidates, file);
                 if !others.is_empty() {
                     let open = asm.abandon(*token).into_iter().collect();
                     finisher::spawn(others, open, who.clone(), config.max_size, tx.clone());
@@ -161,7 +163,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
         let mut wait: Vec<_> = pidfd.into_iter().collect();
         for u in &unfinished {
             if let Some(file) = u.file {
-                wait.extend(holders::other_writers(who.pid, file));
+                wait.extend(holders::writers_among(holders::descendants(who.pid), file));
             }
         }
         finisher::spawn(wait, unfinished, who.clone(), config.max_size, tx.clone());
@@ -182,7 +184,7 @@ fn apply(asm: &mut Assembler, msg: ClientMsg, parts: &[Option<&[u8]>], now: Time
             },
         ),
         ClientMsg::Link { new, after } => asm.link(new.0, Side::from_wire(&after, part(0)), now),
-        ClientMsg::Close { token, after } => asm.close(token, Side::from_wire(&after, part(0)), now),
+        ClientMsg::Close { token, after, .. } => asm.close(token, Side::from_wire(&after, part(0)), now),
         ClientMsg::Rename { old, new, before, after } => {
             asm.rename(old.0, new.0, Side::from_wire(&before, part(0)), Side::from_wire(&after, part(1)), now)
         }

@@ -4,17 +4,29 @@
 //! after `dup`/`dup2`/`fcntl(F_DUPFD)`; it ends when the last of them is
 //! closed or replaced. Pure bookkeeping, no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
 pub struct FdTable {
     fds: BTreeMap<i32, u64>,
     opens: BTreeMap<u64, usize>,
+    /// Opens that were live when the process forked: children may hold them.
+    shared: BTreeSet<u64>,
 }
 
 impl FdTable {
     pub const fn new() -> Self {
-        FdTable { fds: BTreeMap::new(), opens: BTreeMap::new() }
+        FdTable { fds: BTreeMap::new(), opens: BTreeMap::new(), shared: BTreeSet::new() }
+    }
+
+    /// The process forked: every live open may now be held by a child too.
+    pub fn mark_shared(&mut self) {
+        self.shared.extend(self.opens.keys().copied());
+    }
+
+    /// Whether open `token` was live at a fork (asked once, at its end).
+    pub fn take_shared(&mut self, token: u64) -> bool {
+        self.shared.remove(&token)
     }
 
     /// Number of descriptors that belong to tracked opens.
@@ -72,6 +84,7 @@ impl FdTable {
     pub fn clear(&mut self) {
         self.fds.clear();
         self.opens.clear();
+        self.shared.clear();
     }
 }
 
@@ -104,6 +117,17 @@ mod tests {
         assert_eq!(t.close(5), None);
         assert_eq!(t.dup(5, 6), None);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn opens_live_at_fork_are_shared() {
+        let mut t = FdTable::new();
+        t.open(3, 1);
+        t.mark_shared();
+        t.open(4, 2);
+        assert!(t.take_shared(1));
+        assert!(!t.take_shared(1));
+        assert!(!t.take_shared(2));
     }
 
     #[test]

@@ -157,6 +157,8 @@ extern "C" fn fork_prepare() {
 }
 
 extern "C" fn fork_parent() {
+    // SAFETY: this thread took the lock in fork_prepare.
+    unsafe { STATE.get_unchecked() }.fds.mark_shared();
     STATE.release();
 }
 
@@ -346,7 +348,8 @@ fn end_if_last(p: &mut Process, fd: i32) {
             _ => return,
         };
         let after = snapshot::of_fd(fd, max_size);
-        send(p, ClientMsg::Close { token, after: after.head.clone() }, &[&after]);
+        let shared = p.fds.take_shared(token);
+        send(p, ClientMsg::Close { token, after: after.head.clone(), shared }, &[&after]);
     }
 }
 
@@ -372,7 +375,8 @@ pub fn after_fclose(c: Closing) {
     let Some(mut p) = state() else { return };
     let Phase::Ready { policy, .. } = &p.phase else { return };
     let after = snapshot::of_fd(c.held.raw(), policy.max_size);
-    send(&mut p, ClientMsg::Close { token: c.token, after: after.head.clone() }, &[&after]);
+    let shared = p.fds.take_shared(c.token);
+    send(&mut p, ClientMsg::Close { token: c.token, after: after.head.clone(), shared }, &[&after]);
 }
 
 /// Before `dup2(old, new)`/`dup3`: `new` is replaced, which may end an open

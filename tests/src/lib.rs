@@ -162,3 +162,13 @@ impl Drop for Collector {
         let _ = self.child.wait();
     }
 }
+
+/// Compiles a C program into `dir` and returns its path.
+pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("cc").args(["-O1", "-pthread", "-o"]).arg(&bin).arg(&src).output().expect("running cc");
+    assert!(out.status.success(), "cc {name}.c: {}", String::from_utf8_lossy(&out.stderr));
+    bin
+}

@@ -100,6 +100,7 @@ mod tests {
     fn round_trip_keeps_bytes_exact() {
         let content: Vec<u8> = (0..=255u8).collect();
         let msg = ClientMsg::Close {
+            shared: false,
             token: 7,
             after: Snapshot { state: SnapState::Stored, len: 256, size: Some(256), consistent: true, ..Default::default() },
         };

@@ -70,8 +70,14 @@ pub enum ClientMsg {
         before: Snapshot,
     },
     /// The last descriptor of open `token` was closed; `after` is what the
-    /// file held at that moment.
-    Close { token: u64, after: Snapshot },
+    /// file held at that moment. `shared`: the process forked while the
+    /// file was open, so other processes may still hold it.
+    Close {
+        token: u64,
+        after: Snapshot,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
+    },
     /// `old` was renamed to `new`. `before` is what `new` held before the
     /// rename, `after` what it holds now.
     Rename { old: WirePath, new: WirePath, before: Snapshot, after: Snapshot },
