@@ -181,6 +181,15 @@ extern "C" fn fork_child() {
     STATE.release();
 }
 
+/// The most content the library holds in memory for one snapshot,
+/// whatever the collector's `max_size` says: larger files are hashed in
+/// fixed-size chunks instead. A pending version holds at most two.
+const HOLD_LIMIT: u64 = 64 << 20;
+
+fn held_max(policy: &Policy) -> u64 {
+    policy.max_size.min(HOLD_LIMIT)
+}
+
 /// An absolute, lexically normalized path for `path` relative to `dirfd`.
 fn resolve(dirfd: i32, path: &CStr) -> Option<Vec<u8>> {
     let path = path.to_bytes();
@@ -207,7 +216,7 @@ fn tracked(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64)> {
     }
     let mut p = state()?;
     let policy = ready(&mut p)?;
-    policy.is_tracked(&abs).then(|| (abs, policy.max_size))
+    policy.is_tracked(&abs).then(|| (abs, held_max(policy)))
 }
 
 /// A writable open about to happen, with what the path held before it.
@@ -260,7 +269,7 @@ fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Con
         conn.close();
         return None;
     }
-    Some((abs, policy.max_size, (conn, budget)))
+    Some((abs, held_max(&policy), (conn, budget)))
 }
 
 /// After the open: if it succeeded on a regular file, the version begins.
@@ -344,7 +353,7 @@ fn end_if_last(p: &mut Process, fd: i32) {
     if let Some(token) = p.fds.close(fd) {
         TRACKED_FDS.store(p.fds.len(), Relaxed);
         let max_size = match &p.phase {
-            Phase::Ready { policy, .. } => policy.max_size,
+            Phase::Ready { policy, .. } => held_max(policy),
             _ => return,
         };
         let after = snapshot::of_fd(fd, max_size);
@@ -374,7 +383,7 @@ pub fn before_fclose(fd: i32) -> Option<Closing> {
 pub fn after_fclose(c: Closing) {
     let Some(mut p) = state() else { return };
     let Phase::Ready { policy, .. } = &p.phase else { return };
-    let after = snapshot::of_fd(c.held.raw(), policy.max_size);
+    let after = snapshot::of_fd(c.held.raw(), held_max(policy));
     let shared = p.fds.take_shared(c.token);
     send(&mut p, ClientMsg::Close { token: c.token, after: after.head.clone(), shared }, &[&after]);
 }
@@ -429,7 +438,7 @@ pub fn rename_before(olddir: i32, old: &CStr, newdir: i32, new: &CStr) -> Option
         if !policy.is_tracked(&new) && !policy.is_tracked(&old) {
             return None;
         }
-        policy.max_size
+        held_max(policy)
     };
     // A symlink or nothing at `new` is replaced: its before is "no file".
     let before = snapshot::of_path(&new, max_size, Follow::No);
