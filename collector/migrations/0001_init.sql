@@ -1,50 +1,68 @@
--- 0001: versions and content-addressed blobs.
+-- 0001: content-addressed blobs, the writers who reported, and versions.
 
--- One row per distinct content, keyed by its SHA-256 (lowercase hex).
+-- One row per distinct content, keyed by its SHA-256 (32 raw bytes).
+-- `data` holds the content encoded by `codec`: 0 raw, 1 zstd, 2 zstd using
+-- the content of blob `base` as dictionary (a delta against the previous
+-- version of the same file). NULL data: the content was not stored
+-- (hash_only over max_size, or redacted by config).
 CREATE TABLE blobs (
-    sha256 TEXT PRIMARY KEY,
+    id     INTEGER PRIMARY KEY,
+    sha256 BLOB NOT NULL UNIQUE,
     size   INTEGER NOT NULL,
-    data   BLOB NOT NULL
-) WITHOUT ROWID;
+    codec  INTEGER NOT NULL DEFAULT 0,
+    base   INTEGER REFERENCES blobs (id),
+    depth  INTEGER NOT NULL DEFAULT 0,    -- deltas to follow to reach a full blob
+    data   BLOB
+);
+
+-- One row per reporting process image (one library connection): who did it.
+CREATE TABLE writers (
+    id         INTEGER PRIMARY KEY,
+    pid        INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    euid       INTEGER NOT NULL,
+    gid        INTEGER NOT NULL,
+    loginuid   INTEGER,
+    session    INTEGER,
+    user       TEXT NOT NULL,             -- the human
+    chain      TEXT NOT NULL,             -- JSON array, login user first
+    sudo_user  TEXT,
+    tty        TEXT,
+    ssh_client TEXT,
+    host       TEXT,
+    cwd        TEXT,
+    exe        TEXT NOT NULL,
+    argv       TEXT NOT NULL,             -- JSON array
+    trust      TEXT NOT NULL              -- JSON object: field -> verified | claimed
+);
+-- Per-user review ("what did alice change").
+CREATE INDEX writers_user ON writers (user);
+-- Per-session review.
+CREATE INDEX writers_session ON writers (session);
 
 -- One row per version (shared/CONTRACTS.md, "One version").
 CREATE TABLE versions (
     id           INTEGER PRIMARY KEY,
-    time_us      INTEGER NOT NULL,          -- completion, microseconds since the epoch, UTC
-    path         BLOB NOT NULL,             -- raw bytes: Linux paths need not be UTF-8
+    time_us      INTEGER NOT NULL,        -- completion, microseconds since the epoch (UTC)
+    path         BLOB NOT NULL,           -- raw bytes: Linux paths need not be UTF-8
+    named_path   BLOB,                    -- the name used, when a symlink led to `path`
     action       TEXT NOT NULL,
     old_path     BLOB,
-    before_sha   TEXT,                      -- NULL: did not exist (or unknown, see before_state)
-    before_state TEXT,                      -- stored | hash_only | unreadable; NULL when absent
-    before_size  INTEGER,
-    after_sha    TEXT,
+    before_blob  INTEGER REFERENCES blobs (id),
+    before_state TEXT,                    -- NULL: did not exist; else stored | hash_only | redacted | unreadable
+    after_blob   INTEGER REFERENCES blobs (id),
     after_state  TEXT,
-    after_size   INTEGER,
     consistent   INTEGER NOT NULL,
     mode         INTEGER,
     owner_uid    INTEGER,
     group_gid    INTEGER,
-    pid          INTEGER NOT NULL,
-    uid          INTEGER NOT NULL,
-    euid         INTEGER NOT NULL,
-    gid          INTEGER NOT NULL,
-    loginuid     INTEGER,
-    session      INTEGER,
-    user         TEXT NOT NULL,
-    chain        TEXT NOT NULL,             -- JSON array
-    sudo_user    TEXT,
-    tty          TEXT,
-    ssh_client   TEXT,
-    host         TEXT,
-    cwd          TEXT,
-    exe          TEXT NOT NULL,
-    argv         TEXT NOT NULL,             -- JSON array
-    trust        TEXT NOT NULL              -- JSON object: field -> verified | claimed
+    writer       INTEGER NOT NULL REFERENCES writers (id)
 );
-
--- History of one file and of everything under a directory (range scans on path).
+-- History of one file, and of everything under a directory (range scan).
 CREATE INDEX versions_path ON versions (path, id);
--- "What happened between T1 and T2".
+-- "collector query /etc/resolv.conf" also finds versions made through that name.
+CREATE INDEX versions_named_path ON versions (named_path) WHERE named_path IS NOT NULL;
+-- --since / --until.
 CREATE INDEX versions_time ON versions (time_us);
--- Per-user review.
-CREATE INDEX versions_user ON versions (user, id);
+-- Per-user and per-session review: writers -> their versions.
+CREATE INDEX versions_writer ON versions (writer, id);

@@ -19,6 +19,9 @@ pub enum Error {
     /// The version exists but its content was not stored.
     #[error("version {id}: content not stored ({why})")]
     NoContent { id: i64, why: String },
+    /// Stored content does not decode (damaged store).
+    #[error("corrupt content in the store: {0}")]
+    Corrupt(String),
     /// Filesystem or socket I/O failed.
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },

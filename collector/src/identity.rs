@@ -22,6 +22,10 @@ pub enum Trust {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Identity {
+    /// Unique per identity read in this collector's lifetime: the store
+    /// writes one `writers` row per key.
+    #[serde(skip)]
+    pub key: u64,
     pub pid: i32,
     pub uid: u32,
     pub euid: u32,
@@ -41,6 +45,11 @@ pub struct Identity {
     pub ssh_client: Option<String>,
     pub host: Option<String>,
     pub trust: BTreeMap<&'static str, Trust>,
+}
+
+fn next_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The peer's credentials as the kernel recorded them at `connect()`.
@@ -88,7 +97,7 @@ fn lossy(b: &[u8]) -> String {
 pub fn from_kernel(cred: libc::ucred) -> Identity {
     use Trust::*;
     let pid = cred.pid;
-    let mut id = Identity { pid, euid: cred.uid, uid: cred.uid, gid: cred.gid, ..Default::default() };
+    let mut id = Identity { key: next_key(), pid, euid: cred.uid, uid: cred.uid, gid: cred.gid, ..Default::default() };
     id.trust.insert("pid", Verified);
     id.trust.insert("euid", Verified);
 
@@ -145,6 +154,7 @@ impl Identity {
     /// after an `exec`). Unchanged where /proc no longer answers.
     pub fn with_program_of(&self, pid: i32) -> Identity {
         let mut id = self.clone();
+        id.key = next_key();
         if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
             id.exe = exe.to_string_lossy().into_owned();
             if let Some(cmd) = read_proc(pid, "cmdline").filter(|c| !c.is_empty()) {

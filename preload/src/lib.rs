@@ -1,11 +1,13 @@
-//! `libfiletrail.so`: loaded with `LD_PRELOAD` into human sessions, it reports
-//! every change to a tracked file to the collector, and changes nothing the
-//! host program can observe.
+//! `libfiletrail_core.so`: the Rust core of the preload library. The object
+//! sessions actually preload is the small C shim `preload/shim/filetrail.c`
+//! (`libfiletrail.so`); it interposes libc's file calls and loads this core
+//! with `dlopen` the first time a process makes a call that may change a
+//! file. The core reports every change to a tracked file to the collector
+//! and changes nothing the host program can observe.
 //!
 //! Layout (see docs/architecture.md):
-//! - [`hooks`] — the only place with exported symbols and raw pointers: each
-//!   hook checks cheaply whether the call can matter, then calls into
-//!   [`tracker`] inside a re-entrancy [`guard`] and `catch_unwind`.
+//! - [`api`] — the C entry points the shim calls: the only place that takes
+//!   raw pointers; each runs [`tracker`] under `catch_unwind` and keeps errno.
 //! - [`tracker`] — decides what a call means (a tracked write begins, the last
 //!   descriptor closes, a rename, a delete) and keeps per-process state.
 //! - [`fdtable`] — which descriptors belong to which tracked open.
@@ -15,11 +17,10 @@
 //!   the hooked libc entry points.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod api;
 mod client;
 mod config;
 mod fdtable;
-mod guard;
-mod hooks;
 mod lock;
 mod snapshot;
 mod sys;

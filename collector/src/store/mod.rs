@@ -7,6 +7,7 @@
 //! (it holds the content of every tracked file); read-only commands open it
 //! read-only.
 
+pub mod blobs;
 pub mod query;
 pub mod schema;
 
@@ -15,14 +16,19 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags};
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
-use crate::model::{NewVersion, Side};
+use crate::identity::Identity;
+use crate::model::{NewVersion, Side, Stored};
 
 pub use query::QueryFilter;
 
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Identity key -> `writers` row, for identities already stored.
+    writers: HashMap<u64, i64>,
 }
 
 impl Store {
@@ -43,7 +49,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
         schema::migrate(&mut conn).map_err(wrap)?;
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new() })
     }
 
     /// Opens an existing store read-only (review commands).
@@ -59,7 +65,7 @@ impl Store {
             .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
         schema::check_readable(&conn).map_err(wrap)?;
-        Ok(Store { conn, path: path.to_path_buf() })
+        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -74,73 +80,147 @@ impl Store {
     pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<i64>> {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
-        {
-            let mut blob = tx.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3)")?;
-            let mut version = tx.prepare_cached(
-                "INSERT INTO versions (time_us, path, action, old_path,
-                    before_sha, before_state, before_size, after_sha, after_state, after_size,
-                    consistent, mode, owner_uid, group_gid,
-                    pid, uid, euid, gid, loginuid, session, user, chain, sudo_user, tty, ssh_client, host, cwd, exe, argv, trust,
-                    named_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                         ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
-            )?;
-            for v in batch {
-                let d = &v.draft;
-                for side in [&d.before, &d.after].into_iter().flatten() {
-                    if let (Some(sha), Some(bytes)) = (&side.sha256, &side.bytes) {
-                        blob.execute(params![sha, bytes.len() as i64, &bytes[..]])?;
+        for v in batch {
+            let writer = match self.writers.get(&v.who.key) {
+                Some(&id) => id,
+                None => {
+                    let id = insert_writer(&tx, &v.who)?;
+                    if self.writers.len() > 10_000 {
+                        self.writers.clear();
                     }
+                    self.writers.insert(v.who.key, id);
+                    id
                 }
-                let sha = |s: &Option<Side>| s.as_ref().and_then(|s| s.sha256.clone());
-                let state = |s: &Option<Side>| s.as_ref().map(|s| s.stored.as_str());
-                let size = |s: &Option<Side>| s.as_ref().map(|s| s.size as i64);
-                let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
-                let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
-                let w = &v.who;
-                version.execute(params![
-                    d.time.as_microsecond(),
-                    &d.path,
-                    d.action.as_str(),
-                    &d.old_path,
-                    sha(&d.before),
-                    state(&d.before),
-                    size(&d.before),
-                    sha(&d.after),
-                    state(&d.after),
-                    size(&d.after),
-                    consistent,
-                    meta.map(|m| m.mode & 0o7777),
-                    meta.map(|m| m.uid),
-                    meta.map(|m| m.gid),
-                    w.pid,
-                    w.uid,
-                    w.euid,
-                    w.gid,
-                    w.loginuid,
-                    w.session,
-                    &w.user,
-                    serde_json::to_string(&w.chain).unwrap_or_default(),
-                    &w.sudo_user,
-                    &w.tty,
-                    &w.ssh_client,
-                    &w.host,
-                    &w.cwd,
-                    &w.exe,
-                    serde_json::to_string(&w.argv).unwrap_or_default(),
-                    serde_json::to_string(&w.trust).unwrap_or_default(),
-                    &d.named_path,
-                ])?;
-                ids.push(tx.last_insert_rowid());
-            }
+            };
+            let d = &v.draft;
+            let before = match &d.before {
+                Some(side) => put_blob(&tx, side, None)?,
+                None => None,
+            };
+            // The after content is delta-encoded against the before content.
+            let base = before.zip(d.before.as_ref().and_then(|s| s.bytes.as_deref()));
+            let after = match &d.after {
+                Some(side) => put_blob(&tx, side, base.map(|(b, bytes)| (b.0, b.1, bytes.as_slice())))?,
+                None => None,
+            };
+            let state = |s: &Option<Side>| s.as_ref().map(|s| s.stored.as_str());
+            let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
+            let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
+            tx.prepare_cached(
+                "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
+                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                d.time.as_microsecond(),
+                &d.path,
+                &d.named_path,
+                d.action.as_str(),
+                &d.old_path,
+                before.map(|b| b.0),
+                state(&d.before),
+                after.map(|b| b.0),
+                state(&d.after),
+                consistent,
+                meta.map(|m| m.mode & 0o7777),
+                meta.map(|m| m.uid),
+                meta.map(|m| m.gid),
+                writer,
+            ])?;
+            ids.push(tx.last_insert_rowid());
         }
         tx.commit()?;
         Ok(ids)
     }
 
-    /// The bytes of a stored content, by hash.
-    pub fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        use rusqlite::OptionalExtension;
-        Ok(self.conn.query_row("SELECT data FROM blobs WHERE sha256 = ?1", [sha256], |r| r.get(0)).optional()?)
+    /// The content of blob `id`, following its delta chain.
+    pub fn blob_bytes(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        // Walk down to a full blob, then decode back up.
+        let mut chain = Vec::new();
+        let mut next = Some(id);
+        while let Some(id) = next {
+            let row: (i64, i64, Option<i64>, Option<Vec<u8>>) = self.conn.query_row(
+                "SELECT size, codec, base, data FROM blobs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let Some(data) = row.3 else { return Ok(None) };
+            let codec = blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
+            next = if codec == blobs::Codec::Delta { row.2 } else { None };
+            chain.push((codec, data, row.0 as usize));
+            if chain.len() as i64 > blobs::MAX_DEPTH + 1 {
+                return Err(Error::Corrupt(format!("blob {id}: delta chain too long")));
+            }
+        }
+        let mut content: Option<Vec<u8>> = None;
+        for (codec, data, size) in chain.into_iter().rev() {
+            content = Some(blobs::decode(codec, &data, size, content.as_deref())?);
+        }
+        Ok(content)
     }
+
+}
+
+fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO writers (pid, uid, euid, gid, loginuid, session, user, chain, sudo_user, tty, ssh_client, host,
+            cwd, exe, argv, trust) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        w.pid,
+        w.uid,
+        w.euid,
+        w.gid,
+        w.loginuid,
+        w.session,
+        &w.user,
+        serde_json::to_string(&w.chain).unwrap_or_default(),
+        &w.sudo_user,
+        &w.tty,
+        &w.ssh_client,
+        &w.host,
+        &w.cwd,
+        &w.exe,
+        serde_json::to_string(&w.argv).unwrap_or_default(),
+        serde_json::to_string(&w.trust).unwrap_or_default(),
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Stores `side`'s content once (by hash) and returns (blob id, delta
+/// depth); `base` is (id, depth, content) of the blob to delta against.
+/// `None` when the content is unknown (unreadable).
+fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u8])>) -> Result<Option<(i64, i64)>> {
+    use rusqlite::OptionalExtension;
+    let Some(sha) = side.sha256.as_deref().and_then(|h| hex::decode(h).ok()) else { return Ok(None) };
+    let existing: Option<(i64, i64, bool)> = tx
+        .prepare_cached("SELECT id, depth, data IS NULL FROM blobs WHERE sha256 = ?1")?
+        .query_row([&sha], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let bytes = side.bytes.as_deref().filter(|_| side.stored == Stored::Stored);
+    if let Some((id, depth, missing)) = existing {
+        if !(missing && bytes.is_some()) {
+            return Ok(Some((id, depth)));
+        }
+    }
+    let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH);
+    let (codec, data, base_id, depth) = match bytes {
+        Some(bytes) => {
+            let (codec, data) = blobs::encode(bytes, base.map(|b| b.2));
+            let (base_id, depth) = match (codec, base) {
+                (blobs::Codec::Delta, Some((id, depth, _))) => (Some(id), depth + 1),
+                _ => (None, 0),
+            };
+            (codec as i64, Some(data), base_id, depth)
+        }
+        None => (blobs::Codec::Raw as i64, None, None, 0),
+    };
+    if let Some((id, _, _)) = existing {
+        tx.prepare_cached("UPDATE blobs SET codec = ?2, base = ?3, depth = ?4, data = ?5 WHERE id = ?1")?
+            .execute(params![id, codec, base_id, depth, data])?;
+        return Ok(Some((id, depth)));
+    }
+    tx.prepare_cached("INSERT INTO blobs (sha256, size, codec, base, depth, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![sha, side.size as i64, codec, base_id, depth, data])?;
+    Ok(Some((tx.last_insert_rowid(), depth)))
 }

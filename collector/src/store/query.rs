@@ -22,8 +22,12 @@ pub struct QueryFilter {
     pub paths: Vec<PathSpec>,
 }
 
-const COLUMNS: &str = "id, time_us, path, named_path, action, old_path, before_sha, after_sha, after_size, after_state, consistent,
-    mode, owner_uid, group_gid, user, uid, euid, chain, sudo_user, session, tty, ssh_client, host, cwd, pid, exe, argv, trust";
+const SELECT: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
+    nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
+    v.before_state, v.before_blob, v.after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
+    w.user, w.uid, w.euid, w.chain, w.sudo_user, w.session, w.tty, w.ssh_client, w.host, w.cwd, w.pid, w.exe, w.argv, w.trust
+    FROM versions v JOIN writers w ON w.id = v.writer
+    LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
 
 /// The exclusive upper bound of all byte strings starting with `prefix/`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -43,7 +47,7 @@ impl Store {
                 dir.pop();
             }
             // Each clause matches the real path or the name used to reach it.
-            for column in ["path", "named_path"] {
+            for column in ["v.path", "v.named_path"] {
                 let n = args.len();
                 if spec.under {
                     let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
@@ -57,7 +61,7 @@ impl Store {
             }
         }
         let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" OR ")) };
-        let sql = format!("SELECT {COLUMNS} FROM versions {filter_sql} ORDER BY id");
+        let sql = format!("{SELECT} {filter_sql} ORDER BY v.id");
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -66,34 +70,31 @@ impl Store {
     /// One version by id.
     pub fn version(&self, id: i64) -> Result<VersionRow> {
         use rusqlite::OptionalExtension;
-        let sql = format!("SELECT {COLUMNS} FROM versions WHERE id = ?1");
+        let sql = format!("{SELECT} WHERE v.id = ?1");
         self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id))
     }
 
     /// The exact bytes of a version's after (or before) content.
     pub fn content(&self, id: i64, before: bool) -> Result<Vec<u8>> {
-        let v = self.version(id)?;
-        let (sha, side) = if before { (v.before.clone(), "before") } else { (v.after.clone(), "after") };
-        let state: Option<String> = self.conn().query_row(
-            &format!("SELECT {side}_state FROM versions WHERE id = ?1"),
-            [id],
-            |r| r.get(0),
-        )?;
-        let Some(sha) = sha else {
-            let why = match state.as_deref() {
-                None => format!("the file did not exist {}", if before { "before this change" } else { "after this change" }),
-                Some("unreadable") => "the writing process could not read it".into(),
-                Some(s) => s.to_owned(),
-            };
-            return Err(Error::NoContent { id, why });
+        let side = if before { "before" } else { "after" };
+        let (blob, state): (Option<i64>, Option<String>) = self
+            .conn()
+            .query_row(&format!("SELECT {side}_blob, {side}_state FROM versions WHERE id = ?1"), [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
+                e => e.into(),
+            })?;
+        let why = |state: Option<&str>| match state {
+            None => format!("the file did not exist {}", if before { "before this change" } else { "after this change" }),
+            Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
+            Some("redacted") => "the path is redacted by config; only its hash was recorded".into(),
+            Some("unreadable") => "the writing process could not read it".into(),
+            Some(s) => format!("content not stored ({s})"),
         };
-        self.blob(&sha)?.ok_or_else(|| Error::NoContent {
-            id,
-            why: match state.as_deref() {
-                Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
-                other => format!("content {sha} missing from the store ({})", other.unwrap_or("?")),
-            },
-        })
+        let Some(blob) = blob else { return Err(Error::NoContent { id, why: why(state.as_deref()) }) };
+        self.blob_bytes(blob)?.ok_or_else(|| Error::NoContent { id, why: why(state.as_deref()) })
     }
 }
 
