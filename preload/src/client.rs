@@ -7,9 +7,9 @@
 //! Before each send the descriptor is checked to still be our socket, so a
 //! program that closed or replaced it never receives our bytes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
-use filetrail_wire::{read_frame, write_frame, ClientMsg, Policy, ServerMsg, PROTOCOL_VERSION};
+use filetrail_wire::{frame_prefix, read_frame, ClientMsg, Policy, ServerMsg, PROTOCOL_VERSION};
 
 use crate::sys;
 
@@ -43,13 +43,14 @@ pub struct Conn {
 
 struct SockIo(i32);
 
-impl Write for SockIo {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sys::send_all(self.0, buf).map_err(io::Error::from_raw_os_error)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+impl SockIo {
+    /// One frame in one `sendmsg`: prefix and header, then the payload parts.
+    fn send_frame(&self, msg: &ClientMsg, payload: &[&[u8]]) -> io::Result<()> {
+        let head = frame_prefix(msg, payload)?;
+        let mut parts = Vec::with_capacity(payload.len() + 1);
+        parts.push(&head[..]);
+        parts.extend_from_slice(payload);
+        sys::send_parts(self.0, &parts).map_err(io::Error::from_raw_os_error)
     }
 }
 
@@ -82,7 +83,7 @@ impl Conn {
         let ino = sys::fstat(fd).map(|st| st.st_ino).unwrap_or(0);
         let conn = Conn { fd, ino };
         let mut io = SockIo(fd);
-        let hello = write_frame(&mut io, &ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]);
+        let hello = io.send_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]);
         let reply = hello.map_err(|e| e.to_string()).and_then(|()| {
             read_frame(&mut io, MAX_REPLY).and_then(|f| f.parse::<ServerMsg>()).map_err(|e| e.to_string())
         });
@@ -111,7 +112,7 @@ impl Conn {
             return Err("socket descriptor was closed or replaced by the program".into());
         }
         let start = sys::now_ms();
-        let r = write_frame(&mut SockIo(self.fd), msg, payload).map_err(|e| format!("send failed: {e}"));
+        let r = SockIo(self.fd).send_frame(msg, payload).map_err(|e| format!("send failed: {e}"));
         budget.charge(start);
         r
     }

@@ -17,6 +17,14 @@ use crate::sys;
 pub struct Snap {
     pub head: Snapshot,
     pub bytes: Vec<u8>,
+    /// The path's final component was a symlink (followed).
+    pub via_symlink: bool,
+}
+
+impl Snap {
+    fn new(head: Snapshot) -> Snap {
+        Snap { head, bytes: Vec::new(), via_symlink: false }
+    }
 }
 
 const ATTEMPTS: usize = 3;
@@ -46,36 +54,48 @@ pub fn of_fd(fd: i32, max_size: u64) -> Snap {
 }
 
 fn unreadable() -> Snap {
-    Snap { head: Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() }, bytes: Vec::new() }
+    Snap::new(Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() })
 }
 
 fn of_cpath(path: &CStr, max_size: u64, follow: Follow) -> Snap {
-    let nofollow = if follow == Follow::No { libc::O_NOFOLLOW } else { 0 };
-    let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY | nofollow;
-    let fd = match sys::openat(libc::AT_FDCWD, path, base | libc::O_NOATIME) {
-        Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, base),
+    let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let open = |flags| match sys::openat(libc::AT_FDCWD, path, flags | libc::O_NOATIME) {
+        Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, flags),
+        other => other,
+    };
+    // Always try without following first: that is how a symlink is noticed
+    // (only then is the resolved path worth asking for).
+    let mut via_symlink = false;
+    let fd = match open(base | libc::O_NOFOLLOW) {
+        Err(libc::ELOOP) if follow == Follow::Yes => {
+            via_symlink = true;
+            open(base)
+        }
         other => other,
     };
     let fd = match fd {
         Ok(fd) => fd,
-        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return Snap { head: Snapshot::absent(), bytes: Vec::new() },
-        Err(libc::ELOOP) if follow == Follow::No => return not_regular(None),
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return Snap::new(Snapshot::absent()),
+        Err(libc::ELOOP) => return not_regular(None),
         Err(_) => {
             // Exists but unreadable to this process (or vanished): say which we can.
             return match sys::fstatat(libc::AT_FDCWD, path, 0) {
-                Ok(st) => Snap {
-                    head: Snapshot { state: SnapState::Unreadable, size: Some(st.st_size as u64), meta: Some(meta(&st)), consistent: true, ..Default::default() },
-                    bytes: Vec::new(),
-                },
-                Err(_) => Snap { head: Snapshot::absent(), bytes: Vec::new() },
+                Ok(st) => Snap::new(Snapshot {
+                    state: SnapState::Unreadable,
+                    size: Some(st.st_size as u64),
+                    meta: Some(meta(&st)),
+                    consistent: true,
+                    ..Default::default()
+                }),
+                Err(_) => Snap::new(Snapshot::absent()),
             };
         }
     };
-    read_fd(fd.raw(), max_size)
+    Snap { via_symlink, ..read_fd(fd.raw(), max_size) }
 }
 
 fn not_regular(meta: Option<Meta>) -> Snap {
-    Snap { head: Snapshot { state: SnapState::NotRegular, meta, consistent: true, ..Default::default() }, bytes: Vec::new() }
+    Snap::new(Snapshot { state: SnapState::NotRegular, meta, consistent: true, ..Default::default() })
 }
 
 pub fn meta(st: &libc::stat) -> Meta {
@@ -111,9 +131,9 @@ fn read_fd(fd: i32, max_size: u64) -> Snap {
             consistent,
         };
         if settled {
-            return Snap { head: head(true), bytes };
+            return Snap { head: head(true), bytes, via_symlink: false };
         }
-        last = Some(Snap { head: head(false), bytes });
+        last = Some(Snap { head: head(false), bytes, via_symlink: false });
     }
     last.unwrap_or_else(unreadable)
 }
@@ -121,18 +141,24 @@ fn read_fd(fd: i32, max_size: u64) -> Snap {
 /// Reads the whole file, expecting about `size` bytes and never more than
 /// `max_size`. Returns (bytes, None, bytes read).
 fn read_all(fd: i32, size: u64, max_size: u64) -> Option<(Vec<u8>, Option<String>, u64)> {
-    let mut bytes = Vec::with_capacity(size as usize);
-    let mut chunk = vec![0u8; CHUNK];
+    let mut bytes: Vec<u8> = Vec::new();
     loop {
-        let n = sys::pread(fd, &mut chunk, bytes.len() as u64).ok()?;
+        let at = bytes.len();
+        if at as u64 == size && size > 0 {
+            break; // the size fstat gave; the closing fstat checks it still holds
+        }
+        // Read what is left of the expected size in one go, then by chunks.
+        let want = if (at as u64) < size { (size - at as u64) as usize } else { CHUNK };
+        bytes.resize(at + want, 0);
+        let n = sys::pread(fd, &mut bytes[at..], at as u64).ok()?;
+        bytes.truncate(at + n);
         if n == 0 {
             break;
         }
-        if (bytes.len() + n) as u64 > max_size {
+        if bytes.len() as u64 > max_size {
             // Grew past the cap while we read: report by hash instead.
             return hash_only(fd);
         }
-        bytes.extend_from_slice(&chunk[..n]);
     }
     let len = bytes.len() as u64;
     Some((bytes, None, len))

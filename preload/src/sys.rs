@@ -121,25 +121,38 @@ pub fn dup_cloexec_at_least(fd: c_int, min: c_int) -> Result<Fd, Errno> {
     check(r).map(|fd| Fd(fd as c_int))
 }
 
-pub fn send_all(fd: c_int, mut buf: &[u8]) -> Result<(), Errno> {
-    while !buf.is_empty() {
-        // SAFETY: buf is readable for buf.len() bytes; MSG_NOSIGNAL keeps a
-        // dead peer from raising SIGPIPE in the host program.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_sendto,
-                fd as c_long,
-                buf.as_ptr(),
-                buf.len(),
-                libc::MSG_NOSIGNAL as c_long,
-                std::ptr::null::<libc::sockaddr>(),
-                0 as c_long,
-            )
-        };
-        match check(r) {
-            Ok(n) => buf = &buf[n as usize..],
-            Err(libc::EINTR) => {}
+/// Sends all of `parts` back to back, in as few `sendmsg` calls as the
+/// kernel allows (one, for frames that fit the socket buffer).
+pub fn send_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
+    let mut iov: Vec<libc::iovec> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+        .collect();
+    let mut start = 0;
+    while start < iov.len() {
+        // SAFETY: all-zero is a valid msghdr; iov entries point into `parts`,
+        // which outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov[start..].as_mut_ptr();
+        msg.msg_iovlen = iov.len() - start;
+        // SAFETY: msg describes valid, readable buffers.
+        let r = unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, &msg as *const libc::msghdr, libc::MSG_NOSIGNAL as c_long) };
+        let mut sent = match check(r) {
+            Ok(n) => n as usize,
+            Err(libc::EINTR) => continue,
             Err(e) => return Err(e),
+        };
+        // Skip what was sent: whole buffers, then part of one.
+        while start < iov.len() && sent >= iov[start].iov_len {
+            sent -= iov[start].iov_len;
+            start += 1;
+        }
+        if sent > 0 {
+            let v = &mut iov[start];
+            // SAFETY: sent < iov_len, so the advanced pointer stays in the buffer.
+            v.iov_base = unsafe { (v.iov_base as *mut u8).add(sent) } as *mut libc::c_void;
+            v.iov_len -= sent;
         }
     }
     Ok(())

@@ -283,8 +283,13 @@ pub fn open_after(open: PendingOpen, fd: i32) {
             return;
         }
     };
-    // The file actually opened: the named path with symlinks resolved.
-    let real = sys::fd_path(fd).filter(|r| r.first() == Some(&b'/') && !r.ends_with(b" (deleted)"));
+    // The file actually opened, when a symlink led there.
+    let real = open
+        .before
+        .via_symlink
+        .then(|| sys::fd_path(fd))
+        .flatten()
+        .filter(|r| r.first() == Some(&b'/') && !r.ends_with(b" (deleted)"));
     let (path, named) = match real {
         Some(real) if real != open.path => (real, Some(WirePath(open.path))),
         _ => (open.path, None),
@@ -317,7 +322,7 @@ pub fn open_after(open: PendingOpen, fd: i32) {
 /// version that begins with nothing.
 pub fn created(dirfd: i32, path: &CStr, fd: i32) {
     if let Some((path, _)) = tracked(dirfd, path) {
-        let before = Snap { head: filetrail_wire::Snapshot::absent(), bytes: Vec::new() };
+        let before = Snap { head: filetrail_wire::Snapshot::absent(), bytes: Vec::new(), via_symlink: false };
         open_after(PendingOpen { path, flags: libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, before, oneshot: None }, fd);
     }
 }

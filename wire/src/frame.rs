@@ -47,15 +47,21 @@ impl Frame {
     }
 }
 
-/// Writes one frame: `header` as JSON, then the payload parts back to back.
-pub fn write_frame<W: Write, H: Serialize>(w: &mut W, header: &H, payload: &[&[u8]]) -> io::Result<()> {
+/// The start of a frame: both lengths and the JSON header. The payload
+/// parts follow it on the wire.
+pub fn frame_prefix<H: Serialize>(header: &H, payload: &[&[u8]]) -> io::Result<Vec<u8>> {
     let json = serde_json::to_vec(header).map_err(io::Error::other)?;
     let payload_len: u64 = payload.iter().map(|p| p.len() as u64).sum();
     let mut prefix = Vec::with_capacity(12 + json.len());
     prefix.extend_from_slice(&(json.len() as u32).to_le_bytes());
     prefix.extend_from_slice(&payload_len.to_le_bytes());
     prefix.extend_from_slice(&json);
-    w.write_all(&prefix)?;
+    Ok(prefix)
+}
+
+/// Writes one frame: `header` as JSON, then the payload parts back to back.
+pub fn write_frame<W: Write, H: Serialize>(w: &mut W, header: &H, payload: &[&[u8]]) -> io::Result<()> {
+    w.write_all(&frame_prefix(header, payload)?)?;
     for part in payload {
         w.write_all(part)?;
     }
