@@ -112,12 +112,14 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
             let _ = tx.send(NewVersion { draft, who: who.clone() });
         }
     };
+    let Ok(clone) = stream.try_clone() else { return };
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, clone);
     loop {
-        if !readable(&stream, TICK_MS) {
+        if reader.buffer().is_empty() && !readable(&stream, TICK_MS) {
             store(asm.tick(Timestamp::now()));
             continue;
         }
-        let frame = match read_frame(&mut stream, max_payload) {
+        let frame = match read_frame(&mut reader, max_payload) {
             Ok(f) => f,
             Err(FrameError::Eof) => break,
             Err(e) => {

