@@ -42,6 +42,8 @@ pub enum Command {
     Query(cmd::query::Args),
     /// Write the exact content of a version (after, or --before) to stdout.
     Show(cmd::show::Args),
+    /// Counts, store size, oldest and newest version.
+    Stats(cmd::stats::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -52,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(&cli, args),
         Command::Query(args) => cmd::query::run(&cli, args),
         Command::Show(args) => cmd::show::run(&cli, args),
+        Command::Stats(args) => cmd::stats::run(&cli, args),
     };
     match result {
         Ok(code) => code,

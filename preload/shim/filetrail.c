@@ -61,7 +61,9 @@ static struct core core_fns;
 /* 0 = not tried, 1 = loaded, 2 = unavailable (stay out for good). */
 static atomic_int core_state;
 static atomic_int owner_pid;
-static __thread int inside;
+/* initial-exec: the shim is loaded at start-up (LD_PRELOAD), so its TLS is
+ * static and reading the flag is one instruction, not a __tls_get_addr call. */
+static __thread int inside __attribute__((tls_model("initial-exec")));
 
 static pid_t raw_getpid(void) { return (pid_t)syscall(SYS_getpid); }
 
@@ -139,7 +141,7 @@ static void leave(void) { inside = 0; }
 
 /* For close/dup: only when the core is already loaded and tracks something. */
 static int enter_if_tracking(int fd) {
-    if (inside || atomic_load_explicit(&core_state, memory_order_acquire) != 1) return 0;
+    if (atomic_load_explicit(&core_state, memory_order_acquire) != 1 || inside) return 0;
     if (!core_fns.may_track_close(fd)) return 0;
     inside = 1;
     return 1;

@@ -3,3 +3,4 @@
 pub mod query;
 pub mod serve;
 pub mod show;
+pub mod stats;

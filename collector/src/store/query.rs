@@ -98,6 +98,47 @@ impl Store {
     }
 }
 
+/// What `collector stats` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    pub versions: i64,
+    pub paths: i64,
+    pub users: i64,
+    pub blobs: i64,
+    pub content_bytes: i64,
+    pub stored_bytes: i64,
+    pub disk_bytes: u64,
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+}
+
+impl Store {
+    pub fn stats(&self) -> Result<Stats> {
+        let c = self.conn();
+        let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).map(|v| v.unwrap_or(0));
+        let time = |sql: &str| -> Result<Option<String>> {
+            let us: Option<i64> = c.query_row(sql, [], |r| r.get(0))?;
+            Ok(us.and_then(|us| jiff::Timestamp::from_microsecond(us).ok()).map(|t| t.to_string()))
+        };
+        let disk_bytes = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", self.path().display())).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Stats {
+            versions: one("SELECT count(*) FROM versions")?,
+            paths: one("SELECT count(DISTINCT path) FROM versions")?,
+            users: one("SELECT count(DISTINCT user) FROM writers")?,
+            blobs: one("SELECT count(*) FROM blobs")?,
+            content_bytes: one("SELECT sum(size) FROM blobs")?,
+            stored_bytes: one("SELECT sum(length(data)) FROM blobs")?,
+            disk_bytes,
+            oldest: time("SELECT min(time_us) FROM versions")?,
+            newest: time("SELECT max(time_us) FROM versions")?,
+        })
+    }
+}
+
 fn text(bytes: Vec<u8>) -> String {
     filetrail_wire::path::escape_bytes(&bytes)
 }

@@ -1,0 +1,33 @@
+//! `collector stats`: how much the store holds.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::Cli;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read(&cli.db)?;
+    let s = store.stats()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &s)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "store:        {} ({} bytes on disk)", cli.db.display(), s.disk_bytes)?;
+        writeln!(out, "versions:     {}", s.versions)?;
+        writeln!(out, "files:        {}", s.paths)?;
+        writeln!(out, "users:        {}", s.users)?;
+        writeln!(out, "contents:     {} distinct, {} bytes of content in {} bytes stored", s.blobs, s.content_bytes, s.stored_bytes)?;
+        writeln!(out, "oldest:       {}", s.oldest.as_deref().unwrap_or("-"))?;
+        writeln!(out, "newest:       {}", s.newest.as_deref().unwrap_or("-"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
