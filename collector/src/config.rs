@@ -5,10 +5,16 @@
 //! track = ["/etc", "/srv/app"]
 //! ignore = ["*.swp", "/etc/mtab"]   # globs; without '/' they match the name
 //! max_size = 16777216                 # larger files: hash only
+//! redact = ["/etc/shadow", "*.key"]  # hash and metadata only, never content
+//!
+//! [quota]                             # per uid; root too
+//! versions_per_minute = 1200
+//! bytes_per_day = 1073741824
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use filetrail_wire::policy::Globs;
 use filetrail_wire::Policy;
 use serde::Deserialize;
 
@@ -21,6 +27,10 @@ pub const DEFAULT_DB: &str = "/var/lib/filetrail/trail.db";
 pub const DEFAULT_IGNORE: &[&str] =
     &["*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#", "4913", "/etc/mtab", "/etc/ld.so.cache", "/etc/adjtime"];
 
+/// Secrets whose content is never stored.
+pub const DEFAULT_REDACT: &[&str] =
+    &["/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*_key", "*.key"];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -30,6 +40,36 @@ pub struct Config {
     pub ignore: Vec<String>,
     #[serde(default = "default_max_size")]
     pub max_size: u64,
+    #[serde(default = "default_redact")]
+    pub redact: Vec<String>,
+    #[serde(default)]
+    pub quota: Quota,
+}
+
+/// Per-uid limits on what one user's processes may add.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    #[serde(default = "default_versions_per_minute")]
+    pub versions_per_minute: u64,
+    #[serde(default = "default_bytes_per_day")]
+    pub bytes_per_day: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Quota { versions_per_minute: default_versions_per_minute(), bytes_per_day: default_bytes_per_day() }
+    }
+}
+
+fn default_versions_per_minute() -> u64 {
+    1200
+}
+fn default_bytes_per_day() -> u64 {
+    1 << 30
+}
+fn default_redact() -> Vec<String> {
+    DEFAULT_REDACT.iter().map(|s| s.to_string()).collect()
 }
 
 fn default_track() -> Vec<String> {
@@ -44,7 +84,13 @@ fn default_max_size() -> u64 {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { track: default_track(), ignore: default_ignore(), max_size: default_max_size() }
+        Config {
+            track: default_track(),
+            ignore: default_ignore(),
+            max_size: default_max_size(),
+            redact: default_redact(),
+            quota: Quota::default(),
+        }
     }
 }
 
@@ -65,11 +111,16 @@ impl Config {
             }
         }
         config.policy().map_err(|e| err(format!("bad ignore glob: {e}")))?;
+        config.redactions().map_err(|e| err(format!("bad redact glob: {e}")))?;
         Ok(config)
     }
 
     pub fn policy(&self) -> Result<Policy, glob::PatternError> {
         Policy::new(&self.track, &self.ignore, self.max_size)
+    }
+
+    pub fn redactions(&self) -> Result<Globs, glob::PatternError> {
+        Globs::new(&self.redact)
     }
 }
 

@@ -12,12 +12,12 @@ use filetrail_wire::Meta;
 
 use crate::assemble::{complete, Unfinished};
 use crate::identity::Identity;
-use crate::model::{NewVersion, Side, Stored};
-use crate::writer::VersionSender;
+use crate::intake::Intake;
+use crate::model::{Side, Stored};
 
 /// Waits (on its own thread) for every process behind `pidfds` to exit,
 /// then completes each unfinished open from what its file holds.
-pub fn spawn(pidfds: Vec<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identity>, max_size: u64, tx: VersionSender) {
+pub fn spawn(pidfds: Vec<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identity>, max_size: u64, intake: Arc<Intake>) {
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
         // The writer may have exec'd the program that really writes
         // (`sh -c 'exec cat src > f'`): name that program, read while it lives.
@@ -28,7 +28,7 @@ pub fn spawn(pidfds: Vec<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identit
         for u in unfinished {
             let after = snapshot(&u.path, max_size);
             if let Some(draft) = complete(u, after, jiff::Timestamp::now()) {
-                let _ = tx.send(NewVersion { draft, who: who.clone() });
+                intake.submit(draft, &who);
             }
         }
     });

@@ -45,6 +45,9 @@ pub struct Identity {
     pub ssh_client: Option<String>,
     pub host: Option<String>,
     pub trust: BTreeMap<&'static str, Trust>,
+    /// Effective gid and supplementary groups (for the write-permission check).
+    #[serde(skip)]
+    pub groups: Vec<u32>,
 }
 
 fn next_key() -> u64 {
@@ -124,29 +127,91 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
     id.argv = read_proc(pid, "cmdline")
         .map(|c| c.split(|&b| b == 0).filter(|a| !a.is_empty()).map(lossy).collect())
         .unwrap_or_default();
-    let env = read_proc(pid, "environ").unwrap_or_default();
-    let var = |name: &str| {
-        env.split(|&b| b == 0).find_map(|kv| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"=").map(lossy))
-    };
-    id.sudo_user = var("SUDO_USER");
-    id.ssh_client = var("SSH_CONNECTION")
-        .or_else(|| var("SSH_CLIENT"))
-        .and_then(|c| {
+    // The effective gid (second on the Gid: line) and the supplementary groups.
+    id.groups = status_ids(&status, "Gid:").into_iter().skip(1).take(1).chain(status_ids(&status, "Groups:")).collect();
+
+    // Walk up from the writer to the login: the users it went through
+    // (sudo, su), and environment that sudo's env_reset dropped.
+    let line = ancestry(pid);
+    let euids: Vec<u32> = line.iter().map(|p| p.euid).collect();
+    let mut chain_uids = chain(id.loginuid, &euids);
+    if chain_uids.is_empty() {
+        chain_uids.push(id.euid);
+    }
+    if chain_uids.last() != Some(&id.euid) {
+        chain_uids.push(id.euid); // /proc said otherwise, or was gone: the kernel's word wins
+    }
+    let upto = line.iter().position(|p| Some(p.euid) == id.loginuid).map_or(line.len(), |i| i + 1);
+    let env_of = |name: &str| line[..upto.min(line.len())].iter().find_map(|p| env_var(p.pid, name));
+    id.sudo_user = env_of("SUDO_USER");
+    id.ssh_client = line.iter().find_map(|p| env_var(p.pid, "SSH_CONNECTION").or_else(|| env_var(p.pid, "SSH_CLIENT"))).and_then(
+        |c| {
             let mut parts = c.split_whitespace();
             Some(format!("{}:{}", parts.next()?, parts.next()?))
-        });
+        },
+    );
     for f in ["argv", "sudo_user", "ssh_client"] {
         id.trust.insert(f, Claimed);
     }
+    id.trust.insert("chain", if id.exe.is_empty() { Claimed } else { Verified });
     id.host = hostname();
-
     id.user = user_name(id.loginuid.unwrap_or(id.uid));
-    id.chain = vec![id.user.clone()];
-    let writer = user_name(id.euid);
-    if id.chain.last() != Some(&writer) {
-        id.chain.push(writer);
-    }
+    id.chain = chain_uids.into_iter().map(user_name).collect();
+    id.chain.dedup();
     id
+}
+
+/// The numbers on a `/proc/PID/status` line (`Gid:`, `Groups:`).
+fn status_ids(status: &str, key: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn env_var(pid: i32, name: &str) -> Option<String> {
+    let env = read_proc(pid, "environ")?;
+    env.split(|&b| b == 0).find_map(|kv| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"=").map(lossy))
+}
+
+/// One process on the way from the writer up to init.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    pid: i32,
+    euid: u32,
+}
+
+/// The writer and its ancestors, nearest first (at most 64, never pid 1).
+fn ancestry(pid: i32) -> Vec<Link> {
+    let mut out = Vec::new();
+    let mut next = pid;
+    while next > 1 && out.len() < 64 {
+        let Some(status) = read_proc(next, "status").map(|s| lossy(&s)) else { break };
+        let field = |key: &str, i: usize| -> Option<u32> {
+            status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().nth(i)?.parse().ok()
+        };
+        let (Some(euid), Some(ppid)) = (field("Uid:", 1), field("PPid:", 0)) else { break };
+        out.push(Link { pid: next, euid });
+        next = ppid as i32;
+    }
+    out
+}
+
+/// The users from the login to the writer: the login user, then each
+/// effective uid on the way down from the nearest ancestor running as the
+/// login user to the writer (`euids` is writer first). Without a login
+/// uid, just the writer's.
+pub fn chain(loginuid: Option<u32>, euids: &[u32]) -> Vec<u32> {
+    let Some(login) = loginuid else { return euids.first().copied().into_iter().collect() };
+    let upto = euids.iter().position(|&e| e == login).unwrap_or(euids.len());
+    let mut out = vec![login];
+    for &e in euids[..upto].iter().rev() {
+        if out.last() != Some(&e) {
+            out.push(e);
+        }
+    }
+    out
 }
 
 impl Identity {
@@ -197,6 +262,20 @@ mod tests {
         assert_eq!(tty_of_stat(&stat(0)), None);
         assert_eq!(tty_of_stat(&stat(136 << 8 | 3)).as_deref(), Some("/dev/pts/3"));
         assert_eq!(tty_of_stat(&stat(4 << 8 | 1)).as_deref(), Some("/dev/tty1"));
+    }
+
+    #[test]
+    fn chain_follows_sudo_and_su() {
+        // ssh as alice (1000), writer is alice's shell
+        assert_eq!(chain(Some(1000), &[1000, 1000, 0]), vec![1000]);
+        // alice -> sudo -> root editor: editor(0), sudo(0), bash(1000), sshd(0)
+        assert_eq!(chain(Some(1000), &[0, 0, 1000, 0]), vec![1000, 0]);
+        // alice -> sudo su - bob: bash(1001), su(0), sudo(0), bash(1000)
+        assert_eq!(chain(Some(1000), &[1001, 0, 0, 1000]), vec![1000, 0, 1001]);
+        // no login: just the writer
+        assert_eq!(chain(None, &[0, 0]), vec![0]);
+        // the login user never appears in the ancestry (login -f as root)
+        assert_eq!(chain(Some(1000), &[0]), vec![1000, 0]);
     }
 
     #[test]

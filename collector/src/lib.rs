@@ -7,6 +7,9 @@
 //! - [`config`] — the collector's TOML config: what is tracked.
 //! - [`server`] — the socket, one thread per client connection.
 //! - [`identity`] — who a peer is: SO_PEERCRED, pidfd, /proc.
+//! - [`access`] — could that peer have made the change it reports?
+//! - [`quota`] — per-uid limits on versions and bytes.
+//! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
 //! - [`finisher`] — completes versions whose writer exited without closing.
@@ -16,6 +19,7 @@
 //! - [`model`] — the version record shared by all of the above.
 //! - [`print`] — table and JSON-lines output.
 
+pub mod access;
 pub mod assemble;
 pub mod cli;
 pub mod cmd;
@@ -24,8 +28,10 @@ pub mod error;
 pub mod finisher;
 pub mod holders;
 pub mod identity;
+pub mod intake;
 pub mod model;
 pub mod print;
+pub mod quota;
 pub mod server;
 pub mod store;
 pub mod writer;

@@ -40,6 +40,8 @@ pub enum Stored {
     HashOnly,
     /// The writer could not read it: nothing but its metadata.
     Unreadable,
+    /// The path matches a `redact` glob: hash and metadata only.
+    Redacted,
 }
 
 impl Stored {
@@ -48,6 +50,7 @@ impl Stored {
             Stored::Stored => "stored",
             Stored::HashOnly => "hash_only",
             Stored::Unreadable => "unreadable",
+            Stored::Redacted => "redacted",
         }
     }
 }
@@ -107,6 +110,17 @@ impl Side {
     }
 }
 
+impl Side {
+    /// The same side without its content (hash and metadata stay).
+    pub fn redacted(mut self) -> Side {
+        if self.stored == Stored::Stored {
+            self.stored = Stored::Redacted;
+        }
+        self.bytes = None;
+        self
+    }
+}
+
 /// A version before it is attributed and stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {
@@ -121,6 +135,18 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// Both sides without content (redaction).
+    pub fn redacted(mut self) -> Draft {
+        self.before = self.before.map(Side::redacted);
+        self.after = self.after.map(Side::redacted);
+        self
+    }
+
+    /// Bytes of content this version adds to the store (before quotas).
+    pub fn content_bytes(&self) -> u64 {
+        [&self.before, &self.after].into_iter().flatten().filter_map(|s| s.bytes.as_ref()).map(|b| b.len() as u64).sum()
+    }
+
     pub fn new(path: Vec<u8>, action: Action, before: Option<Side>, after: Option<Side>, time: jiff::Timestamp) -> Draft {
         Draft { path, named_path: None, action, old_path: None, before, after, time }
     }

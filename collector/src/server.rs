@@ -24,7 +24,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::{finisher, holders};
 use crate::identity;
-use crate::model::{Draft, NewVersion, Side};
+use crate::intake::Intake;
+use crate::model::{Draft, Side};
+use crate::quota::Quotas;
 use crate::writer::VersionSender;
 
 /// How long a client may take to say hello, or to finish a frame it started.
@@ -37,14 +39,16 @@ const FRAME_SLACK: u64 = 1 << 20;
 /// Binds `socket` and serves until the process is stopped. The socket
 /// appears at its path only once it accepts connections.
 pub fn serve(socket: &Path, config: Config, tx: VersionSender) -> Result<()> {
+    let redact = config.redactions().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
+    let intake = Arc::new(Intake::new(redact, Quotas::new(config.quota), tx));
     let listener = bind(socket)?;
     tracing::info!(socket = %socket.display(), track = ?config.track, "collector listening");
     let config = Arc::new(config);
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                let (config, tx) = (config.clone(), tx.clone());
-                let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, &config, &tx));
+                let (config, intake) = (config.clone(), intake.clone());
+                let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, &config, &intake));
                 if let Err(e) = spawned {
                     tracing::error!("cannot start a connection thread: {e}");
                 }
@@ -81,7 +85,7 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
+fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
     let cred = match identity::peer_cred(&stream) {
         Ok(c) => c,
         Err(e) => return tracing::warn!("no peer credentials, dropping connection: {e}"),
@@ -109,7 +113,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
     let max_payload = config.max_size.saturating_mul(2).saturating_add(FRAME_SLACK);
     let store = |drafts: Vec<Draft>| {
         for draft in drafts {
-            let _ = tx.send(NewVersion { draft, who: who.clone() });
+            intake.submit(draft, &who);
         }
     };
     let Ok(clone) = stream.try_clone() else { return };
@@ -150,7 +154,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
                 let others = holders::writers_among(candidates, file);
                 if !others.is_empty() {
                     let open = asm.abandon(*token).into_iter().collect();
-                    finisher::spawn(others, open, who.clone(), config.max_size, tx.clone());
+                    finisher::spawn(others, open, who.clone(), config.max_size, intake.clone());
                     continue;
                 }
             }
@@ -168,7 +172,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, tx: &VersionSender) {
                 wait.extend(holders::writers_among(holders::descendants(who.pid), file));
             }
         }
-        finisher::spawn(wait, unfinished, who.clone(), config.max_size, tx.clone());
+        finisher::spawn(wait, unfinished, who.clone(), config.max_size, intake.clone());
     }
 }
 

@@ -11,8 +11,28 @@ use glob::{MatchOptions, Pattern, PatternError};
 #[derive(Debug, Clone)]
 pub struct Policy {
     roots: Vec<Vec<u8>>,
-    ignore: Vec<Pattern>,
+    ignore: Globs,
     pub max_size: u64,
+}
+
+/// A list of path globs: one with `/` matches the whole absolute path, one
+/// without matches the file name.
+#[derive(Debug, Clone, Default)]
+pub struct Globs(Vec<Pattern>);
+
+impl Globs {
+    pub fn new<S: AsRef<str>>(globs: &[S]) -> Result<Self, PatternError> {
+        globs.iter().map(|g| Pattern::new(g.as_ref())).collect::<Result<_, _>>().map(Globs)
+    }
+
+    pub fn matches(&self, path: &[u8]) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let full = String::from_utf8_lossy(path);
+        let name = full.rsplit('/').next().unwrap_or(&full);
+        self.0.iter().any(|p| if p.as_str().contains('/') { p.matches_with(&full, MATCH) } else { p.matches_with(name, MATCH) })
+    }
 }
 
 const MATCH: MatchOptions =
@@ -28,8 +48,7 @@ impl Policy {
                 trimmed.to_vec()
             })
             .collect();
-        let ignore = ignore.iter().map(|g| Pattern::new(g.as_ref())).collect::<Result<_, _>>()?;
-        Ok(Policy { roots, ignore, max_size })
+        Ok(Policy { roots, ignore: Globs::new(ignore)?, max_size })
     }
 
     /// True when `path` (absolute, normalized) is under a root and not ignored.
@@ -48,18 +67,7 @@ impl Policy {
 
     /// True when an ignore glob matches `path`.
     pub fn is_ignored(&self, path: &[u8]) -> bool {
-        if self.ignore.is_empty() {
-            return false;
-        }
-        let full = String::from_utf8_lossy(path);
-        let name = full.rsplit('/').next().unwrap_or(&full);
-        self.ignore.iter().any(|p| {
-            if p.as_str().contains('/') {
-                p.matches_with(&full, MATCH)
-            } else {
-                p.matches_with(name, MATCH)
-            }
-        })
+        self.ignore.matches(path)
     }
 }
 

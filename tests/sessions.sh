@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# End-to-end test of real human sessions on this host: ssh (command,
+# interactive, tmux), sudo, sudo -s, sudo -i, su, su -, sudo su -, login -f,
+# getty; cron jobs and a collector that is down or stuck.
+#
+# It changes the host while it runs and undoes everything at exit:
+#   - installs openssh-server, sudo, cron, tmux with apt-get if missing
+#     (packages are left installed),
+#   - scripts/install --start (the real /etc/pam.d lines, /usr/local/lib/filetrail,
+#     /etc/filetrail, a collector on /run/filetrail/collector.sock),
+#   - creates users alice (sudo, NOPASSWD) and bob (a password), ssh keys,
+#     /etc/sudoers.d/filetrail-test, /etc/cron.d/filetrail-test, /etc/filetrail-test/,
+#   - runs its own sshd on 127.0.0.1:2222 and cron (unless one runs already),
+# then scripts/uninstall --purge, deletes the users, stops what it started
+# (by pid) and checks that /etc/pam.d and the install paths are as before.
+# (login, su and sshd append their usual records to wtmp/lastlog.)
+#
+# Usage (root): tests/sessions.sh [--no-build]
+# Exit status: 0 every check passed, 1 some failed, 77 skipped (not root,
+# filetrail already installed, users alice/bob exist, port 2222 busy).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+build_opt=()
+[ "${1:-}" = --no-build ] && build_opt=(--no-build)
+
+skip() { echo "sessions: SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (it installs filetrail into the host's PAM and creates users)"
+[ -e /etc/filetrail ] && skip "filetrail is installed on this host (/etc/filetrail); this test would uninstall it"
+grep -qs 'filetrail-managed' /etc/pam.d/* && skip "/etc/pam.d has filetrail lines already"
+for u in alice bob; do id "$u" >/dev/null 2>&1 && skip "user $u exists (the test creates and deletes alice and bob)"; done
+(exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null && skip "127.0.0.1:2222 is in use"
+
+PORT=2222
+DB=/var/lib/filetrail/trail.db
+COLLECTOR=/usr/local/bin/collector
+T=/etc/filetrail-test
+CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+WORK=$(mktemp -d /tmp/filetrail-sessions.XXXXXX)
+chmod 755 "$WORK"
+OUT=$WORK/out            # what the sessions report about themselves
+mkdir -m 1777 "$OUT"
+TM="tmux -S $WORK/tmux.sock"
+
+# ------------------------------------------------------------------ cleanup
+installed=0 uninstalled=0 users_created=() made_run_sshd=0 sshd_pid= cron_pid= made_cron_pidfile=0 stuck_pid=
+cleanup() {
+    set +e
+    echo "==> cleanup"
+    $TM kill-server 2>/dev/null
+    [ -n "$stuck_pid" ] && kill "$stuck_pid" 2>/dev/null
+    if [ -n "$sshd_pid" ]; then
+        for p in $(ps -o pid= --ppid "$sshd_pid" 2>/dev/null); do kill "$p" 2>/dev/null; done
+        kill "$sshd_pid" 2>/dev/null && echo "  stopped sshd pid $sshd_pid"
+    fi
+    if [ -n "$cron_pid" ]; then
+        for p in $(ps -o pid= --ppid "$cron_pid" 2>/dev/null); do kill "$p" 2>/dev/null; done
+        kill "$cron_pid" 2>/dev/null && echo "  stopped cron pid $cron_pid"
+        for _ in $(seq 50); do [ -d "/proc/$cron_pid" ] || break; sleep 0.1; done
+        [ "$made_cron_pidfile" = 1 ] && rm -f /run/crond.pid
+    fi
+    # every process left of the test users (tmux servers, shells), by pid
+    for u in "${users_created[@]}"; do
+        for _ in 1 2 3; do
+            pids=$(ps -o pid= -U "$u" 2>/dev/null; ps -o pid= -u "$u" 2>/dev/null)
+            [ -z "$pids" ] && break
+            kill $pids 2>/dev/null; sleep 0.3
+        done
+        pids=$(ps -o pid= -U "$u" 2>/dev/null; ps -o pid= -u "$u" 2>/dev/null)
+        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+    done
+    sleep 0.2
+    rm -f /etc/cron.d/filetrail-test /etc/sudoers.d/filetrail-test
+    rm -rf "$T"
+    if [ "$installed" = 1 ] && [ "$uninstalled" = 0 ]; then scripts/uninstall --purge | sed 's/^/  /'; fi
+    for u in "${users_created[@]}"; do userdel -r "$u" 2>/dev/null; echo "  deleted user $u"; done
+    [ "$made_run_sshd" = 1 ] && rmdir /run/sshd 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ results
+fails=0 passes=0
+RESULTS=$WORK/results
+pass() { passes=$((passes + 1)); printf '  PASS %s\n' "$*" | tee -a "$RESULTS"; }
+fail() { fails=$((fails + 1)); printf '  FAIL %s\n' "$*" | tee -a "$RESULTS"; }
+
+# ------------------------------------------------------------------ packages
+need=()
+command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
+command -v sudo >/dev/null || need+=(sudo)
+command -v /usr/sbin/cron >/dev/null || need+=(cron)
+command -v tmux >/dev/null || need+=(tmux)
+command -v /sbin/agetty >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "==> apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null || skip "cannot install ${need[*]}"
+fi
+command -v python3 >/dev/null || skip "python3 is needed to read the collector's JSON"
+
+# snapshot of what install/uninstall touch, to compare at the end
+snapshot() {
+    for f in /etc/pam.d/* /etc/ssh/sshd_config /etc/ssh/sshd_config.d/* /etc/sudoers /etc/sudoers.d/*; do
+        [ "$f" = /etc/sudoers.d/filetrail-test ] && continue
+        [ -f "$f" ] && sha256sum "$f"
+    done
+    for p in /etc/filetrail /usr/local/lib/filetrail /usr/local/bin/collector /var/lib/filetrail /var/log/filetrail \
+             /run/filetrail /etc/systemd/system/filetrail-collector.service /etc/ssh/sshd_config.d/filetrail.conf; do
+        [ -e "$p" ] && echo "present $p"
+    done
+    true
+}
+snapshot > "$WORK/host-before"
+
+# ------------------------------------------------------------------ install
+echo "==> scripts/install --start ${build_opt[*]}"
+installed=1
+if ! scripts/install --start "${build_opt[@]}" > "$WORK/install.log" 2>&1; then
+    cat "$WORK/install.log"; echo "sessions: scripts/install failed"; exit 1
+fi
+sed 's/^/  | /' "$WORK/install.log"
+
+# ------------------------------------------------------------------ users, files
+echo "==> users alice (sudo NOPASSWD) and bob (password), keys, tracked files under $T"
+bob_pw="Pw-$RANDOM-$RANDOM-x"
+for u in alice bob; do
+    useradd -m -s /bin/bash "$u" || { echo "useradd $u failed"; exit 1; }
+    users_created+=("$u")
+    ssh-keygen -q -t ed25519 -N '' -f "$WORK/key_$u"
+    install -d -m 700 -o "$u" -g "$u" "/home/$u/.ssh"
+    install -m 600 -o "$u" -g "$u" "$WORK/key_$u.pub" "/home/$u/.ssh/authorized_keys"
+done
+echo "bob:$bob_pw" | chpasswd
+printf 'alice ALL=(ALL:ALL) NOPASSWD: ALL\n' > "$WORK/sudoers"
+visudo -cqf "$WORK/sudoers" && install -m 440 "$WORK/sudoers" /etc/sudoers.d/filetrail-test
+uid_alice=$(id -u alice) uid_bob=$(id -u bob)
+install -d -m 755 "$T" "$T/root"
+install -d -m 755 -o alice -g alice "$T/alice"
+install -d -m 755 -o bob -g bob "$T/bob"
+mkfile() { # owner path
+    printf 'v=0\n' > "$2"; chown "$1:$1" "$2"
+}
+
+# ------------------------------------------------------------------ sshd, cron
+echo "==> sshd on 127.0.0.1:$PORT (the host's /etc/ssh/sshd_config and /etc/pam.d/sshd), cron"
+[ -d /run/sshd ] || { mkdir -m 755 /run/sshd; made_run_sshd=1; }
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/hostkey"
+env -i PATH=$CLEAN_PATH /usr/sbin/sshd -D -p "$PORT" -o ListenAddress=127.0.0.1 -o PidFile=none \
+    -h "$WORK/hostkey" -E "$WORK/sshd.log" &
+sshd_pid=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.05; done
+SSH_OPTS=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -p "$PORT")
+ssh_as() { # user command (non-interactive: no tty)
+    local u=$1; shift
+    ssh -i "$WORK/key_$u" "${SSH_OPTS[@]}" "$u@127.0.0.1" "$@"
+}
+ssh_cmdline() { echo "ssh -i $WORK/key_$1 ${SSH_OPTS[*]} $1@127.0.0.1"; }
+
+for f in r9_cron r9b_cron_sudo; do mkfile root "$T/root/$f.conf"; done
+cat > /etc/cron.d/filetrail-test <<EOF
+# filetrail tests/sessions.sh (removed at exit)
+* * * * * root sed -i 's/^v=.*/v=cron/' $T/root/r9_cron.conf
+* * * * * alice sudo -n sed -i 's/^v=.*/v=cron-sudo/' $T/root/r9b_cron_sudo.conf
+EOF
+chmod 644 /etc/cron.d/filetrail-test
+if [ -f /run/crond.pid ] && [ -d "/proc/$(cat /run/crond.pid 2>/dev/null)" ]; then
+    echo "  cron runs already (pid $(cat /run/crond.pid)): it reads /etc/cron.d/filetrail-test"
+else
+    [ -e /run/crond.pid ] || made_cron_pidfile=1
+    env -i PATH=$CLEAN_PATH /usr/sbin/cron -f &
+    cron_pid=$!
+fi
+cron_start=$(date +%s)
+
+# ------------------------------------------------------------------ helpers
+# The sessions' versions, as collector query --json prints them.
+versions() { "$COLLECTOR" query --db "$DB" --json "$1" 2>/dev/null; }
+wait_versions() { # path n [seconds]
+    local end=$((SECONDS + ${3:-10}))
+    while [ $SECONDS -lt $end ]; do
+        [ "$(versions "$1" | grep -c .)" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+conn_client() { # "ip port ip port" -> "ip:port"
+    awk '{ if (NF >= 2) printf "%s:%s", $1, $2 }' "$1" 2>/dev/null
+}
+json_str() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]) if sys.argv[1] else "null")' "${1:-}"; }
+
+cat > "$WORK/check.py" <<'EOF'
+# check.py ROW FILE key=JSON ... : one version of FILE whose fields equal the
+# given JSON values. Prints one PASS/FAIL line per field.
+import json, subprocess, sys
+row, db, path, *wants = sys.argv[1:]
+out = subprocess.run(["/usr/local/bin/collector", "query", "--db", db, "--json", path],
+                     capture_output=True, text=True).stdout
+vs = [json.loads(l) for l in out.splitlines() if l.strip()]
+res = []
+if len(vs) != 1:
+    res.append(("FAIL", f"{row}: {len(vs)} versions of {path}, want 1" + "".join(
+        f"\n         {v.get('id')} {v.get('user')} {v.get('chain')} {v.get('exe')}" for v in vs)))
+if vs:
+    v = vs[-1]
+    for w in wants:
+        k, _, j = w.partition("=")
+        want = json.loads(j)
+        got = v.get(k)
+        if k == "session" and got is not None:
+            got = str(got)
+            want = None if want is None else str(want)
+        ok = got == want
+        res.append(("PASS" if ok else "FAIL",
+                    f"{row}: {k} = {json.dumps(got)}" + ("" if ok else f", want {json.dumps(want)}")))
+for s, m in res:
+    print(f"  {s} {m}")
+EOF
+check() { # row path key=json...
+    local row=$1 path=$2; shift 2
+    wait_versions "$path" 1 10
+    while IFS= read -r line; do
+        case $line in
+            *PASS*) passes=$((passes + 1)) ;;
+            *FAIL*) fails=$((fails + 1)) ;;
+        esac
+        echo "$line" | tee -a "$RESULTS"
+    done < <(python3 "$WORK/check.py" "$row" "$DB" "$path" "$@")
+}
+check_none() { # row path (the file must have changed: $3 = expected content)
+    local row=$1 path=$2 want=$3 end=$((SECONDS + ${4:-10}))
+    while [ $SECONDS -lt $end ] && ! grep -qx "$want" "$path"; do sleep 0.5; done
+    if ! grep -qx "$want" "$path"; then fail "$row: the edit did not happen ($path holds $(cat "$path"))"; return; fi
+    sleep 1.5
+    local n; n=$(versions "$path" | grep -c .)
+    if [ "$n" = 0 ]; then pass "$row: edit happened ($want), no version recorded"; else
+        fail "$row: $n versions recorded, want none:"; versions "$path" | sed 's/^/         /'; fi
+}
+
+# tmux-driven terminals: root's own tmux server (clean environment) whose
+# panes run ssh, login or getty: real ptys, as a human would type.
+tnew() { # name command...
+    env -i PATH=$CLEAN_PATH HOME="$WORK" TERM=xterm $TM new-session -d -s "$1" -x 220 -y 50 "$2"
+}
+tsend() { $TM send-keys -t "$1" -l -- "$2"; $TM send-keys -t "$1" Enter; }
+twait() { # name regex [seconds]
+    local end=$((SECONDS + ${3:-15}))
+    while [ $SECONDS -lt $end ]; do
+        $TM capture-pane -p -J -t "$1" -S - 2>/dev/null | grep -qE -- "$2" && return 0
+        sleep 0.1
+    done
+    echo "  (timeout waiting for /$2/ in terminal $1; it shows:)"
+    $TM capture-pane -p -J -t "$1" -S - 2>/dev/null | grep -v '^$' | tail -n 15 | sed 's/^/  | /'
+    return 1
+}
+K=0
+trun() { # name command: type it, wait until it has run (a marker only its output contains)
+    K=$((K + 1))
+    local m=$((100000 + K))
+    tsend "$1" "$2; echo @@\$(( $m + 1 ))@@"
+    twait "$1" "@@$((m + 1))@@" "${3:-15}"
+}
+tclose() { # name: type exit until the pane is gone
+    local i
+    for i in 1 2 3 4 5; do
+        $TM has-session -t "$1" 2>/dev/null || return 0
+        tsend "$1" exit; sleep 0.5
+    done
+    $TM kill-session -t "$1" 2>/dev/null
+}
+tssh() { # name user: a terminal running an interactive ssh login, at its prompt
+    tnew "$1" "$(ssh_cmdline "$2")"
+    twait "$1" "$2@"
+}
+# Inside a terminal: remember the session's own facts (before any sudo/su).
+remember() { # name row
+    trun "$1" "echo \"\$SSH_CONNECTION\" > $OUT/$2.conn; tty > $OUT/$2.tty; cat /proc/self/sessionid > $OUT/$2.sid"
+}
+sq() { cat "$OUT/$1" 2>/dev/null; }
+
+echo "==> rows"
+# ------------------------------------------------------------------ R1 ssh cmd
+row=r1_ssh_cmd; f=$T/alice/$row.conf; mkfile alice "$f"
+ssh_as alice "echo \"\$SSH_CONNECTION\" > $OUT/$row.conn; cat /proc/self/sessionid > $OUT/$row.sid; sed -i 's/^v=.*/v=1/' $f" 2> "$WORK/$row.err"
+[ -s "$WORK/$row.err" ] && fail "$row: stderr: $(cat "$WORK/$row.err")" || pass "$row: ssh command ran, nothing on stderr"
+check "$row" "$f" user='"alice"' chain='["alice"]' uid=$uid_alice euid=$uid_alice tty=null sudo_user=null \
+    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")" exe='"/usr/bin/sed"'
+
+# ------------------------------------------------------------------ R2 interactive ssh
+row=r2_ssh_interactive; f=$T/alice/$row.conf; mkfile alice "$f"
+tssh "$row" alice
+remember "$row" "$row"
+trun "$row" "sed -i 's/^v=.*/v=2/' $f"
+tclose "$row"
+check "$row" "$f" user='"alice"' chain='["alice"]' uid=$uid_alice euid=$uid_alice sudo_user=null \
+    tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R3 ssh cmd + sudo
+row=r3_ssh_sudo_cmd; f=$T/root/$row.conf; mkfile root "$f"
+ssh_as alice "echo \"\$SSH_CONNECTION\" > $OUT/$row.conn; cat /proc/self/sessionid > $OUT/$row.sid; sudo sed -i 's/^v=.*/v=3/' $f" 2> "$WORK/$row.err"
+[ -s "$WORK/$row.err" ] && fail "$row: stderr: $(cat "$WORK/$row.err")" || pass "$row: ssh 'sudo sed' ran, nothing on stderr"
+check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 tty=null sudo_user='"alice"' \
+    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R3b interactive ssh + sudo cmd
+row=r3b_ssh_tty_sudo_cmd; f=$T/root/$row.conf; mkfile root "$f"
+tssh "$row" alice
+remember "$row" "$row"
+trun "$row" "sudo sed -i 's/^v=.*/v=3b/' $f"
+tclose "$row"
+check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' \
+    tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R4 sudo -i
+row=r4_ssh_sudo_i; f=$T/root/$row.conf; mkfile root "$f"
+tssh "$row" alice
+remember "$row" "$row"
+tsend "$row" "sudo -i"
+trun "$row" "sed -i 's/^v=.*/v=4/' $f"
+tclose "$row"
+check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' \
+    tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R4b sudo -s
+row=r4b_ssh_sudo_s; f=$T/root/$row.conf; mkfile root "$f"
+tssh "$row" alice
+remember "$row" "$row"
+tsend "$row" "sudo -s"
+trun "$row" "sed -i 's/^v=.*/v=4b/' $f"
+tclose "$row"
+check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' \
+    tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R5 su - bob (bob's password, typed)
+for variant in r5_ssh_su_dash_bob r5b_ssh_su_bob; do
+    row=$variant; f=$T/bob/$row.conf; mkfile bob "$f"
+    tssh "$row" alice
+    remember "$row" "$row"
+    if [ "$row" = r5_ssh_su_dash_bob ]; then tsend "$row" "su - bob"; else tsend "$row" "su bob"; fi
+    twait "$row" 'Password:' && tsend "$row" "$bob_pw"
+    twait "$row" 'bob@'
+    trun "$row" "sed -i 's/^v=.*/v=5/' $f"
+    tclose "$row"
+    check "$row" "$f" user='"alice"' chain='["alice","bob"]' uid=$uid_bob euid=$uid_bob sudo_user=null \
+        tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+done
+
+# ------------------------------------------------------------------ R6 sudo su -
+row=r6_ssh_sudo_su_dash; f=$T/root/$row.conf; mkfile root "$f"
+tssh "$row" alice
+remember "$row" "$row"
+tsend "$row" "sudo su -"
+trun "$row" "sed -i 's/^v=.*/v=6/' $f"
+tclose "$row"
+# sudo su - leaves no SUDO_USER in the final shell (FACTS.md): sudo_user is not checked here.
+check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 \
+    tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R7 login -f bob on a pty
+row=r7_login_f_bob; f=$T/bob/$row.conf; mkfile bob "$f"
+tnew "$row" "exec login -f bob"
+twait "$row" 'bob@'
+remember "$row" "$row"
+trun "$row" "sed -i 's/^v=.*/v=7/' $f"
+tclose "$row"
+check "$row" "$f" user='"bob"' chain='["bob"]' uid=$uid_bob euid=$uid_bob sudo_user=null ssh_client=null \
+    tty="$(json_str "$(sq $row.tty)")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R7b getty -> login (console)
+row=r7b_getty_autologin_bob; f=$T/bob/$row.conf; mkfile bob "$f"
+tnew "$row" 'exec /sbin/agetty --autologin bob --noclear --nohints $(tty | sed s,/dev/,,) xterm'
+twait "$row" 'bob@'
+remember "$row" "$row"
+trun "$row" "sed -i 's/^v=.*/v=7b/' $f"
+tclose "$row"
+check "$row" "$f" user='"bob"' chain='["bob"]' uid=$uid_bob euid=$uid_bob sudo_user=null ssh_client=null \
+    tty="$(json_str "$(sq $row.tty)")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R8 tmux inside alice's ssh session
+row=r8_ssh_tmux; f=$T/alice/$row.conf; mkfile alice "$f"
+tssh "$row" alice
+remember "$row" "$row"
+trun "$row" "tmux new-session -d -s work"
+trun "$row" "tmux send-keys -t work 'tty > $OUT/$row.panetty; sed -i s/^v=.*/v=8/ $f' Enter"
+for _ in $(seq 100); do grep -qx 'v=8' "$f" && break; sleep 0.1; done
+trun "$row" "tmux kill-server"
+tclose "$row"
+check "$row" "$f" user='"alice"' chain='["alice"]' uid=$uid_alice euid=$uid_alice sudo_user=null \
+    tty="$(json_str "$(sq $row.panetty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ R9 cron
+row=r9_cron
+echo "  (waiting for cron's next minute: up to $((65 - ($(date +%s) - cron_start))) s)"
+left=$((65 - ($(date +%s) - cron_start))); [ "$left" -lt 5 ] && left=5
+check_none r9_cron_root_job "$T/root/r9_cron.conf" v=cron "$left"
+check_none r9b_cron_job_runs_sudo "$T/root/r9b_cron_sudo.conf" v=cron-sudo 10
+
+# ------------------------------------------------------------------ R10 collector down, then stuck
+pidfile=/run/filetrail/collector.pid
+cpid=$(cat "$pidfile")
+kill "$cpid"; for _ in $(seq 50); do [ -d "/proc/$cpid" ] || break; sleep 0.1; done
+for mode in down stuck; do
+    row=r10_collector_$mode; f=$T/root/$row.conf; mkfile root "$f"
+    if [ "$mode" = stuck ]; then
+        # a socket that accepts connections into its backlog and never answers
+        rm -f /run/filetrail/collector.sock
+        python3 -c 'import os,socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666); s.listen(512); time.sleep(600)' /run/filetrail/collector.sock &
+        stuck_pid=$!
+        for _ in $(seq 50); do [ -S /run/filetrail/collector.sock ] && break; sleep 0.1; done
+    fi
+    t0=$(date +%s%N)
+    ssh_as alice "sudo sed -i 's/^v=.*/v=10/' $f && echo x > $OUT/$row.alice; echo ok" > "$WORK/$row.out" 2> "$WORK/$row.err"
+    rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    if [ $rc = 0 ] && [ "$(cat "$WORK/$row.out")" = ok ] && [ ! -s "$WORK/$row.err" ] && grep -qx v=10 "$f"; then
+        pass "$row: ssh login + sudo sed worked, silent, in $ms ms"
+    else
+        fail "$row: exit $rc, stdout '$(cat "$WORK/$row.out")', stderr '$(cat "$WORK/$row.err")', file $(cat "$f")"
+    fi
+    [ "$ms" -lt 10000 ] && pass "$row: took $ms ms (< 10 s)" || fail "$row: took $ms ms"
+    if [ "$mode" = stuck ]; then
+        kill "$stuck_pid"; wait "$stuck_pid" 2>/dev/null; stuck_pid=
+        rm -f /run/filetrail/collector.sock
+    fi
+done
+echo "  restarting the collector: scripts/install --no-build --start"
+scripts/install --no-build --start > "$WORK/install2.log" 2>&1 || { cat "$WORK/install2.log"; fail "re-install --start failed"; }
+grep -E 'started collector|already running' "$WORK/install2.log" | sed 's/^/  | /'
+row=r10c_collector_back; f=$T/root/$row.conf; mkfile root "$f"
+ssh_as alice "sudo sed -i 's/^v=.*/v=10c/' $f" 2>/dev/null
+check "$row" "$f" user='"alice"' chain='["alice","root"]'
+
+# ------------------------------------------------------------------ uninstall
+echo "==> scripts/uninstall --purge"
+$TM kill-server 2>/dev/null
+scripts/uninstall --purge > "$WORK/uninstall.log" 2>&1; rc=$?
+uninstalled=1
+sed 's/^/  | /' "$WORK/uninstall.log"
+[ $rc = 0 ] && pass "uninstall: exit 0" || fail "uninstall: exit $rc"
+snapshot > "$WORK/host-after"
+if diff "$WORK/host-before" "$WORK/host-after" > "$WORK/host-diff"; then
+    pass "uninstall: /etc/pam.d, sshd and sudoers files byte-identical to before install; no filetrail paths left"
+else
+    fail "uninstall: host differs from before install:"; sed 's/^/         /' "$WORK/host-diff"
+fi
+ssh_as alice "echo \"\$LD_PRELOAD\"; sudo sh -c 'echo \"\$LD_PRELOAD\"'" > "$WORK/after.out" 2> "$WORK/after.err"
+if [ -z "$(tr -d '\n' < "$WORK/after.out")" ] && [ ! -s "$WORK/after.err" ]; then
+    pass "after uninstall: ssh and sudo sessions have no LD_PRELOAD and print nothing"
+else
+    fail "after uninstall: LD_PRELOAD '$(cat "$WORK/after.out")', stderr '$(cat "$WORK/after.err")'"
+fi
+
+echo "==> summary: $passes passed, $fails failed"
+grep FAIL "$RESULTS" || true
+[ "$fails" = 0 ]
