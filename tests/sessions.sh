@@ -41,6 +41,19 @@ chmod 755 "$WORK"
 OUT=$WORK/out            # what the sessions report about themselves
 mkdir -m 1777 "$OUT"
 TM="tmux -S $WORK/tmux.sock"
+# Diagnostics: the process ancestry of the shell that runs this, as the
+# collector can see it in /proc (printed for rows that fail).
+cat > "$OUT/anc" <<'EOF'
+#!/bin/sh
+p=$PPID
+while [ "$p" -gt 1 ]; do
+    set -- $(awk '/^PPid:/ {pp = $2} /^Uid:/ {r = $2; e = $3} END {print pp, r, e}' /proc/$p/status)
+    printf '%7s ppid=%-7s ruid=%-5s euid=%-5s tty=%-7s loginuid=%-5s session=%-4s %s\n' "$p" "$1" "$2" "$3" \
+        "$(ps -o tty= -p "$p")" "$(cat /proc/$p/loginuid)" "$(cat /proc/$p/sessionid)" "$(cat /proc/$p/comm)"
+    p=$1
+done
+EOF
+chmod 755 "$OUT/anc"
 
 # ------------------------------------------------------------------ cleanup
 installed=0 uninstalled=0 users_created=() made_run_sshd=0 sshd_pid= cron_pid= made_cron_pidfile=0 stuck_pid=
@@ -74,6 +87,13 @@ cleanup() {
     rm -rf "$T"
     if [ "$installed" = 1 ] && [ "$uninstalled" = 0 ]; then scripts/uninstall --purge | sed 's/^/  /'; fi
     for u in "${users_created[@]}"; do userdel -r "$u" 2>/dev/null; echo "  deleted user $u"; done
+    # useradd/userdel leave their own backups (/etc/passwd- ...): put back the
+    # ones from before the test when the files themselves are as before.
+    if [ ${#users_created[@]} -gt 0 ]; then
+        for f in passwd group shadow gshadow subuid subgid; do
+            if [ -e "$WORK/etc/$f-" ] && cmp -s "/etc/$f" "$WORK/etc/$f"; then cp -p "$WORK/etc/$f-" "/etc/$f-"; fi
+        done
+    fi
     [ "$made_run_sshd" = 1 ] && rmdir /run/sshd 2>/dev/null
     rm -rf "$WORK"
 }
@@ -125,6 +145,11 @@ sed 's/^/  | /' "$WORK/install.log"
 # ------------------------------------------------------------------ users, files
 echo "==> users alice (sudo NOPASSWD) and bob (password), keys, tracked files under $T"
 bob_pw="Pw-$RANDOM-$RANDOM-x"
+mkdir "$WORK/etc"
+for f in passwd group shadow gshadow subuid subgid; do
+    [ -e "/etc/$f" ] && cp -p "/etc/$f" "$WORK/etc/$f"
+    [ -e "/etc/$f-" ] && cp -p "/etc/$f-" "$WORK/etc/$f-"
+done
 for u in alice bob; do
     useradd -m -s /bin/bash "$u" || { echo "useradd $u failed"; exit 1; }
     users_created+=("$u")
@@ -219,6 +244,7 @@ for s, m in res:
 EOF
 check() { # row path key=json...
     local row=$1 path=$2; shift 2
+    local before=$fails
     wait_versions "$path" 1 10
     while IFS= read -r line; do
         case $line in
@@ -227,6 +253,10 @@ check() { # row path key=json...
         esac
         echo "$line" | tee -a "$RESULTS"
     done < <(python3 "$WORK/check.py" "$row" "$DB" "$path" "$@")
+    if [ "$fails" != "$before" ] && [ -s "$OUT/$row.anc" ]; then
+        echo "         ancestry of the writer's shell (pid ppid ruid euid tty loginuid session comm):"
+        sed 's/^/         /' "$OUT/$row.anc"
+    fi
 }
 check_none() { # row path (the file must have changed: $3 = expected content)
     local row=$1 path=$2 want=$3 end=$((SECONDS + ${4:-10}))
@@ -261,8 +291,9 @@ trun() { # name command: type it, wait until it has run (a marker only its outpu
     tsend "$1" "$2; echo @@\$(( $m + 1 ))@@"
     twait "$1" "@@$((m + 1))@@" "${3:-15}"
 }
-tclose() { # name: type exit until the pane is gone
+tclose() { # name: keep what the terminal showed, type exit until the pane is gone
     local i
+    $TM capture-pane -p -J -t "$1" -S - > "$WORK/screen-$1.txt" 2>/dev/null
     for i in 1 2 3 4 5; do
         $TM has-session -t "$1" 2>/dev/null || return 0
         tsend "$1" exit; sleep 0.5
@@ -307,7 +338,7 @@ check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 tty=null 
 row=r3b_ssh_tty_sudo_cmd; f=$T/root/$row.conf; mkfile root "$f"
 tssh "$row" alice
 remember "$row" "$row"
-trun "$row" "sudo sed -i 's/^v=.*/v=3b/' $f"
+trun "$row" "sudo $OUT/anc > $OUT/$row.anc; sudo sed -i 's/^v=.*/v=3b/' $f"
 tclose "$row"
 check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' \
     tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
@@ -317,7 +348,7 @@ row=r4_ssh_sudo_i; f=$T/root/$row.conf; mkfile root "$f"
 tssh "$row" alice
 remember "$row" "$row"
 tsend "$row" "sudo -i"
-trun "$row" "sed -i 's/^v=.*/v=4/' $f"
+trun "$row" "$OUT/anc > $OUT/$row.anc; sed -i 's/^v=.*/v=4/' $f"
 tclose "$row"
 check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' \
     tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
@@ -327,7 +358,7 @@ row=r4b_ssh_sudo_s; f=$T/root/$row.conf; mkfile root "$f"
 tssh "$row" alice
 remember "$row" "$row"
 tsend "$row" "sudo -s"
-trun "$row" "sed -i 's/^v=.*/v=4b/' $f"
+trun "$row" "$OUT/anc > $OUT/$row.anc; sed -i 's/^v=.*/v=4b/' $f"
 tclose "$row"
 check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' \
     tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
@@ -340,7 +371,7 @@ for variant in r5_ssh_su_dash_bob r5b_ssh_su_bob; do
     if [ "$row" = r5_ssh_su_dash_bob ]; then tsend "$row" "su - bob"; else tsend "$row" "su bob"; fi
     twait "$row" 'Password:' && tsend "$row" "$bob_pw"
     twait "$row" 'bob@'
-    trun "$row" "sed -i 's/^v=.*/v=5/' $f"
+    trun "$row" "$OUT/anc > $OUT/$row.anc; sed -i 's/^v=.*/v=5/' $f"
     tclose "$row"
     check "$row" "$f" user='"alice"' chain='["alice","bob"]' uid=$uid_bob euid=$uid_bob sudo_user=null \
         tty="$(json_str "$(sq $row.tty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
@@ -351,7 +382,7 @@ row=r6_ssh_sudo_su_dash; f=$T/root/$row.conf; mkfile root "$f"
 tssh "$row" alice
 remember "$row" "$row"
 tsend "$row" "sudo su -"
-trun "$row" "sed -i 's/^v=.*/v=6/' $f"
+trun "$row" "$OUT/anc > $OUT/$row.anc; sed -i 's/^v=.*/v=6/' $f"
 tclose "$row"
 # sudo su - leaves no SUDO_USER in the final shell (FACTS.md): sudo_user is not checked here.
 check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 \
@@ -382,12 +413,20 @@ row=r8_ssh_tmux; f=$T/alice/$row.conf; mkfile alice "$f"
 tssh "$row" alice
 remember "$row" "$row"
 trun "$row" "tmux new-session -d -s work"
-trun "$row" "tmux send-keys -t work 'tty > $OUT/$row.panetty; sed -i s/^v=.*/v=8/ $f' Enter"
+trun "$row" "tmux send-keys -t work 'tty > $OUT/$row.panetty; $OUT/anc > $OUT/$row.anc; sed -i s/^v=.*/v=8/ $f' Enter"
 for _ in $(seq 100); do grep -qx 'v=8' "$f" && break; sleep 0.1; done
 trun "$row" "tmux kill-server"
 tclose "$row"
 check "$row" "$f" user='"alice"' chain='["alice"]' uid=$uid_alice euid=$uid_alice sudo_user=null \
     tty="$(json_str "$(sq $row.panetty)")" ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+
+# ------------------------------------------------------------------ terminals: nothing unexpected
+if grep -lE 'ld\.so|ERROR|libfiletrail' "$WORK"/screen-*.txt > "$WORK/noisy" 2>/dev/null; then
+    fail "terminals showed loader or filetrail messages: $(cat "$WORK/noisy")"
+    grep -hE 'ld\.so|ERROR|libfiletrail' "$WORK"/screen-*.txt | head -n 5 | sed 's/^/         /'
+else
+    pass "no terminal showed a loader error or any filetrail output ($(ls "$WORK"/screen-*.txt | wc -l) transcripts)"
+fi
 
 # ------------------------------------------------------------------ R9 cron
 row=r9_cron

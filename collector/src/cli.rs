@@ -42,6 +42,17 @@ pub enum Command {
     Query(cmd::query::Args),
     /// Write the exact content of a version (after, or --before) to stdout.
     Show(cmd::show::Args),
+    /// Unified diff of a version (before vs after), or of two versions.
+    Diff(cmd::diff::Args),
+    /// History of a file, newest first, with who did it and the diffs.
+    Log(cmd::log::Args),
+    /// Every human who changed something, with counts.
+    Users(cmd::users::UsersArgs),
+    /// One human's changes: files and sessions (with ssh client and tty).
+    User(cmd::users::UserArgs),
+    /// Put a version's content back (atomically, with its owner and mode);
+    /// the restore is itself recorded as a new version.
+    Restore(cmd::restore::Args),
     /// Counts, store size, oldest and newest version.
     Stats(cmd::stats::Args),
 }
@@ -55,6 +66,11 @@ pub fn main() -> ExitCode {
         Command::Query(args) => cmd::query::run(&cli, args),
         Command::Show(args) => cmd::show::run(&cli, args),
         Command::Stats(args) => cmd::stats::run(&cli, args),
+        Command::Diff(args) => cmd::diff::run(&cli, args),
+        Command::Log(args) => cmd::log::run(&cli, args),
+        Command::Users(args) => cmd::users::run_users(&cli, args),
+        Command::User(args) => cmd::users::run_user(&cli, args),
+        Command::Restore(args) => cmd::restore::run(&cli, args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,8 @@
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
-//! - [`print`] — table and JSON-lines output.
+//! - [`print`] — table, JSON-lines and diff output.
+//! - [`when`] — `--since`/`--until` times.
 
 pub mod access;
 pub mod assemble;
@@ -34,4 +35,5 @@ pub mod print;
 pub mod quota;
 pub mod server;
 pub mod store;
+pub mod when;
 pub mod writer;

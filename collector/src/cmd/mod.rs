@@ -1,6 +1,10 @@
 //! One module per subcommand, each with its clap `Args` and a `run`.
 
+pub mod diff;
+pub mod log;
 pub mod query;
+pub mod restore;
 pub mod serve;
 pub mod show;
 pub mod stats;
+pub mod users;

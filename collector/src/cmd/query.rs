@@ -15,14 +15,44 @@ use crate::store::{QueryFilter, Store};
 pub struct Args {
     /// Files to show the history of; a directory means everything under it.
     pub paths: Vec<std::path::PathBuf>,
+    /// Only changes made by this human (login name, as in the USER column).
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// Only changes at or after this time: 2h, 3d, yesterday, 2026-11-25, RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only changes before this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only changes from this login session (audit session id).
+    #[arg(long)]
+    pub session: Option<u32>,
     /// One JSON object per line (fields: shared/CONTRACTS.md).
     #[arg(long)]
     pub json: bool,
 }
 
+impl Args {
+    /// The flags as a store filter.
+    pub fn filter(&self) -> anyhow::Result<QueryFilter> {
+        let now = jiff::ZonedDateTime::now();
+        let time = |t: &Option<String>, flag: &str| -> anyhow::Result<Option<jiff::Timestamp>> {
+            t.as_deref().map(|t| crate::when::parse(t, &now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
+        };
+        Ok(QueryFilter {
+            paths: self.paths.iter().map(|p| path_spec(p)).collect::<anyhow::Result<_>>()?,
+            user: self.user.clone(),
+            since: time(&self.since, "--since")?,
+            until: time(&self.until, "--until")?,
+            session: self.session,
+            ..QueryFilter::default()
+        })
+    }
+}
+
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
-    let filter = QueryFilter { paths: args.paths.iter().map(|p| path_spec(p)).collect::<anyhow::Result<_>>()? };
+    let filter = args.filter()?;
     let rows = store.versions(&filter).context("querying versions")?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -36,7 +66,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 /// An argument as the store knows paths: absolute, normalized; a directory
 /// on disk (or a trailing `/`) means everything under it.
-fn path_spec(p: &Path) -> anyhow::Result<PathSpec> {
+pub fn path_spec(p: &Path) -> anyhow::Result<PathSpec> {
     use std::os::unix::ffi::OsStrExt;
     let raw = p.as_os_str().as_bytes();
     let cwd = std::env::current_dir().context("reading the current directory")?;

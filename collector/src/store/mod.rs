@@ -9,6 +9,7 @@
 
 pub mod blobs;
 pub mod query;
+pub mod review;
 pub mod schema;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -20,6 +20,14 @@ pub struct PathSpec {
 #[derive(Debug, Clone, Default)]
 pub struct QueryFilter {
     pub paths: Vec<PathSpec>,
+    /// The human (`user` field).
+    pub user: Option<String>,
+    pub since: Option<jiff::Timestamp>,
+    pub until: Option<jiff::Timestamp>,
+    pub session: Option<u32>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    pub limit: Option<u64>,
 }
 
 const SELECT: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
@@ -60,8 +68,30 @@ impl Store {
                 }
             }
         }
-        let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" OR ")) };
-        let sql = format!("{SELECT} {filter_sql} ORDER BY v.id");
+        let mut wheres = Vec::new();
+        if !clauses.is_empty() {
+            wheres.push(format!("({})", clauses.join(" OR ")));
+        }
+        if let Some(user) = &filter.user {
+            args.push(Value::Text(user.clone()));
+            wheres.push(format!("w.user = ?{}", args.len()));
+        }
+        if let Some(since) = filter.since {
+            args.push(Value::Integer(since.as_microsecond()));
+            wheres.push(format!("v.time_us >= ?{}", args.len()));
+        }
+        if let Some(until) = filter.until {
+            args.push(Value::Integer(until.as_microsecond()));
+            wheres.push(format!("v.time_us < ?{}", args.len()));
+        }
+        if let Some(session) = filter.session {
+            args.push(Value::Integer(session.into()));
+            wheres.push(format!("w.session = ?{}", args.len()));
+        }
+        let filter_sql = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let limit = filter.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        let sql = format!("{SELECT} {filter_sql} ORDER BY v.id {order}{limit}");
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -95,6 +125,18 @@ impl Store {
         };
         let Some(blob) = blob else { return Err(Error::NoContent { id, why: why(state.as_deref()) }) };
         self.blob_bytes(blob)?.ok_or_else(|| Error::NoContent { id, why: why(state.as_deref()) })
+    }
+}
+
+impl Store {
+    /// The mode, owner uid and group gid recorded with a version's after.
+    pub fn restore_meta(&self, id: i64) -> Result<(Option<u32>, Option<u32>, Option<u32>)> {
+        self.conn()
+            .query_row("SELECT mode, owner_uid, group_gid FROM versions WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
+                e => e.into(),
+            })
     }
 }
 

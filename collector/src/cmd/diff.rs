@@ -1,0 +1,45 @@
+//! `collector diff`: what a version changed, or how two versions differ.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::Cli;
+use crate::error::Error;
+use crate::print::{self, Color};
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A version id: its before against its after.
+    pub id: i64,
+    /// A second version id: the first one's after against this one's after.
+    pub other: Option<i64>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: Color,
+}
+
+/// Content of one side, `None` when the file did not exist then; an error
+/// when it existed but its content was not stored.
+pub fn side(store: &Store, id: i64, before: bool) -> anyhow::Result<Option<Vec<u8>>> {
+    match store.content(id, before) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(Error::NoContent { why, .. }) if why.starts_with("the file did not exist") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read(&cli.db)?;
+    let v = store.version(args.id)?;
+    let (a, b, la, lb) = match args.other {
+        None => (side(&store, args.id, true)?, side(&store, args.id, false)?, format!("{} (before {})", v.path, v.id), format!("{} (after {})", v.path, v.id)),
+        Some(other) => {
+            let w = store.version(other)?;
+            (side(&store, args.id, false)?, side(&store, other, false)?, format!("{} (version {})", v.path, v.id), format!("{} (version {})", w.path, w.id))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    print::diff(&mut out, a.as_deref(), b.as_deref(), &la, &lb, args.color.enabled())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,47 @@
+//! `collector log`: the history of a file, newest first, each version with
+//! who made it and its diff (like `git log -p`).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::Cli;
+use crate::print::{self, Color};
+use crate::store::{QueryFilter, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The file (or directory: everything under it).
+    pub path: std::path::PathBuf,
+    /// At most this many versions.
+    #[arg(long, short = 'n')]
+    pub max_count: Option<u64>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: Color,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read(&cli.db)?;
+    let filter = QueryFilter {
+        paths: vec![super::query::path_spec(&args.path)?],
+        newest_first: true,
+        limit: args.max_count,
+        ..QueryFilter::default()
+    };
+    let color = args.color.enabled();
+    let mut out = std::io::stdout().lock();
+    for v in store.versions(&filter)? {
+        print::log_header(&mut out, &v, color)?;
+        let before = super::diff::side(&store, v.id, true);
+        let after = super::diff::side(&store, v.id, false);
+        match (before, after) {
+            (Ok(a), Ok(b)) => {
+                let la = v.old_path.clone().unwrap_or_else(|| v.path.clone());
+                print::diff(&mut out, a.as_deref(), b.as_deref(), &la, &v.path, color)?
+            }
+            (Err(e), _) | (_, Err(e)) => writeln!(out, "(no diff: {e})")?,
+        }
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,97 @@
+//! Per-user review: who changed how much, which files, in which sessions.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::Store;
+use crate::error::Result;
+
+fn time(us: i64) -> String {
+    jiff::Timestamp::from_microsecond(us).map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserSummary {
+    pub user: String,
+    pub versions: i64,
+    pub files: i64,
+    pub sessions: i64,
+    pub first: String,
+    pub last: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileSummary {
+    pub path: String,
+    pub versions: i64,
+    pub last: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub session: Option<i64>,
+    pub ssh_client: Option<String>,
+    pub tty: Option<String>,
+    pub first: String,
+    pub last: String,
+    pub versions: i64,
+}
+
+impl Store {
+    /// Every human who changed something, most recent first.
+    pub fn users(&self, only: Option<&str>) -> Result<Vec<UserSummary>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT w.user, count(*), count(DISTINCT v.path), count(DISTINCT w.session), min(v.time_us), max(v.time_us)
+             FROM versions v JOIN writers w ON w.id = v.writer
+             WHERE ?1 IS NULL OR w.user = ?1
+             GROUP BY w.user ORDER BY max(v.time_us) DESC",
+        )?;
+        let rows = stmt.query_map(params![only], |r| {
+            Ok(UserSummary {
+                user: r.get(0)?,
+                versions: r.get(1)?,
+                files: r.get(2)?,
+                sessions: r.get(3)?,
+                first: time(r.get(4)?),
+                last: time(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The files `user` changed, most recent first.
+    pub fn user_files(&self, user: &str) -> Result<Vec<FileSummary>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT v.path, count(*), max(v.time_us) FROM versions v JOIN writers w ON w.id = v.writer
+             WHERE w.user = ?1 GROUP BY v.path ORDER BY max(v.time_us) DESC",
+        )?;
+        let rows = stmt.query_map([user], |r| {
+            Ok(FileSummary {
+                path: filetrail_wire::path::escape_bytes(&r.get::<_, Vec<u8>>(0)?),
+                versions: r.get(1)?,
+                last: time(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `user`'s login sessions with where they came from, oldest first.
+    pub fn user_sessions(&self, user: &str) -> Result<Vec<SessionSummary>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT w.session, max(w.ssh_client), max(w.tty), min(v.time_us), max(v.time_us), count(*)
+             FROM versions v JOIN writers w ON w.id = v.writer
+             WHERE w.user = ?1 GROUP BY w.session ORDER BY min(v.time_us)",
+        )?;
+        let rows = stmt.query_map([user], |r| {
+            Ok(SessionSummary {
+                session: r.get(0)?,
+                ssh_client: r.get(1)?,
+                tty: r.get(2)?,
+                first: time(r.get(3)?),
+                last: time(r.get(4)?),
+                versions: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
