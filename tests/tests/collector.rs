@@ -1,0 +1,205 @@
+//! The collector as an auditor uses it, and as an attacker would try it:
+//! review commands, restore, forged and malformed input, quotas, redaction.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use filetrail_e2e::{collector_bin, sha256, Collector};
+
+fn cli(c: &Collector, args: &[&str]) -> Output {
+    Command::new(collector_bin()).args(args).arg("--db").arg(&c.db).arg("--socket").arg(&c.socket).output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A raw protocol client in Python: sends `frames` (header JSON, payload
+/// bytes) after the hello, prints what the collector answered.
+const RAW_CLIENT: &str = r#"
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+def send(h, p=b''):
+    h = json.dumps(h).encode(); s.sendall(struct.pack('<IQ', len(h), len(p)) + h + p)
+def recv():
+    b = b''
+    while len(b) < 12:
+        x = s.recv(12 - len(b))
+        if not x: return None
+        b += x
+    hl, pl = struct.unpack('<IQ', b)
+    h = b''
+    while len(h) < hl: h += s.recv(hl - len(h))
+    return json.loads(h)
+send({'kind': 'hello', 'version': 1}); print(recv()['kind'])
+exec(sys.argv[2])
+s.settimeout(1)  # events get no reply; errors come at once
+try: print(json.dumps(recv()))
+except Exception as e: print('no reply', e)
+"#;
+
+fn raw_client(c: &Collector, script: &str, as_nobody: bool) -> String {
+    let mut cmd = if as_nobody {
+        let mut cmd = Command::new("setpriv");
+        // Debian's python: a pyenv shim under /root is out of nobody's reach.
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"]);
+        cmd
+    } else {
+        Command::new("python3")
+    };
+    let out = cmd.args(["-c", RAW_CLIENT]).arg(&c.socket).arg(script).output().unwrap();
+    assert!(out.status.success(), "raw client: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn diff_log_users_and_filters() {
+    let c = Collector::start();
+    std::fs::write(c.path("app.conf"), "port = 80\nhost = a\n").unwrap();
+    c.sh("sed -i s/80/8080/ app.conf; echo 'debug = 1' >> app.conf");
+    c.wait_versions(2);
+    let diff = stdout(&cli(&c, &["diff", "1"]));
+    assert!(diff.contains("-port = 80\n+port = 8080\n"), "{diff}");
+    let between = stdout(&cli(&c, &["diff", "1", "2"]));
+    assert!(between.contains("+debug = 1"), "{between}");
+    let log = stdout(&cli(&c, &["log", c.path("app.conf").to_str().unwrap()]));
+    assert!(log.find("version 2").unwrap() < log.find("version 1").unwrap(), "newest first: {log}");
+    assert!(log.contains("Program: /usr/bin/sed"), "{log}");
+    let users = stdout(&cli(&c, &["users", "--json"]));
+    let u: serde_json::Value = serde_json::from_str(users.lines().next().unwrap()).unwrap();
+    assert_eq!((u["user"].as_str(), u["versions"].as_i64(), u["files"].as_i64()), (Some("root"), Some(2), Some(1)));
+    let user = stdout(&cli(&c, &["user", "root"]));
+    assert!(user.contains("2 changes to 1 files"), "{user}");
+    assert!(stdout(&cli(&c, &["query", "--user", "nobody-here"])).is_empty());
+    assert_eq!(stdout(&cli(&c, &["query", "--since", "1h", "--until", "now", "--json"])).lines().count(), 2);
+    assert!(stdout(&cli(&c, &["query", "--until", "yesterday"])).is_empty());
+    let bad = cli(&c, &["query", "--since", "whenever"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--since"));
+}
+
+#[test]
+fn restore_puts_content_owner_and_mode_back_and_is_recorded() {
+    let c = Collector::start();
+    let f = c.path("svc.conf");
+    std::fs::write(&f, "good\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    c.sh("echo broken > svc.conf");
+    let v = c.wait_versions(1);
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Version 1's before is "good": restore the version that held it... it
+    // is the before of 1, so record one more version holding it first.
+    c.sh("printf 'good\\n' > svc.conf");
+    c.wait_versions(2);
+    c.sh("echo broken again > svc.conf");
+    c.wait_versions(3);
+    let out = stdout(&cli(&c, &["restore", "2"]));
+    assert!(out.contains("recorded by the running collector"), "{out}");
+    assert_eq!(std::fs::read(&f).unwrap(), b"good\n");
+    let v4 = c.wait_versions(4);
+    c.assert_version(&v4[3], "write", "svc.conf", Some(b"broken again\n"), Some(b"good\n"));
+    assert!(v4[3]["exe"].as_str().unwrap().ends_with("collector"));
+    assert_eq!(v[0]["mode"], 0o640);
+    // A symlink at the target is refused, and nothing is written through it.
+    let elsewhere = c.dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, "untouched").unwrap();
+    std::fs::remove_file(&f).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &f).unwrap();
+    let refused = cli(&c, &["restore", "2"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("symlink"), "{refused:?}");
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"untouched");
+}
+
+#[test]
+fn restore_without_a_collector_records_directly() {
+    let c = Collector::start();
+    std::fs::write(c.path("f"), "v1\n").unwrap();
+    c.sh("echo v2 > f");
+    c.wait_versions(1);
+    let out = Command::new(collector_bin())
+        .args(["restore", "1", "--socket", "/nonexistent/sock", "--db"])
+        .arg(&c.db)
+        .arg("--to")
+        .arg(c.dir.path().join("copy"))
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("recorded directly"));
+    assert_eq!(std::fs::read(c.dir.path().join("copy")).unwrap(), b"v2\n");
+}
+
+#[test]
+fn a_process_cannot_forge_versions_of_files_it_could_not_write() {
+    let c = Collector::start();
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&c.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let secret = c.path("secret.conf");
+    std::fs::write(&secret, "root only\n").unwrap();
+    let forged = format!(
+        "p = b'forged\\n'\nsend({{'kind':'rename','old':'{0}.tmp','new':'{0}','before':{{'state':'absent'}},'after':{{'state':'stored','len':len(p),'size':len(p)}}}}, p)",
+        secret.display()
+    );
+    let out = raw_client(&c, &forged, true);
+    assert!(out.starts_with("welcome"), "{out}");
+    // The same from root is accepted: the marker that the frame was read.
+    let ok = forged.replace("secret.conf", "root.conf");
+    raw_client(&c, &ok, false);
+    let v = c.wait_versions(1);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["path"], c.path("root.conf").display().to_string());
+    assert!(c.log().contains("rejected a version"), "{}", c.log());
+}
+
+#[test]
+fn malformed_truncated_and_oversized_frames_close_only_that_connection() {
+    let c = Collector::start_with("max_size = 1000\n");
+    // Not JSON.
+    let out = raw_client(&c, "s.sendall(struct.pack('<IQ', 5, 0) + b'{{{{{')", false);
+    assert!(out.contains("\"kind\": \"error\"") && out.contains("malformed"), "{out}");
+    // Lengths that do not add up.
+    let out = raw_client(&c, "send({'kind':'delete','path':'/x','before':{'state':'stored','len':5}}, b'ab')", false);
+    assert!(out.contains("\"kind\": \"error\""), "{out}");
+    // Far over the limit: refused before anything is allocated.
+    let out = raw_client(&c, "s.sendall(struct.pack('<IQ', 2, 1 << 40) + b'{}')", false);
+    assert!(out.contains("exceeds the limit"), "{out}");
+    // Cut off in the middle.
+    raw_client(&c, "s.sendall(struct.pack('<IQ', 100, 0) + b'{\"kind\"'); s.shutdown(socket.SHUT_WR)", false);
+    // The collector still serves everyone else.
+    std::fs::write(c.path("f"), "a").unwrap();
+    c.sh("echo b > f");
+    let v = c.wait_versions(1);
+    c.assert_version(&v[0], "write", "f", Some(b"a"), Some(b"b\n"));
+}
+
+#[test]
+fn per_user_quota_drops_excess_with_a_log_line() {
+    let c = Collector::start_with("[quota]\nversions_per_minute = 3\n");
+    c.sh("for i in 1 2 3 4 5 6; do echo $i > f$i; done; echo done > marker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !c.log().contains("quota of versions per minute exceeded") {
+        assert!(std::time::Instant::now() < deadline, "no quota log line: {}", c.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(c.versions().len(), 3);
+}
+
+#[test]
+fn redacted_paths_keep_hashes_but_never_content() {
+    let c = Collector::start_with("redact = [\"*.key\"]\n");
+    std::fs::write(c.path("tls.key"), "PRIVATE 1\n").unwrap();
+    let src = c.dir.path().join("new-key");
+    std::fs::write(&src, "PRIVATE 2\n").unwrap();
+    c.sh(&format!("cp {} tls.key", src.display()));
+    let v = c.wait_versions(1);
+    assert_eq!(v[0]["content"], "redacted");
+    assert_eq!(v[0]["before"], sha256(b"PRIVATE 1\n").as_str());
+    assert_eq!(v[0]["after"], sha256(b"PRIVATE 2\n").as_str());
+    let show = cli(&c, &["show", &v[0]["id"].to_string()]);
+    assert!(!show.status.success());
+    assert!(String::from_utf8_lossy(&show.stderr).contains("redacted"));
+    let db = std::fs::read(&c.db).unwrap_or_default();
+    let wal = std::fs::read(c.db.with_extension("db-wal")).unwrap_or_default();
+    for hay in [db, wal] {
+        assert!(!hay.windows(9).any(|w| w == b"PRIVATE 2"), "content must not reach the store");
+    }
+}
