@@ -42,14 +42,18 @@ OUT=$WORK/out            # what the sessions report about themselves
 mkdir -m 1777 "$OUT"
 TM="tmux -S $WORK/tmux.sock"
 # Diagnostics: the process ancestry of the shell that runs this, as the
-# collector can see it in /proc (printed for rows that fail).
+# collector can see it in /proc, up to the first process outside its audit
+# session (printed for rows that fail).
 cat > "$OUT/anc" <<'EOF'
 #!/bin/sh
 p=$PPID
+first=$(cat /proc/$p/sessionid)
 while [ "$p" -gt 1 ]; do
     set -- $(awk '/^PPid:/ {pp = $2} /^Uid:/ {r = $2; e = $3} END {print pp, r, e}' /proc/$p/status)
+    s=$(cat /proc/$p/sessionid)
     printf '%7s ppid=%-7s ruid=%-5s euid=%-5s tty=%-7s loginuid=%-5s session=%-4s %s\n' "$p" "$1" "$2" "$3" \
-        "$(ps -o tty= -p "$p")" "$(cat /proc/$p/loginuid)" "$(cat /proc/$p/sessionid)" "$(cat /proc/$p/comm)"
+        "$(ps -o tty= -p "$p")" "$(cat /proc/$p/loginuid)" "$s" "$(cat /proc/$p/comm)"
+    [ "$s" = "$first" ] || break
     p=$1
 done
 EOF

@@ -33,7 +33,7 @@ CREATE TABLE writers (
     cwd        TEXT,
     exe        TEXT NOT NULL,
     argv       TEXT NOT NULL,             -- JSON array
-    trust      TEXT NOT NULL              -- JSON object: field -> verified | claimed
+    trust      INTEGER NOT NULL           -- bit i set: field i of identity::TRUST_FIELDS is verified
 );
 -- Per-user review ("what did alice change").
 CREATE INDEX writers_user ON writers (user);

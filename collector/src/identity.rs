@@ -55,6 +55,26 @@ fn next_key() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The identity fields that carry a trust label, in the bit order the store
+/// uses (`writers.trust`: bit i set = field i verified). Append only.
+pub const TRUST_FIELDS: &[&str] =
+    &["pid", "uid", "euid", "loginuid", "session", "exe", "cwd", "tty", "user", "chain", "argv", "sudo_user", "ssh_client"];
+
+/// The trust labels as a bit set (see [`TRUST_FIELDS`]).
+pub fn trust_bits(trust: &BTreeMap<&'static str, Trust>) -> i64 {
+    TRUST_FIELDS.iter().enumerate().filter(|(_, f)| trust.get(*f) == Some(&Trust::Verified)).map(|(i, _)| 1i64 << i).sum()
+}
+
+/// The trust labels of a bit set, as the JSON object `query --json` prints.
+pub fn trust_json(bits: i64) -> serde_json::Value {
+    TRUST_FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.to_string(), serde_json::json!(if bits & (1 << i) != 0 { "verified" } else { "claimed" })))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// The peer's credentials as the kernel recorded them at `connect()`.
 pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<libc::ucred> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
@@ -132,32 +152,43 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
 
     // Walk up from the writer to the login: the users it went through
     // (sudo, su), and environment that sudo's env_reset dropped.
+    // Walk up from the writer, within its login session: the users it went
+    // through (sudo, su), the terminal the human typed on (sudo runs
+    // commands on a private pty), and environment that sudo's env_reset
+    // dropped (SSH_CONNECTION).
     let line = ancestry(pid);
-    let euids: Vec<u32> = line.iter().map(|p| p.euid).collect();
-    let mut chain_uids = chain(id.loginuid, &euids);
-    if chain_uids.is_empty() {
-        chain_uids.push(id.euid);
+    let session_line: &[Link] = match id.session {
+        Some(s) => {
+            let n = line.iter().position(|l| l.session != Some(s)).unwrap_or(line.len());
+            &line[..n]
+        }
+        None => &line,
+    };
+    // The writer by its effective uid (kernel), its ancestors by their real
+    // uid: a setuid su or sudo runs as root but acts for the user who ran it.
+    let uids: Vec<u32> = std::iter::once(id.euid).chain(session_line.iter().skip(1).map(|l| l.ruid)).collect();
+    id.chain = chain(id.loginuid, &uids).into_iter().map(user_name).collect();
+    id.chain.dedup();
+    if id.session.is_some() {
+        if let Some(tty) = session_line.iter().rev().find_map(|l| l.tty.clone()) {
+            id.tty = Some(tty);
+        }
     }
-    if chain_uids.last() != Some(&id.euid) {
-        chain_uids.push(id.euid); // /proc said otherwise, or was gone: the kernel's word wins
-    }
-    let upto = line.iter().position(|p| Some(p.euid) == id.loginuid).map_or(line.len(), |i| i + 1);
-    let env_of = |name: &str| line[..upto.min(line.len())].iter().find_map(|p| env_var(p.pid, name));
-    id.sudo_user = env_of("SUDO_USER");
-    id.ssh_client = line.iter().find_map(|p| env_var(p.pid, "SSH_CONNECTION").or_else(|| env_var(p.pid, "SSH_CLIENT"))).and_then(
-        |c| {
+    let upto = session_line.iter().position(|l| Some(l.ruid) == id.loginuid).map_or(session_line.len(), |i| i + 1);
+    id.sudo_user = session_line[..upto].iter().find_map(|l| env_var(l.pid, "SUDO_USER"));
+    id.ssh_client = session_line
+        .iter()
+        .find_map(|l| env_var(l.pid, "SSH_CONNECTION").or_else(|| env_var(l.pid, "SSH_CLIENT")))
+        .and_then(|c| {
             let mut parts = c.split_whitespace();
             Some(format!("{}:{}", parts.next()?, parts.next()?))
-        },
-    );
+        });
     for f in ["argv", "sudo_user", "ssh_client"] {
         id.trust.insert(f, Claimed);
     }
     id.trust.insert("chain", if id.exe.is_empty() { Claimed } else { Verified });
     id.host = hostname();
     id.user = user_name(id.loginuid.unwrap_or(id.uid));
-    id.chain = chain_uids.into_iter().map(user_name).collect();
-    id.chain.dedup();
     id
 }
 
@@ -176,10 +207,12 @@ fn env_var(pid: i32, name: &str) -> Option<String> {
 }
 
 /// One process on the way from the writer up to init.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Link {
     pid: i32,
-    euid: u32,
+    ruid: u32,
+    session: Option<u32>,
+    tty: Option<String>,
 }
 
 /// The writer and its ancestors, nearest first (at most 64, never pid 1).
@@ -191,22 +224,23 @@ fn ancestry(pid: i32) -> Vec<Link> {
         let field = |key: &str, i: usize| -> Option<u32> {
             status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().nth(i)?.parse().ok()
         };
-        let (Some(euid), Some(ppid)) = (field("Uid:", 1), field("PPid:", 0)) else { break };
-        out.push(Link { pid: next, euid });
+        let (Some(ruid), Some(ppid)) = (field("Uid:", 0), field("PPid:", 0)) else { break };
+        let session = read_proc(next, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
+        let tty = read_proc(next, "stat").and_then(|s| tty_of_stat(&lossy(&s)));
+        out.push(Link { pid: next, ruid, session, tty });
         next = ppid as i32;
     }
     out
 }
 
-/// The users from the login to the writer: the login user, then each
-/// effective uid on the way down from the nearest ancestor running as the
-/// login user to the writer (`euids` is writer first). Without a login
-/// uid, just the writer's.
-pub fn chain(loginuid: Option<u32>, euids: &[u32]) -> Vec<u32> {
-    let Some(login) = loginuid else { return euids.first().copied().into_iter().collect() };
-    let upto = euids.iter().position(|&e| e == login).unwrap_or(euids.len());
+/// The users from the login to the writer: the login user, then each uid
+/// on the way down from the nearest ancestor acting as the login user to
+/// the writer (`uids` is writer first). Without a login uid, the writer's.
+pub fn chain(loginuid: Option<u32>, uids: &[u32]) -> Vec<u32> {
+    let Some(login) = loginuid else { return uids.first().copied().into_iter().collect() };
+    let upto = uids.iter().position(|&e| e == login).unwrap_or(uids.len());
     let mut out = vec![login];
-    for &e in euids[..upto].iter().rev() {
+    for &e in uids[..upto].iter().rev() {
         if out.last() != Some(&e) {
             out.push(e);
         }
@@ -266,16 +300,31 @@ mod tests {
 
     #[test]
     fn chain_follows_sudo_and_su() {
+        // Writer by euid, ancestors by real uid (a setuid su runs as root
+        // but its real uid is the user who ran it).
         // ssh as alice (1000), writer is alice's shell
         assert_eq!(chain(Some(1000), &[1000, 1000, 0]), vec![1000]);
-        // alice -> sudo -> root editor: editor(0), sudo(0), bash(1000), sshd(0)
-        assert_eq!(chain(Some(1000), &[0, 0, 1000, 0]), vec![1000, 0]);
-        // alice -> sudo su - bob: bash(1001), su(0), sudo(0), bash(1000)
-        assert_eq!(chain(Some(1000), &[1001, 0, 0, 1000]), vec![1000, 0, 1001]);
+        // alice: sudo sed: sed(0), sudo(ruid 1000)
+        assert_eq!(chain(Some(1000), &[0, 1000, 0]), vec![1000, 0]);
+        // alice: su - bob: bash(1001), su(ruid 1000)
+        assert_eq!(chain(Some(1000), &[1001, 1000]), vec![1000, 1001]);
+        // alice: sudo su - bob: bash(1001), su(ruid 0), sudo(ruid 1000)
+        assert_eq!(chain(Some(1000), &[1001, 0, 1000]), vec![1000, 0, 1001]);
         // no login: just the writer
         assert_eq!(chain(None, &[0, 0]), vec![0]);
         // the login user never appears in the ancestry (login -f as root)
         assert_eq!(chain(Some(1000), &[0]), vec![1000, 0]);
+    }
+
+    #[test]
+    fn trust_round_trips_through_bits() {
+        let mut t = BTreeMap::new();
+        t.insert("exe", Trust::Verified);
+        t.insert("argv", Trust::Claimed);
+        let json = trust_json(trust_bits(&t));
+        assert_eq!(json["exe"], "verified");
+        assert_eq!(json["argv"], "claimed");
+        assert_eq!(json["pid"], "claimed");
     }
 
     #[test]

@@ -183,7 +183,7 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<i64> {
         &w.cwd,
         &w.exe,
         serde_json::to_string(&w.argv).unwrap_or_default(),
-        serde_json::to_string(&w.trust).unwrap_or_default(),
+        crate::identity::trust_bits(&w.trust),
     ])?;
     Ok(tx.last_insert_rowid())
 }

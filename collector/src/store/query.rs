@@ -223,6 +223,6 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         pid: r.get("pid")?,
         exe: r.get("exe")?,
         argv: json_list(r.get("argv")?),
-        trust: serde_json::from_str(&r.get::<_, String>("trust")?).unwrap_or_default(),
+        trust: crate::identity::trust_json(r.get("trust")?),
     })
 }
