@@ -7,38 +7,49 @@
 -- (hash_only over max_size, or redacted by config).
 CREATE TABLE blobs (
     id     INTEGER PRIMARY KEY,
-    sha256 BLOB NOT NULL UNIQUE,
+    sha256 BLOB NOT NULL,
     size   INTEGER NOT NULL,
     codec  INTEGER NOT NULL DEFAULT 0,
     base   INTEGER REFERENCES blobs (id),
     depth  INTEGER NOT NULL DEFAULT 0,    -- deltas to follow to reach a full blob
     data   BLOB
 );
+-- Finding a content by hash. An index on the first 8 bytes finds it as
+-- surely (the row's full hash is compared) at a third of the size.
+CREATE INDEX blobs_sha ON blobs (substr(sha256, 1, 8));
 
--- One row per reporting process image (one library connection): who did it.
-CREATE TABLE writers (
+-- Who, as a person at a terminal: the identity shared by every process of
+-- one login path (user, users gone through, session, tty, ssh client).
+-- Many processes of a session point at one row, which keeps the store small.
+CREATE TABLE principals (
     id         INTEGER PRIMARY KEY,
-    pid        INTEGER NOT NULL,
+    user       TEXT NOT NULL,             -- the human
+    chain      TEXT NOT NULL,             -- JSON array, login user first
     uid        INTEGER NOT NULL,
     euid       INTEGER NOT NULL,
     gid        INTEGER NOT NULL,
     loginuid   INTEGER,
     session    INTEGER,
-    user       TEXT NOT NULL,             -- the human
-    chain      TEXT NOT NULL,             -- JSON array, login user first
     sudo_user  TEXT,
     tty        TEXT,
     ssh_client TEXT,
-    host       TEXT,
-    cwd        TEXT,
+    host       TEXT
+);
+-- Per-user review ("what did alice change"), and finding a principal again.
+CREATE INDEX principals_user ON principals (user, session);
+-- Per-session review.
+CREATE INDEX principals_session ON principals (session);
+
+-- One row per reporting process image (one library connection).
+CREATE TABLE writers (
+    id         INTEGER PRIMARY KEY,
+    principal  INTEGER NOT NULL REFERENCES principals (id),
+    pid        INTEGER NOT NULL,
     exe        TEXT NOT NULL,
     argv       TEXT NOT NULL,             -- JSON array
+    cwd        TEXT,
     trust      INTEGER NOT NULL           -- bit i set: field i of identity::TRUST_FIELDS is verified
 );
--- Per-user review ("what did alice change").
-CREATE INDEX writers_user ON writers (user);
--- Per-session review.
-CREATE INDEX writers_session ON writers (session);
 
 -- One row per version (shared/CONTRACTS.md, "One version").
 CREATE TABLE versions (
@@ -56,7 +67,8 @@ CREATE TABLE versions (
     mode         INTEGER,
     owner_uid    INTEGER,
     group_gid    INTEGER,
-    writer       INTEGER NOT NULL REFERENCES writers (id)
+    writer       INTEGER NOT NULL REFERENCES writers (id),
+    principal    INTEGER NOT NULL REFERENCES principals (id)   -- = writers.principal, indexed
 );
 -- History of one file, and of everything under a directory (range scan).
 CREATE INDEX versions_path ON versions (path, id);
@@ -64,5 +76,5 @@ CREATE INDEX versions_path ON versions (path, id);
 CREATE INDEX versions_named_path ON versions (named_path) WHERE named_path IS NOT NULL;
 -- --since / --until.
 CREATE INDEX versions_time ON versions (time_us);
--- Per-user and per-session review: writers -> their versions.
-CREATE INDEX versions_writer ON versions (writer, id);
+-- Per-user and per-session review: principals -> their versions.
+CREATE INDEX versions_principal ON versions (principal, id);

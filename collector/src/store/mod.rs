@@ -28,8 +28,8 @@ pub use query::QueryFilter;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    /// Identity key -> `writers` row, for identities already stored.
-    writers: HashMap<u64, i64>,
+    /// Identity key -> (`writers` row, `principals` row), already stored.
+    writers: HashMap<u64, (i64, i64)>,
 }
 
 impl Store {
@@ -82,15 +82,15 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
         for v in batch {
-            let writer = match self.writers.get(&v.who.key) {
-                Some(&id) => id,
+            let (writer, principal) = match self.writers.get(&v.who.key) {
+                Some(&ids) => ids,
                 None => {
-                    let id = insert_writer(&tx, &v.who)?;
+                    let ids = insert_writer(&tx, &v.who)?;
                     if self.writers.len() > 10_000 {
                         self.writers.clear();
                     }
-                    self.writers.insert(v.who.key, id);
-                    id
+                    self.writers.insert(v.who.key, ids);
+                    ids
                 }
             };
             let d = &v.draft;
@@ -109,8 +109,8 @@ impl Store {
             let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
             tx.prepare_cached(
                 "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
-                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 d.time.as_microsecond(),
@@ -127,6 +127,7 @@ impl Store {
                 meta.map(|m| m.uid),
                 meta.map(|m| m.gid),
                 writer,
+                principal,
             ])?;
             ids.push(tx.last_insert_rowid());
         }
@@ -162,30 +163,42 @@ impl Store {
 
 }
 
-fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO writers (pid, uid, euid, gid, loginuid, session, user, chain, sudo_user, tty, ssh_client, host,
-            cwd, exe, argv, trust) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
+/// Stores the writer of `w` (one per process image) and, unless an equal
+/// one exists, its principal. Returns (writer id, principal id).
+fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)> {
+    use rusqlite::OptionalExtension;
+    let chain = serde_json::to_string(&w.chain).unwrap_or_default();
+    // `IS` compares NULLs as equal, which a UNIQUE constraint would not.
+    let principal: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM principals WHERE user = ?1 AND session IS ?2 AND chain = ?3 AND uid = ?4 AND euid = ?5
+             AND gid = ?6 AND loginuid IS ?7 AND sudo_user IS ?8 AND tty IS ?9 AND ssh_client IS ?10 AND host IS ?11",
+        )?
+        .query_row(
+            params![&w.user, w.session, &chain, w.uid, w.euid, w.gid, w.loginuid, &w.sudo_user, &w.tty, &w.ssh_client, &w.host],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let principal = match principal {
+        Some(id) => id,
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO principals (user, session, chain, uid, euid, gid, loginuid, sudo_user, tty, ssh_client, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![&w.user, w.session, &chain, w.uid, w.euid, w.gid, w.loginuid, &w.sudo_user, &w.tty, &w.ssh_client, &w.host])?;
+            tx.last_insert_rowid()
+        }
+    };
+    tx.prepare_cached("INSERT INTO writers (principal, pid, exe, argv, cwd, trust) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![
+        principal,
         w.pid,
-        w.uid,
-        w.euid,
-        w.gid,
-        w.loginuid,
-        w.session,
-        &w.user,
-        serde_json::to_string(&w.chain).unwrap_or_default(),
-        &w.sudo_user,
-        &w.tty,
-        &w.ssh_client,
-        &w.host,
-        &w.cwd,
         &w.exe,
         serde_json::to_string(&w.argv).unwrap_or_default(),
+        &w.cwd,
         crate::identity::trust_bits(&w.trust),
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok((tx.last_insert_rowid(), principal))
 }
 
 /// Stores `side`'s content once (by hash) and returns (blob id, delta
@@ -195,7 +208,7 @@ fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u
     use rusqlite::OptionalExtension;
     let Some(sha) = side.sha256.as_deref().and_then(|h| hex::decode(h).ok()) else { return Ok(None) };
     let existing: Option<(i64, i64, bool)> = tx
-        .prepare_cached("SELECT id, depth, data IS NULL FROM blobs WHERE sha256 = ?1")?
+        .prepare_cached("SELECT id, depth, data IS NULL FROM blobs WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1")?
         .query_row([&sha], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let bytes = side.bytes.as_deref().filter(|_| side.stored == Stored::Stored);

@@ -33,8 +33,8 @@ pub struct QueryFilter {
 const SELECT: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
     nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
     v.before_state, v.before_blob, v.after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
-    w.user, w.uid, w.euid, w.chain, w.sudo_user, w.session, w.tty, w.ssh_client, w.host, w.cwd, w.pid, w.exe, w.argv, w.trust
-    FROM versions v JOIN writers w ON w.id = v.writer
+    p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust
+    FROM versions v JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
     LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
 
 /// The exclusive upper bound of all byte strings starting with `prefix/`.
@@ -74,7 +74,7 @@ impl Store {
         }
         if let Some(user) = &filter.user {
             args.push(Value::Text(user.clone()));
-            wheres.push(format!("w.user = ?{}", args.len()));
+            wheres.push(format!("p.user = ?{}", args.len()));
         }
         if let Some(since) = filter.since {
             args.push(Value::Integer(since.as_microsecond()));
@@ -86,7 +86,7 @@ impl Store {
         }
         if let Some(session) = filter.session {
             args.push(Value::Integer(session.into()));
-            wheres.push(format!("w.session = ?{}", args.len()));
+            wheres.push(format!("p.session = ?{}", args.len()));
         }
         let filter_sql = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
         let order = if filter.newest_first { "DESC" } else { "ASC" };
@@ -170,7 +170,7 @@ impl Store {
         Ok(Stats {
             versions: one("SELECT count(*) FROM versions")?,
             paths: one("SELECT count(DISTINCT path) FROM versions")?,
-            users: one("SELECT count(DISTINCT user) FROM writers")?,
+            users: one("SELECT count(DISTINCT user) FROM principals")?,
             blobs: one("SELECT count(*) FROM blobs")?,
             content_bytes: one("SELECT sum(size) FROM blobs")?,
             stored_bytes: one("SELECT sum(length(data)) FROM blobs")?,

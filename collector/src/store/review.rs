@@ -41,10 +41,10 @@ impl Store {
     /// Every human who changed something, most recent first.
     pub fn users(&self, only: Option<&str>) -> Result<Vec<UserSummary>> {
         let mut stmt = self.conn().prepare(
-            "SELECT w.user, count(*), count(DISTINCT v.path), count(DISTINCT w.session), min(v.time_us), max(v.time_us)
-             FROM versions v JOIN writers w ON w.id = v.writer
-             WHERE ?1 IS NULL OR w.user = ?1
-             GROUP BY w.user ORDER BY max(v.time_us) DESC",
+            "SELECT p.user, count(*), count(DISTINCT v.path), count(DISTINCT p.session), min(v.time_us), max(v.time_us)
+             FROM versions v JOIN principals p ON p.id = v.principal
+             WHERE ?1 IS NULL OR p.user = ?1
+             GROUP BY p.user ORDER BY max(v.time_us) DESC",
         )?;
         let rows = stmt.query_map(params![only], |r| {
             Ok(UserSummary {
@@ -62,8 +62,8 @@ impl Store {
     /// The files `user` changed, most recent first.
     pub fn user_files(&self, user: &str) -> Result<Vec<FileSummary>> {
         let mut stmt = self.conn().prepare(
-            "SELECT v.path, count(*), max(v.time_us) FROM versions v JOIN writers w ON w.id = v.writer
-             WHERE w.user = ?1 GROUP BY v.path ORDER BY max(v.time_us) DESC",
+            "SELECT v.path, count(*), max(v.time_us) FROM versions v JOIN principals p ON p.id = v.principal
+             WHERE p.user = ?1 GROUP BY v.path ORDER BY max(v.time_us) DESC",
         )?;
         let rows = stmt.query_map([user], |r| {
             Ok(FileSummary {
@@ -78,9 +78,9 @@ impl Store {
     /// `user`'s login sessions with where they came from, oldest first.
     pub fn user_sessions(&self, user: &str) -> Result<Vec<SessionSummary>> {
         let mut stmt = self.conn().prepare(
-            "SELECT w.session, max(w.ssh_client), max(w.tty), min(v.time_us), max(v.time_us), count(*)
-             FROM versions v JOIN writers w ON w.id = v.writer
-             WHERE w.user = ?1 GROUP BY w.session ORDER BY min(v.time_us)",
+            "SELECT p.session, max(p.ssh_client), max(p.tty), min(v.time_us), max(v.time_us), count(*)
+             FROM versions v JOIN principals p ON p.id = v.principal
+             WHERE p.user = ?1 GROUP BY p.session ORDER BY min(v.time_us)",
         )?;
         let rows = stmt.query_map([user], |r| {
             Ok(SessionSummary {
