@@ -8,7 +8,7 @@
 //! redact = ["/etc/shadow", "*.key"]  # hash and metadata only, never content
 //!
 //! [quota]                             # per uid; root too
-//! versions_per_minute = 1200
+//! versions_per_minute = 6000
 //! bytes_per_day = 1073741824
 //! ```
 
@@ -62,8 +62,10 @@ impl Default for Quota {
     }
 }
 
+/// 100 versions a second, sustained for a minute: far above any human,
+/// scripted `sed -i` loops over /etc included; a runaway loop is stopped.
 fn default_versions_per_minute() -> u64 {
-    1200
+    6000
 }
 fn default_bytes_per_day() -> u64 {
     1 << 30

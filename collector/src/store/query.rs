@@ -54,19 +54,23 @@ impl Store {
             while dir.len() > 1 && dir.ends_with(b"/") {
                 dir.pop();
             }
-            // Each clause matches the real path or the name used to reach it.
-            for column in ["v.path", "v.named_path"] {
+            // One indexed lookup per column (the real path, the name used),
+            // as a set of ids: an OR across both columns would scan.
+            let mut parts = Vec::new();
+            for column in ["path", "named_path"] {
                 let n = args.len();
                 if spec.under {
                     let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
                     let hi = if dir == b"/" { vec![b'/' + 1] } else { prefix_end(&dir) };
-                    clauses.push(format!("({column} = ?{} OR ({column} >= ?{} AND {column} < ?{}))", n + 1, n + 2, n + 3));
+                    parts.push(format!("SELECT id FROM versions WHERE {column} = ?{}", n + 1));
+                    parts.push(format!("SELECT id FROM versions WHERE {column} >= ?{} AND {column} < ?{}", n + 2, n + 3));
                     args.extend([Value::Blob(dir.clone()), Value::Blob(lo), Value::Blob(hi)]);
                 } else {
-                    clauses.push(format!("{column} = ?{}", n + 1));
+                    parts.push(format!("SELECT id FROM versions WHERE {column} = ?{}", n + 1));
                     args.push(Value::Blob(dir.clone()));
                 }
             }
+            clauses.push(format!("v.id IN ({})", parts.join(" UNION ALL ")));
         }
         let mut wheres = Vec::new();
         if !clauses.is_empty() {
