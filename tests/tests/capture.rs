@@ -19,12 +19,13 @@ fn shell_redirects_overwrite_and_append() {
 }
 
 #[test]
-fn bash_redirect_creates() {
+fn bash_redirect_creates_and_appends() {
     let c = Collector::start();
-    let out = c.command("bash").args(["-c", "printf 'a\\0b\\xff' > new"]).output().unwrap();
+    let out = c.command("bash").args(["-c", "printf 'a\\0b\\xff' > new; echo more >> new"]).output().unwrap();
     assert!(out.status.success());
-    let v = c.wait_versions(1);
+    let v = c.wait_versions(2);
     c.assert_version(&v[0], "create", "new", None, Some(b"a\0b\xff"));
+    c.assert_version(&v[1], "write", "new", Some(b"a\0b\xff"), Some(b"a\0b\xffmore\n"));
 }
 
 #[test]
