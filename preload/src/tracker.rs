@@ -88,12 +88,17 @@ static ON_LOAD: extern "C" fn() = on_load;
 
 /// The policy, connecting on first use. `None` when the process is off.
 fn ready(p: &mut Process) -> Option<&Policy> {
-    if matches!(p.phase, Phase::New) {
-        start_process();
-        p.budget = Budget::new(settings().budget_ms);
-        p.phase = Phase::Ready { policy: Policy::new::<&str>(&[], &[], 0).ok()?, conn: None };
-    }
-    if let Phase::Ready { conn: None, .. } = p.phase {
+    let connect = match p.phase {
+        Phase::New => {
+            start_process();
+            p.budget = Budget::new(settings().budget_ms);
+            true
+        }
+        // A fork child, or the program closed our socket: reconnect.
+        Phase::Ready { conn: None, .. } => true,
+        _ => false,
+    };
+    if connect {
         match Conn::open(&settings().socket, &mut p.budget) {
             Ok((conn, policy)) => {
                 SOCKET_FD.store(conn.fd(), Relaxed);
@@ -115,7 +120,6 @@ fn turn_off(p: &mut Process) {
     if let Phase::Ready { conn: Some(conn), .. } = std::mem::replace(&mut p.phase, Phase::Off) {
         conn.close();
     }
-    p.phase = Phase::Off;
     p.fds.clear();
     TRACKED_FDS.store(0, Relaxed);
     SOCKET_FD.store(-1, Relaxed);
