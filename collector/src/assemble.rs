@@ -116,11 +116,10 @@ impl Assembler {
     /// An open for writing began (`before` is what the path held).
     pub fn begin(&mut self, token: u64, mut open: Opened) -> Vec<Draft> {
         let mut out = Vec::new();
-        if open.before.is_none() {
-            if let Some(previous) = self.take_previous(&open.path) {
+        if open.before.is_none()
+            && let Some(previous) = self.take_previous(&open.path) {
                 open.before = previous;
             }
-        }
         self.flush_path(&open.path, &mut out);
         self.opens.insert(token, open);
         out
@@ -161,11 +160,10 @@ impl Assembler {
     /// `old` was renamed to `new`; `before` is what `new` held before.
     pub fn rename(&mut self, old: Vec<u8>, new: Vec<u8>, mut before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let mut out = Vec::new();
-        if before.is_none() {
-            if let Some(previous) = self.take_previous(&new) {
+        if before.is_none()
+            && let Some(previous) = self.take_previous(&new) {
                 before = previous;
             }
-        }
         if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()).is_some() {
             self.flush_path(&new, &mut out);
             let action = if before.is_some() { Action::Write } else { Action::Create };
@@ -229,7 +227,8 @@ pub fn complete(u: Unfinished, after: Option<Side>, now: Timestamp) -> Option<Dr
 }
 
 fn finish(drafts: Vec<Draft>) -> Vec<Draft> {
-    drafts.into_iter().filter(|d| !d.is_noop() && !(d.before.is_none() && d.after.is_none())).collect()
+    // Nothing changed, or nothing existed on either side: no version.
+    drafts.into_iter().filter(|d| !d.is_noop() && (d.before.is_some() || d.after.is_some())).collect()
 }
 
 #[cfg(test)]

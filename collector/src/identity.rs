@@ -169,11 +169,10 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
     let uids: Vec<u32> = std::iter::once(id.euid).chain(session_line.iter().skip(1).map(|l| l.ruid)).collect();
     id.chain = chain(id.loginuid, &uids).into_iter().map(user_name).collect();
     id.chain.dedup();
-    if id.session.is_some() {
-        if let Some(tty) = session_line.iter().rev().find_map(|l| l.tty.clone()) {
+    if id.session.is_some()
+        && let Some(tty) = session_line.iter().rev().find_map(|l| l.tty.clone()) {
             id.tty = Some(tty);
         }
-    }
     let upto = session_line.iter().position(|l| Some(l.ruid) == id.loginuid).map_or(session_line.len(), |i| i + 1);
     id.sudo_user = session_line[..upto].iter().find_map(|l| env_var(l.pid, "SUDO_USER"));
     id.ssh_client = session_line

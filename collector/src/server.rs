@@ -148,8 +148,8 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
         // A close while children still hold the file for writing: the
         // version ends when they exit, from the file itself. After a fork
         // (`shared`) children may have been re-parented: look everywhere.
-        if let ClientMsg::Close { token, shared, .. } = &msg {
-            if let Some(file) = asm.file_of(*token) {
+        if let ClientMsg::Close { token, shared, .. } = &msg
+            && let Some(file) = asm.file_of(*token) {
                 let candidates = if *shared { holders::all_but(who.pid) } else { holders::descendants(who.pid) };
                 let others = holders::writers_among(candidates, file);
                 if !others.is_empty() {
@@ -158,7 +158,6 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
                     continue;
                 }
             }
-        }
         store(apply(&mut asm, msg, &parts, Timestamp::now()));
     }
     let (drafts, unfinished) = asm.finish();

@@ -173,11 +173,10 @@ extern "C" fn fork_child() {
     let p = unsafe { STATE.get_unchecked() };
     // The child reports on its own connection (the kernel credits a
     // connection to the process that opened it).
-    if let Phase::Ready { conn, .. } = &mut p.phase {
-        if let Some(c) = conn.take() {
+    if let Phase::Ready { conn, .. } = &mut p.phase
+        && let Some(c) = conn.take() {
             c.close();
         }
-    }
     p.fds.clear();
     p.budget = Budget::new(settings().budget_ms);
     TRACKED_FDS.store(0, Relaxed);
@@ -262,11 +261,10 @@ fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Con
         return None;
     }
     // The parent's cached policy, if any, spares a connection.
-    if let Phase::Ready { policy, .. } = &STATE.lock().phase {
-        if !policy.is_tracked(&abs) {
+    if let Phase::Ready { policy, .. } = &STATE.lock().phase
+        && !policy.is_tracked(&abs) {
             return None;
         }
-    }
     let mut budget = Budget::new(settings().budget_ms);
     let (conn, policy) = Conn::open(&settings().socket, &mut budget).ok()?;
     if !policy.is_tracked(&abs) {
@@ -344,11 +342,10 @@ pub enum CloseAction {
 pub fn before_close(fd: i32) -> CloseAction {
     let Some(mut p) = state() else { return CloseAction::Real };
     if fd == SOCKET_FD.load(Relaxed) {
-        if let Phase::Ready { conn, .. } = &mut p.phase {
-            if let Some(c) = conn.take() {
+        if let Phase::Ready { conn, .. } = &mut p.phase
+            && let Some(c) = conn.take() {
                 c.close();
             }
-        }
         SOCKET_FD.store(-1, Relaxed);
         return CloseAction::NotOpen;
     }
@@ -543,11 +540,10 @@ pub fn before_close_range(first: u32, last: u32) {
     let Some(mut p) = state() else { return };
     let sock = SOCKET_FD.load(Relaxed);
     if sock >= first && sock <= last {
-        if let Phase::Ready { conn, .. } = &mut p.phase {
-            if let Some(c) = conn.take() {
+        if let Phase::Ready { conn, .. } = &mut p.phase
+            && let Some(c) = conn.take() {
                 c.abandon();
             }
-        }
         SOCKET_FD.store(-1, Relaxed);
     }
     for fd in p.fds.in_range(first, last) {

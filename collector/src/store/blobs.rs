@@ -47,11 +47,10 @@ pub fn encode(content: &[u8], base: Option<&[u8]>) -> (Codec, Vec<u8>) {
             best = (Codec::Delta, d);
         }
     }
-    if let Ok(z) = zstd::bulk::compress(content, LEVEL) {
-        if z.len() < best.1.len() {
+    if let Ok(z) = zstd::bulk::compress(content, LEVEL)
+        && z.len() < best.1.len() {
             best = (Codec::Zstd, z);
         }
-    }
     best
 }
 

@@ -212,11 +212,10 @@ fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u
         .query_row([&sha], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let bytes = side.bytes.as_deref().filter(|_| side.stored == Stored::Stored);
-    if let Some((id, depth, missing)) = existing {
-        if !(missing && bytes.is_some()) {
+    if let Some((id, depth, missing)) = existing
+        && !(missing && bytes.is_some()) {
             return Ok(Some((id, depth)));
         }
-    }
     let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH);
     let (codec, data, base_id, depth) = match bytes {
         Some(bytes) => {
