@@ -248,6 +248,27 @@ pub fn chain(loginuid: Option<u32>, uids: &[u32]) -> Vec<u32> {
 }
 
 impl Identity {
+    /// Fills what the kernel could not tell (the process was gone before
+    /// /proc was read) from what the process claimed, labelled claimed.
+    pub fn or_claimed(mut self, claims: Option<filetrail_wire::Claims>) -> Identity {
+        let Some(c) = claims else { return self };
+        if self.exe.is_empty() {
+            self.exe = c.exe;
+            self.trust.insert("exe", Trust::Claimed);
+        }
+        if self.argv.is_empty() {
+            self.argv = c.argv;
+        }
+        if self.cwd.is_none() && !c.cwd.is_empty() {
+            self.cwd = Some(c.cwd);
+            self.trust.insert("cwd", Trust::Claimed);
+        }
+        if self.trust.get("uid") == Some(&Trust::Claimed) {
+            self.uid = c.uid;
+        }
+        self
+    }
+
     /// This identity with `exe` and `argv` re-read from `pid` (same process,
     /// after an `exec`). Unchanged where /proc no longer answers.
     pub fn with_program_of(&self, pid: i32) -> Identity {
@@ -324,6 +345,19 @@ mod tests {
         assert_eq!(json["exe"], "verified");
         assert_eq!(json["argv"], "claimed");
         assert_eq!(json["pid"], "claimed");
+    }
+
+    #[test]
+    fn a_gone_process_falls_back_to_its_claims_labelled_claimed() {
+        // pid_max is far below this: no such process.
+        let gone = libc::ucred { pid: i32::MAX - 1, uid: 1000, gid: 1000 };
+        let claims = filetrail_wire::Claims { uid: 1000, euid: 1000, exe: "/usr/bin/vim".into(), argv: vec!["vim".into()], cwd: "/etc".into() };
+        let id = from_kernel(gone).or_claimed(Some(claims));
+        assert_eq!(id.exe, "/usr/bin/vim");
+        assert_eq!(id.trust["exe"], Trust::Claimed);
+        assert_eq!(id.trust["cwd"], Trust::Claimed);
+        assert_eq!(id.euid, 1000, "the kernel's euid is kept");
+        assert_eq!(id.trust["euid"], Trust::Verified);
     }
 
     #[test]

@@ -93,12 +93,12 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
     let pidfd = identity::pidfd_open(cred.pid).ok();
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    match read_frame(&mut stream, 0).and_then(|f| f.parse::<ClientMsg>()) {
-        Ok(ClientMsg::Hello { .. }) => {}
+    let claims = match read_frame(&mut stream, 0).and_then(|f| f.parse::<ClientMsg>()) {
+        Ok(ClientMsg::Hello { claims, .. }) => claims,
         Ok(other) => return refuse(&mut stream, cred.pid, &format!("expected hello, got {other:?}")),
         Err(e) => return refuse(&mut stream, cred.pid, &e.to_string()),
-    }
-    let who = Arc::new(identity::from_kernel(cred));
+    };
+    let who = Arc::new(identity::from_kernel(cred).or_claimed(claims));
     let welcome = ServerMsg::Welcome {
         version: PROTOCOL_VERSION,
         track: config.track.clone(),
