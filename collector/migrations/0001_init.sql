@@ -74,7 +74,9 @@ CREATE TABLE versions (
 CREATE INDEX versions_path ON versions (path, id);
 -- "collector query /etc/resolv.conf" also finds versions made through that name.
 CREATE INDEX versions_named_path ON versions (named_path) WHERE named_path IS NOT NULL;
--- --since / --until.
+-- A file's history includes it being renamed away.
+CREATE INDEX versions_old_path ON versions (old_path) WHERE old_path IS NOT NULL;
+-- --since / --until, and time order.
 CREATE INDEX versions_time ON versions (time_us);
 -- Per-user and per-session review: principals -> their versions.
 CREATE INDEX versions_principal ON versions (principal, id);

@@ -22,12 +22,12 @@ use crate::config::DEFAULT_DB;
 )]
 pub struct Cli {
     /// SQLite store.
-    #[arg(long, global = true, default_value = DEFAULT_DB, value_name = "PATH")]
+    #[arg(long, global = true, env = "FILETRAIL_DB", default_value = DEFAULT_DB, value_name = "PATH")]
     pub db: PathBuf,
     /// Socket the library reports to.
     #[arg(long, global = true, default_value = filetrail_wire::DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
-    /// Config file (TOML: track, ignore, max_size) [default: /etc/filetrail/config.toml].
+    /// Config file (TOML: track, ignore, max_size, redact, [quota]) [default: /etc/filetrail/config.toml].
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]

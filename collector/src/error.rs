@@ -5,10 +5,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The SQLite store failed (open, migrate, read or write).
-    #[error("store {path}: {source}")]
+    #[error("store {path}")]
     Store { path: PathBuf, source: rusqlite::Error },
     /// A query against an open store failed.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Sql(#[from] rusqlite::Error),
     /// The config file could not be read or parsed.
     #[error("config {path}: {message}")]
@@ -23,7 +23,7 @@ pub enum Error {
     #[error("corrupt content in the store: {0}")]
     Corrupt(String),
     /// Filesystem or socket I/O failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io { what: String, source: std::io::Error },
 }
 

@@ -17,9 +17,25 @@ fn short_time(rfc3339: &str) -> String {
     rfc3339.get(..19).map(|t| t.replace('T', " ")).unwrap_or_else(|| rfc3339.to_owned())
 }
 
+/// The program: the kernel-verified executable's name (argv[0] is
+/// whatever the process chose to call itself).
 fn program(row: &VersionRow) -> String {
-    let name = row.argv.first().cloned().unwrap_or_else(|| row.exe.clone());
+    let name = if row.exe.is_empty() { row.argv.first().cloned().unwrap_or_default() } else { row.exe.clone() };
     name.rsplit('/').next().unwrap_or(&name).to_owned()
+}
+
+/// argv as a shell would need it typed.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
@@ -114,7 +130,7 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Resu
     }
     writeln!(out, "User:    {} (uid {}, euid {})", r.chain.join(" → "), r.uid, r.euid)?;
     writeln!(out, "Date:    {}", r.time)?;
-    writeln!(out, "Program: {} (pid {})  {}", r.exe, r.pid, r.argv.join(" "))?;
+    writeln!(out, "Program: {} (pid {})  {}", r.exe, r.pid, shell_words(&r.argv))?;
     let place: Vec<String> = [r.tty.as_ref().map(|t| format!("tty {t}")), r.ssh_client.as_ref().map(|s| format!("ssh from {s}"))]
         .into_iter()
         .flatten()
@@ -128,6 +144,12 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argv_is_quoted_like_a_shell_needs_it() {
+        let argv: Vec<String> = ["sed", "-i", "s/port = 80/port = 8080/", "it's"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(shell_words(&argv), "sed -i 's/port = 80/port = 8080/' 'it'\\''s'");
+    }
 
     #[test]
     fn unified_diff_and_binary_note() {

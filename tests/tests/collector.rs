@@ -70,7 +70,7 @@ fn diff_log_users_and_filters() {
     let u: serde_json::Value = serde_json::from_str(users.lines().next().unwrap()).unwrap();
     assert_eq!((u["user"].as_str(), u["versions"].as_i64(), u["files"].as_i64()), (Some("root"), Some(2), Some(1)));
     let user = stdout(&cli(&c, &["user", "root"]));
-    assert!(user.contains("2 changes to 1 files"), "{user}");
+    assert!(user.contains("2 changes to 1 file in 1 session"), "{user}");
     assert!(stdout(&cli(&c, &["query", "--user", "nobody-here"])).is_empty());
     assert_eq!(stdout(&cli(&c, &["query", "--since", "1h", "--until", "now", "--json"])).lines().count(), 2);
     assert!(stdout(&cli(&c, &["query", "--until", "yesterday"])).is_empty());
@@ -94,7 +94,7 @@ fn restore_puts_content_owner_and_mode_back_and_is_recorded() {
     c.sh("echo broken again > svc.conf");
     c.wait_versions(3);
     let out = stdout(&cli(&c, &["restore", "2"]));
-    assert!(out.contains("recorded by the running collector"), "{out}");
+    assert!(out.contains("recorded as a new version by the running collector"), "{out}");
     assert_eq!(std::fs::read(&f).unwrap(), b"good\n");
     let v4 = c.wait_versions(4);
     c.assert_version(&v4[3], "write", "svc.conf", Some(b"broken again\n"), Some(b"good\n"));
@@ -117,15 +117,45 @@ fn restore_without_a_collector_records_directly() {
     std::fs::write(c.path("f"), "v1\n").unwrap();
     c.sh("echo v2 > f");
     c.wait_versions(1);
-    let out = Command::new(collector_bin())
-        .args(["restore", "1", "--socket", "/nonexistent/sock", "--db"])
-        .arg(&c.db)
-        .arg("--to")
-        .arg(c.dir.path().join("copy"))
-        .output()
-        .unwrap();
-    assert!(stdout(&out).contains("recorded directly"));
-    assert_eq!(std::fs::read(c.dir.path().join("copy")).unwrap(), b"v2\n");
+    let restore = |to: &std::path::Path| {
+        Command::new(collector_bin())
+            .args(["restore", "1", "--socket", "/nonexistent/sock", "--db"])
+            .arg(&c.db)
+            .arg("--config")
+            .arg(c.dir.path().join("config.toml"))
+            .arg("--to")
+            .arg(to)
+            .output()
+            .unwrap()
+    };
+    assert!(stdout(&restore(&c.path("copy"))).contains("recorded as a new version directly in the store"));
+    assert_eq!(std::fs::read(c.path("copy")).unwrap(), b"v2\n");
+    let v = c.wait_versions(2);
+    c.assert_version(&v[1], "create", "copy", None, Some(b"v2\n"));
+    // Outside the tracked tree: restored, not recorded.
+    let outside = c.dir.path().join("outside");
+    assert!(stdout(&restore(&outside)).contains("not recorded: the target is not tracked"));
+    assert_eq!(std::fs::read(&outside).unwrap(), b"v2\n");
+    assert_eq!(c.versions().len(), 2);
+}
+
+#[test]
+fn a_deleted_file_is_restored_with_its_content_and_mode() {
+    let c = Collector::start();
+    let f = c.path("gone.conf");
+    std::fs::write(&f, "keep me\n").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    c.sh("rm gone.conf");
+    let v = c.wait_versions(1);
+    assert_eq!(v[0]["action"], "delete");
+    let out = stdout(&cli(&c, &["restore", &v[0]["id"].to_string()]));
+    assert!(out.contains("the content deleted by version"), "{out}");
+    assert_eq!(std::fs::read(&f).unwrap(), b"keep me\n");
+    assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777, 0o600);
+    let v = c.wait_versions(2);
+    c.assert_version(&v[1], "create", "gone.conf", None, Some(b"keep me\n"));
+    // Restoring again changes nothing and says so.
+    assert!(stdout(&cli(&c, &["restore", &v[0]["id"].to_string()])).contains("nothing changed"));
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub struct Args {
     pub id: i64,
     /// A second version id: the first one's after against this one's after.
     pub other: Option<i64>,
+    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: Color,
 }

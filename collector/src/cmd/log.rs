@@ -15,6 +15,7 @@ pub struct Args {
     /// At most this many versions.
     #[arg(long, short = 'n')]
     pub max_count: Option<u64>,
+    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: Color,
 }

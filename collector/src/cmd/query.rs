@@ -27,7 +27,7 @@ pub struct Args {
     /// Only changes from this login session (audit session id).
     #[arg(long)]
     pub session: Option<u32>,
-    /// One JSON object per line (fields: shared/CONTRACTS.md).
+    /// One JSON object per line (fields: see README, "Review").
     #[arg(long)]
     pub json: bool,
 }
@@ -54,6 +54,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let filter = args.filter()?;
     let rows = store.versions(&filter).context("querying versions")?;
+    if rows.is_empty() {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            eprintln!("no versions match");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         print::json_lines(&mut out, &rows)?;

@@ -27,7 +27,8 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The version whose content to put back (its "after").
+    /// The version whose content to put back: what the file held after it
+    /// (for a delete: what the file held before it was deleted).
     pub id: i64,
     /// Write here instead of the version's own path.
     #[arg(long, value_name = "PATH")]
@@ -37,10 +38,9 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let v = store.version(args.id)?;
-    if v.after.is_none() {
-        bail!("version {} deleted {}: restore an earlier version (see `collector log {}`)", v.id, v.path, v.path);
-    }
-    let content = store.content(args.id, false)?;
+    // A delete is undone by putting back what the file held before it.
+    let undelete = v.after.is_none();
+    let content = store.content(args.id, undelete)?;
     let (mode, uid, gid) = store.restore_meta(args.id)?;
     drop(store);
 
@@ -57,20 +57,33 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("checking {}", target.display())),
     };
+    if before.as_deref() == Some(&content[..]) {
+        println!("{} already holds the content of version {}: nothing changed", target.display(), v.id);
+        return Ok(ExitCode::SUCCESS);
+    }
     let tmp = write_replacement(&target, &content, mode, uid, gid)?;
     let written = std::fs::symlink_metadata(&target).ok();
     let meta = written.map(|md| Meta { mode: md.mode(), uid: md.uid(), gid: md.gid(), dev: md.dev(), ino: md.ino(), mtime_ns: 0 });
 
     let how = match record_via_collector(&cli.socket, &tmp, &target, before.as_deref(), &content, meta) {
-        Ok(true) => "recorded by the running collector".to_owned(),
-        Ok(false) => "not recorded: the target is not tracked".to_owned(),
+        Ok(true) => "recorded as a new version by the running collector",
+        Ok(false) => "not recorded: the target is not tracked",
         Err(why) => {
-            record_directly(&cli.db, &target, before, content, meta)
-                .with_context(|| format!("the collector is not answering ({why}) and the store cannot be written"))?;
-            "recorded directly in the store (no collector running)".to_owned()
+            let config = crate::config::Config::load(
+                cli.config.as_deref().unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG)),
+                cli.config.is_none(),
+            )?;
+            if !config.policy().is_ok_and(|p| p.is_tracked(target.as_os_str().as_bytes())) {
+                "not recorded: the target is not tracked"
+            } else {
+                record_directly(&cli.db, &target, before, content, meta)
+                    .with_context(|| format!("the collector is not answering ({why}) and the store cannot be written"))?;
+                "recorded as a new version directly in the store; no collector is running"
+            }
         }
     };
-    println!("restored version {} to {} ({how})", v.id, target.display());
+    let what = if undelete { "the content deleted by version" } else { "version" };
+    println!("restored {what} {} to {}: {how}", v.id, target.display());
     Ok(ExitCode::SUCCESS)
 }
 

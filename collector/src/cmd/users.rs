@@ -8,6 +8,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct UsersArgs {
+    /// One JSON object per user per line.
     #[arg(long)]
     pub json: bool,
 }
@@ -16,6 +17,7 @@ pub struct UsersArgs {
 pub struct UserArgs {
     /// Login name (the USER column of `collector query`).
     pub name: String,
+    /// One JSON object: summary, files, sessions.
     #[arg(long)]
     pub json: bool,
 }
@@ -52,7 +54,17 @@ pub fn run_user(cli: &Cli, args: &UserArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(out, "{}: {} changes to {} files in {} sessions, {} .. {}", summary.user, summary.versions, summary.files, summary.sessions, summary.first, summary.last)?;
+    let n = |k: i64, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+    writeln!(
+        out,
+        "{}: {} to {} in {}, {} .. {}",
+        summary.user,
+        n(summary.versions, "change", "changes"),
+        n(summary.files, "file", "files"),
+        n(summary.sessions, "session", "sessions"),
+        summary.first,
+        summary.last
+    )?;
     writeln!(out, "\nFILES")?;
     for f in &files {
         writeln!(out, "  {:>5}  {}  {}", f.versions, f.last, f.path)?;

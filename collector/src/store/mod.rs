@@ -57,7 +57,7 @@ impl Store {
     pub fn open_read(path: &Path) -> Result<Store> {
         if !path.exists() {
             return Err(Error::io(
-                format!("no store at {} (is the collector running with this --db?)", path.display()),
+                format!("no store at {} (give the collector's --db, or set FILETRAIL_DB)", path.display()),
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
         }

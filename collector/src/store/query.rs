@@ -54,10 +54,11 @@ impl Store {
             while dir.len() > 1 && dir.ends_with(b"/") {
                 dir.pop();
             }
-            // One indexed lookup per column (the real path, the name used),
-            // as a set of ids: an OR across both columns would scan.
+            // One indexed lookup per column (the real path, the name used,
+            // the name a file was renamed away from), as a set of ids: an
+            // OR across the columns would scan.
             let mut parts = Vec::new();
-            for column in ["path", "named_path"] {
+            for column in ["path", "named_path", "old_path"] {
                 let n = args.len();
                 if spec.under {
                     let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
@@ -95,7 +96,10 @@ impl Store {
         let filter_sql = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
         let order = if filter.newest_first { "DESC" } else { "ASC" };
         let limit = filter.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
-        let sql = format!("{SELECT} {filter_sql} ORDER BY v.id {order}{limit}");
+        // Time order, not id order: a created file's version is stored a
+        // moment after later changes (it waits to see whether it was a
+        // temp file), so ids are only roughly chronological.
+        let sql = format!("{SELECT} {filter_sql} ORDER BY v.time_us {order}, v.id {order}{limit}");
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

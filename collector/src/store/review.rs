@@ -41,7 +41,7 @@ impl Store {
     /// Every human who changed something, most recent first.
     pub fn users(&self, only: Option<&str>) -> Result<Vec<UserSummary>> {
         let mut stmt = self.conn().prepare(
-            "SELECT p.user, count(*), count(DISTINCT v.path), count(DISTINCT p.session), min(v.time_us), max(v.time_us)
+            "SELECT p.user, count(*), count(DISTINCT v.path), count(DISTINCT coalesce(p.session, -1)), min(v.time_us), max(v.time_us)
              FROM versions v JOIN principals p ON p.id = v.principal
              WHERE ?1 IS NULL OR p.user = ?1
              GROUP BY p.user ORDER BY max(v.time_us) DESC",
