@@ -6,8 +6,9 @@ use serde::Serialize;
 use super::Store;
 use crate::error::Result;
 
+/// To the second, truncated (as the query table shows it).
 fn time(us: i64) -> String {
-    jiff::Timestamp::from_microsecond(us).map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()).unwrap_or_default()
+    jiff::Timestamp::from_second(us.div_euclid(1_000_000)).map(|t| t.to_string()).unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize)]
