@@ -30,11 +30,11 @@ pub struct QueryFilter {
     pub limit: Option<u64>,
 }
 
-const SELECT: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
+const COLUMNS: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
     nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
     v.before_state, v.before_blob, v.after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
-    p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust
-    FROM versions v JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
+    p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust";
+const JOINS: &str = "JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
     LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
 
 /// The exclusive upper bound of all byte strings starting with `prefix/`.
@@ -71,12 +71,20 @@ impl Store {
                     args.push(Value::Blob(dir.clone()));
                 }
             }
-            clauses.push(format!("v.id IN ({})", parts.join(" UNION ALL ")));
+            clauses.push(parts.join(" UNION "));
+        }
+        // With paths, the matching ids drive the query (CROSS JOIN keeps
+        // them the outer loop) and only they are sorted; without, the
+        // whole table in time order.
+        let mut from = if clauses.is_empty() {
+            "FROM versions v".to_owned()
+        } else {
+            format!("FROM ({}) AS m CROSS JOIN versions v ON v.id = m.id", clauses.join(" UNION "))
+        };
+        if filter.user.is_some() || filter.session.is_some() {
+            from.push_str(" JOIN principals p ON p.id = v.principal");
         }
         let mut wheres = Vec::new();
-        if !clauses.is_empty() {
-            wheres.push(format!("({})", clauses.join(" OR ")));
-        }
         if let Some(user) = &filter.user {
             args.push(Value::Text(user.clone()));
             wheres.push(format!("p.user = ?{}", args.len()));
@@ -99,7 +107,10 @@ impl Store {
         // Time order, not id order: a created file's version is stored a
         // moment after later changes (it waits to see whether it was a
         // temp file), so ids are only roughly chronological.
-        let sql = format!("{SELECT} {filter_sql} ORDER BY v.time_us {order}, v.id {order}{limit}");
+        // Pick and order the ids first, touching only what filters need;
+        // then fetch the columns of just those rows.
+        let ids = format!("SELECT v.id AS id {from} {filter_sql} ORDER BY v.time_us {order}, v.id {order}{limit}");
+        let sql = format!("{COLUMNS} FROM ({ids}) AS t CROSS JOIN versions v ON v.id = t.id {JOINS} ORDER BY v.time_us {order}, v.id {order}");
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -108,7 +119,7 @@ impl Store {
     /// One version by id.
     pub fn version(&self, id: i64) -> Result<VersionRow> {
         use rusqlite::OptionalExtension;
-        let sql = format!("{SELECT} WHERE v.id = ?1");
+        let sql = format!("{COLUMNS} FROM versions v {JOINS} WHERE v.id = ?1");
         self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id))
     }
 
