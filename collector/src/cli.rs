@@ -55,6 +55,8 @@ pub enum Command {
     Restore(cmd::restore::Args),
     /// Counts, store size, oldest and newest version.
     Stats(cmd::stats::Args),
+    /// Check that every stored content decodes to the hash it is filed under.
+    Verify(cmd::verify::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Users(args) => cmd::users::run_users(&cli, args),
         Command::User(args) => cmd::users::run_user(&cli, args),
         Command::Restore(args) => cmd::restore::run(&cli, args),
+        Command::Verify(args) => cmd::verify::run(&cli, args),
     };
     match result {
         Ok(code) => code,

@@ -234,3 +234,19 @@ fn redacted_paths_keep_hashes_but_never_content() {
         assert!(!hay.windows(9).any(|w| w == b"PRIVATE 2"), "content must not reach the store");
     }
 }
+
+#[test]
+fn verify_finds_damaged_content() {
+    let c = Collector::start();
+    std::fs::write(c.path("f"), "one\n").unwrap();
+    c.sh("echo two > f; echo three > f");
+    c.wait_versions(2);
+    let ok = cli(&c, &["verify"]);
+    assert!(stdout(&ok).contains("all good"));
+    let db = rusqlite::Connection::open(&c.db).unwrap();
+    db.execute("UPDATE blobs SET data = x'28b52ffd00' WHERE id = (SELECT max(id) FROM blobs)", []).unwrap();
+    drop(db);
+    let bad = cli(&c, &["verify"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("BAD  content"), "{bad:?}");
+}

@@ -159,6 +159,41 @@ impl Store {
     }
 }
 
+/// What `collector verify` found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub blobs: u64,
+    pub versions: u64,
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    pub fn verify(&self) -> Result<Verified> {
+        let mut report = Verified::default();
+        let mut stmt = self.conn().prepare("SELECT id, lower(hex(sha256)) FROM blobs WHERE data IS NOT NULL ORDER BY id")?;
+        let blobs: Vec<(i64, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        for (id, sha) in blobs {
+            report.blobs += 1;
+            match self.blob_bytes(id) {
+                Ok(Some(bytes)) if crate::model::sha256_hex(&bytes) == sha => {}
+                Ok(Some(_)) => report.problems.push(format!("content {sha}: decodes to other bytes")),
+                Ok(None) => report.problems.push(format!("content {sha}: a base it needs is missing")),
+                Err(e) => report.problems.push(format!("content {sha}: {e}")),
+            }
+        }
+        let mut stmt = self.conn().prepare(
+            "SELECT v.id FROM versions v
+             LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob
+             WHERE (v.before_blob IS NOT NULL AND b.id IS NULL) OR (v.after_blob IS NOT NULL AND a.id IS NULL)",
+        )?;
+        for id in stmt.query_map([], |r| r.get::<_, i64>(0))? {
+            report.problems.push(format!("version {}: its content is missing from the store", id?));
+        }
+        report.versions = self.conn().query_row("SELECT count(*) FROM versions", [], |r| r.get::<_, i64>(0))? as u64;
+        Ok(report)
+    }
+}
+
 /// What `collector stats` reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Stats {

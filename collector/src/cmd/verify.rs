@@ -1,0 +1,29 @@
+//! `collector verify`: check the store's integrity: every stored content
+//! decodes (following its delta chain) to bytes whose SHA-256 is the one it
+//! is filed under, and every version's contents exist.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::Cli;
+use crate::store::Store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read(&cli.db)?;
+    let report = store.verify()?;
+    let mut out = std::io::stdout().lock();
+    for problem in &report.problems {
+        writeln!(out, "BAD  {problem}")?;
+    }
+    writeln!(
+        out,
+        "checked {} stored contents and {} versions: {}",
+        report.blobs,
+        report.versions,
+        if report.problems.is_empty() { "all good".to_owned() } else { format!("{} problems", report.problems.len()) }
+    )?;
+    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
