@@ -149,12 +149,29 @@ fn queries(dir: &Path) {
     let fill = t.elapsed();
     drop(store);
     let store = Store::open_read(&db).unwrap();
-    println!("\nqueries on a store of {total} versions ({fill:.1?} to generate, {:.0} versions/s):", total as f64 / fill.as_secs_f64());
+    println!(
+        "\nqueries on a store of {total} versions ({fill:.1?} to generate, {:.0} versions/s):",
+        total as f64 / fill.as_secs_f64()
+    );
     let spec = |p: &str, under| PathSpec { path: p.as_bytes().to_vec(), under };
     let cases = [
-        ("one file's history", QueryFilter { paths: vec![spec("/etc/dir42/file17.conf", false)], ..Default::default() }),
-        ("a directory (prefix)", QueryFilter { paths: vec![spec("/etc/dir42", true)], newest_first: true, limit: Some(1000), ..Default::default() }),
-        ("one user (newest 1000)", QueryFilter { user: Some("user123".into()), newest_first: true, limit: Some(1000), ..Default::default() }),
+        (
+            "one file's history",
+            QueryFilter { paths: vec![spec("/etc/dir42/file17.conf", false)], ..Default::default() },
+        ),
+        (
+            "a directory (prefix)",
+            QueryFilter {
+                paths: vec![spec("/etc/dir42", true)],
+                newest_first: true,
+                limit: Some(1000),
+                ..Default::default()
+            },
+        ),
+        (
+            "one user (newest 1000)",
+            QueryFilter { user: Some("user123".into()), newest_first: true, limit: Some(1000), ..Default::default() },
+        ),
         (
             "a 1-hour time range",
             QueryFilter {

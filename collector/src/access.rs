@@ -60,7 +60,13 @@ mod tests {
     }
 
     fn draft(path: &Path) -> Draft {
-        Draft::new(path.as_os_str().as_encoded_bytes().to_vec(), Action::Write, None, Some(Side::from_bytes(vec![1], None, true)), jiff::Timestamp::UNIX_EPOCH)
+        Draft::new(
+            path.as_os_str().as_encoded_bytes().to_vec(),
+            Action::Write,
+            None,
+            Some(Side::from_bytes(vec![1], None, true)),
+            jiff::Timestamp::UNIX_EPOCH,
+        )
     }
 
     #[test]

@@ -117,9 +117,10 @@ impl Assembler {
     pub fn begin(&mut self, token: u64, mut open: Opened) -> Vec<Draft> {
         let mut out = Vec::new();
         if open.before.is_none()
-            && let Some(previous) = self.take_previous(&open.path) {
-                open.before = previous;
-            }
+            && let Some(previous) = self.take_previous(&open.path)
+        {
+            open.before = previous;
+        }
         self.flush_path(&open.path, &mut out);
         self.opens.insert(token, open);
         out
@@ -158,12 +159,20 @@ impl Assembler {
     }
 
     /// `old` was renamed to `new`; `before` is what `new` held before.
-    pub fn rename(&mut self, old: Vec<u8>, new: Vec<u8>, mut before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
+    pub fn rename(
+        &mut self,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        mut before: Option<Side>,
+        after: Option<Side>,
+        now: Timestamp,
+    ) -> Vec<Draft> {
         let mut out = Vec::new();
         if before.is_none()
-            && let Some(previous) = self.take_previous(&new) {
-                before = previous;
-            }
+            && let Some(previous) = self.take_previous(&new)
+        {
+            before = previous;
+        }
         if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()).is_some() {
             self.flush_path(&new, &mut out);
             let action = if before.is_some() { Action::Write } else { Action::Create };
@@ -173,7 +182,8 @@ impl Assembler {
         self.flush_path(&old, &mut out);
         self.flush_path(&new, &mut out);
         let draft = Draft { old_path: Some(old), ..Draft::new(new, Action::Rename, before, after, now) };
-        let aside = draft.old_path.as_deref().is_some_and(|o| !self.policy.is_ignored(o)) && self.policy.is_ignored(&draft.path);
+        let aside = draft.old_path.as_deref().is_some_and(|o| !self.policy.is_ignored(o))
+            && self.policy.is_ignored(&draft.path);
         if aside {
             self.parked.push(Parked::MovedAside(draft));
         } else {
@@ -251,7 +261,8 @@ mod tests {
         Opened { path: p(path), named: None, file: None, before }
     }
     fn summary(d: &Draft) -> (String, Action, Option<String>) {
-        let text = |s: &Option<Side>| s.as_ref().map(|s| String::from_utf8(s.bytes.as_ref().unwrap().to_vec()).unwrap());
+        let text =
+            |s: &Option<Side>| s.as_ref().map(|s| String::from_utf8(s.bytes.as_ref().unwrap().to_vec()).unwrap());
         (String::from_utf8(d.path.clone()).unwrap(), d.action, text(&d.after).or(text(&d.before)))
     }
 

@@ -14,8 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
-use filetrail_wire::policy::Globs;
 use filetrail_wire::Policy;
+use filetrail_wire::policy::Globs;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};

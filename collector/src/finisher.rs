@@ -10,14 +10,20 @@ use std::sync::Arc;
 
 use filetrail_wire::Meta;
 
-use crate::assemble::{complete, Unfinished};
+use crate::assemble::{Unfinished, complete};
 use crate::identity::Identity;
 use crate::intake::Intake;
 use crate::model::{Side, Stored};
 
 /// Waits (on its own thread) for every process behind `pidfds` to exit,
 /// then completes each unfinished open from what its file holds.
-pub fn spawn(pidfds: Vec<OwnedFd>, unfinished: Vec<Unfinished>, who: Arc<Identity>, max_size: u64, intake: Arc<Intake>) {
+pub fn spawn(
+    pidfds: Vec<OwnedFd>,
+    unfinished: Vec<Unfinished>,
+    who: Arc<Identity>,
+    max_size: u64,
+    intake: Arc<Intake>,
+) {
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
         // The writer may have exec'd the program that really writes
         // (`sh -c 'exec cat src > f'`): name that program, read while it lives.

@@ -57,12 +57,30 @@ fn next_key() -> u64 {
 
 /// The identity fields that carry a trust label, in the bit order the store
 /// uses (`writers.trust`: bit i set = field i verified). Append only.
-pub const TRUST_FIELDS: &[&str] =
-    &["pid", "uid", "euid", "loginuid", "session", "exe", "cwd", "tty", "user", "chain", "argv", "sudo_user", "ssh_client"];
+pub const TRUST_FIELDS: &[&str] = &[
+    "pid",
+    "uid",
+    "euid",
+    "loginuid",
+    "session",
+    "exe",
+    "cwd",
+    "tty",
+    "user",
+    "chain",
+    "argv",
+    "sudo_user",
+    "ssh_client",
+];
 
 /// The trust labels as a bit set (see [`TRUST_FIELDS`]).
 pub fn trust_bits(trust: &BTreeMap<&'static str, Trust>) -> i64 {
-    TRUST_FIELDS.iter().enumerate().filter(|(_, f)| trust.get(*f) == Some(&Trust::Verified)).map(|(i, _)| 1i64 << i).sum()
+    TRUST_FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| trust.get(*f) == Some(&Trust::Verified))
+        .map(|(i, _)| 1i64 << i)
+        .sum()
 }
 
 /// The trust labels of a bit set, as the JSON object `query --json` prints.
@@ -136,7 +154,8 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
     }
     id.loginuid = read_proc(pid, "loginuid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
     id.session = read_proc(pid, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
-    id.exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    id.exe =
+        std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     id.cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok().map(|p| p.to_string_lossy().into_owned());
     id.tty = read_proc(pid, "stat").and_then(|s| tty_of_stat(&lossy(&s)));
     let verified = if id.exe.is_empty() { Claimed } else { Verified };
@@ -170,9 +189,10 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
     id.chain = chain(id.loginuid, &uids).into_iter().map(user_name).collect();
     id.chain.dedup();
     if id.session.is_some()
-        && let Some(tty) = session_line.iter().rev().find_map(|l| l.tty.clone()) {
-            id.tty = Some(tty);
-        }
+        && let Some(tty) = session_line.iter().rev().find_map(|l| l.tty.clone())
+    {
+        id.tty = Some(tty);
+    }
     let upto = session_line.iter().position(|l| Some(l.ruid) == id.loginuid).map_or(session_line.len(), |i| i + 1);
     id.sudo_user = session_line[..upto].iter().find_map(|l| env_var(l.pid, "SUDO_USER"));
     id.ssh_client = session_line
@@ -224,7 +244,8 @@ fn ancestry(pid: i32) -> Vec<Link> {
             status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().nth(i)?.parse().ok()
         };
         let (Some(ruid), Some(ppid)) = (field("Uid:", 0), field("PPid:", 0)) else { break };
-        let session = read_proc(next, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
+        let session =
+            read_proc(next, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
         let tty = read_proc(next, "stat").and_then(|s| tty_of_stat(&lossy(&s)));
         out.push(Link { pid: next, ruid, session, tty });
         next = ppid as i32;
@@ -351,7 +372,13 @@ mod tests {
     fn a_gone_process_falls_back_to_its_claims_labelled_claimed() {
         // pid_max is far below this: no such process.
         let gone = libc::ucred { pid: i32::MAX - 1, uid: 1000, gid: 1000 };
-        let claims = filetrail_wire::Claims { uid: 1000, euid: 1000, exe: "/usr/bin/vim".into(), argv: vec!["vim".into()], cwd: "/etc".into() };
+        let claims = filetrail_wire::Claims {
+            uid: 1000,
+            euid: 1000,
+            exe: "/usr/bin/vim".into(),
+            argv: vec!["vim".into()],
+            cwd: "/etc".into(),
+        };
         let id = from_kernel(gone).or_claimed(Some(claims));
         assert_eq!(id.exe, "/usr/bin/vim");
         assert_eq!(id.trust["exe"], Trust::Claimed);

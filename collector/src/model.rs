@@ -147,7 +147,13 @@ impl Draft {
         [&self.before, &self.after].into_iter().flatten().filter_map(|s| s.bytes.as_ref()).map(|b| b.len() as u64).sum()
     }
 
-    pub fn new(path: Vec<u8>, action: Action, before: Option<Side>, after: Option<Side>, time: jiff::Timestamp) -> Draft {
+    pub fn new(
+        path: Vec<u8>,
+        action: Action,
+        before: Option<Side>,
+        after: Option<Side>,
+        time: jiff::Timestamp,
+    ) -> Draft {
         Draft { path, named_path: None, action, old_path: None, before, after, time }
     }
 

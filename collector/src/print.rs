@@ -45,7 +45,11 @@ pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
     let who = |r: &VersionRow| r.chain.join("→");
     let uw = rows.iter().map(|r| who(r).chars().count()).max().unwrap_or(4).max(4);
     let pw = rows.iter().map(|r| program(r).chars().count()).max().unwrap_or(7).max(7);
-    writeln!(out, "{:>5}  {:<19}  {:<uw$}  {:<8}  {:>8}  {:<pw$}  PATH", "ID", "TIME (UTC)", "USER", "ACTION", "SIZE", "PROGRAM")?;
+    writeln!(
+        out,
+        "{:>5}  {:<19}  {:<uw$}  {:<8}  {:>8}  {:<pw$}  PATH",
+        "ID", "TIME (UTC)", "USER", "ACTION", "SIZE", "PROGRAM"
+    )?;
     for r in rows {
         let size = r.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
         let path = match &r.old_path {
@@ -91,7 +95,14 @@ fn is_binary(bytes: &[u8]) -> bool {
 
 /// A unified diff from `a` to `b` (either may be missing: the file did not
 /// exist). Binary content gets a one-line note with sizes and hashes.
-pub fn diff(out: &mut impl Write, a: Option<&[u8]>, b: Option<&[u8]>, label_a: &str, label_b: &str, color: bool) -> io::Result<()> {
+pub fn diff(
+    out: &mut impl Write,
+    a: Option<&[u8]>,
+    b: Option<&[u8]>,
+    label_a: &str,
+    label_b: &str,
+    color: bool,
+) -> io::Result<()> {
     let (ta, tb) = (a.unwrap_or_default(), b.unwrap_or_default());
     if is_binary(ta) || is_binary(tb) {
         let desc = |x: Option<&[u8]>| match x {
@@ -103,7 +114,11 @@ pub fn diff(out: &mut impl Write, a: Option<&[u8]>, b: Option<&[u8]>, label_a: &
     let (sa, sb) = (std::str::from_utf8(ta).unwrap_or_default(), std::str::from_utf8(tb).unwrap_or_default());
     let text = similar::TextDiff::from_lines(sa, sb);
     let label = |l: &str, present: bool| if present { l.to_owned() } else { "/dev/null".to_owned() };
-    let unified = text.unified_diff().context_radius(3).header(&label(label_a, a.is_some()), &label(label_b, b.is_some())).to_string();
+    let unified = text
+        .unified_diff()
+        .context_radius(3)
+        .header(&label(label_a, a.is_some()), &label(label_b, b.is_some()))
+        .to_string();
     for line in unified.lines() {
         let code = match line.as_bytes().first() {
             _ if !color => None,
@@ -131,10 +146,11 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Resu
     writeln!(out, "User:    {} (uid {}, euid {})", r.chain.join(" → "), r.uid, r.euid)?;
     writeln!(out, "Date:    {}", r.time)?;
     writeln!(out, "Program: {} (pid {})  {}", r.exe, r.pid, shell_words(&r.argv))?;
-    let place: Vec<String> = [r.tty.as_ref().map(|t| format!("tty {t}")), r.ssh_client.as_ref().map(|s| format!("ssh from {s}"))]
-        .into_iter()
-        .flatten()
-        .collect();
+    let place: Vec<String> =
+        [r.tty.as_ref().map(|t| format!("tty {t}")), r.ssh_client.as_ref().map(|s| format!("ssh from {s}"))]
+            .into_iter()
+            .flatten()
+            .collect();
     if !place.is_empty() {
         writeln!(out, "Where:   {}", place.join(", "))?;
     }
@@ -147,7 +163,8 @@ mod tests {
 
     #[test]
     fn argv_is_quoted_like_a_shell_needs_it() {
-        let argv: Vec<String> = ["sed", "-i", "s/port = 80/port = 8080/", "it's"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> =
+            ["sed", "-i", "s/port = 80/port = 8080/", "it's"].iter().map(|s| s.to_string()).collect();
         assert_eq!(shell_words(&argv), "sed -i 's/port = 80/port = 8080/' 'it'\\''s'");
     }
 

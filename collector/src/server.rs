@@ -16,18 +16,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use filetrail_wire::{read_frame, write_frame, ClientMsg, FrameError, ServerMsg, PROTOCOL_VERSION};
+use filetrail_wire::{ClientMsg, FrameError, PROTOCOL_VERSION, ServerMsg, read_frame, write_frame};
 use jiff::Timestamp;
 
 use crate::assemble::{Assembler, Opened};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::{finisher, holders};
 use crate::identity;
 use crate::intake::Intake;
 use crate::model::{Draft, Side};
 use crate::quota::Quotas;
 use crate::writer::VersionSender;
+use crate::{finisher, holders};
 
 /// How long a client may take to say hello, or to finish a frame it started.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,7 +48,8 @@ pub fn serve(socket: &Path, config: Config, tx: VersionSender) -> Result<()> {
         match stream {
             Ok(stream) => {
                 let (config, intake) = (config.clone(), intake.clone());
-                let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, &config, &intake));
+                let spawned =
+                    std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, &config, &intake));
                 if let Err(e) = spawned {
                     tracing::error!("cannot start a connection thread: {e}");
                 }
@@ -149,15 +150,16 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
         // version ends when they exit, from the file itself. After a fork
         // (`shared`) children may have been re-parented: look everywhere.
         if let ClientMsg::Close { token, shared, .. } = &msg
-            && let Some(file) = asm.file_of(*token) {
-                let candidates = if *shared { holders::all_but(who.pid) } else { holders::descendants(who.pid) };
-                let others = holders::writers_among(candidates, file);
-                if !others.is_empty() {
-                    let open = asm.abandon(*token).into_iter().collect();
-                    finisher::spawn(others, open, who.clone(), config.max_size, intake.clone());
-                    continue;
-                }
+            && let Some(file) = asm.file_of(*token)
+        {
+            let candidates = if *shared { holders::all_but(who.pid) } else { holders::descendants(who.pid) };
+            let others = holders::writers_among(candidates, file);
+            if !others.is_empty() {
+                let open = asm.abandon(*token).into_iter().collect();
+                finisher::spawn(others, open, who.clone(), config.max_size, intake.clone());
+                continue;
             }
+        }
         store(apply(&mut asm, msg, &parts, Timestamp::now()));
     }
     let (drafts, unfinished) = asm.finish();
@@ -211,4 +213,3 @@ fn readable(stream: &UnixStream, timeout_ms: i32) -> bool {
     // SAFETY: pfd is a valid pollfd array of length 1.
     unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
 }
-

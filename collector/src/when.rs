@@ -14,7 +14,10 @@ pub fn parse(text: &str, now: &Zoned) -> Result<Timestamp, String> {
         "now" => return Ok(now.timestamp()),
         "today" => return Ok(start_of_today()?.timestamp()),
         "yesterday" => {
-            return start_of_today()?.checked_sub(Span::new().days(1)).map(|z| z.timestamp()).map_err(|e| e.to_string());
+            return start_of_today()?
+                .checked_sub(Span::new().days(1))
+                .map(|z| z.timestamp())
+                .map_err(|e| e.to_string());
         }
         _ => {}
     }

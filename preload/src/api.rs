@@ -8,8 +8,8 @@
 //! shim passes it, exactly once, to the matching "after" entry point, which
 //! frees it.
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::sys;
 use crate::tracker::{self, CloseAction, Closing, PendingDelete, PendingOpen, PendingRename, PendingTruncate};
@@ -127,7 +127,12 @@ pub extern "C" fn ft_close_range_before(first: c_uint, last: c_uint) {
 /// # Safety
 /// `old` and `new` are null or NUL-terminated strings.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ft_rename_before(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) -> *mut c_void {
+pub unsafe extern "C" fn ft_rename_before(
+    olddir: c_int,
+    old: *const c_char,
+    newdir: c_int,
+    new: *const c_char,
+) -> *mut c_void {
     // SAFETY: forwarded contract.
     let (Some(old), Some(new)) = (unsafe { cstr(old) }, unsafe { cstr(new) }) else { return std::ptr::null_mut() };
     handle(quietly(|| tracker::rename_before(olddir, old, newdir, new)))

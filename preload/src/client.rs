@@ -9,7 +9,7 @@
 
 use std::io::{self, Read};
 
-use filetrail_wire::{frame_prefix, read_frame, Claims, ClientMsg, Policy, ServerMsg, PROTOCOL_VERSION};
+use filetrail_wire::{Claims, ClientMsg, PROTOCOL_VERSION, Policy, ServerMsg, frame_prefix, read_frame};
 
 use crate::sys;
 
@@ -73,8 +73,9 @@ impl Conn {
     }
 
     fn handshake(socket: &[u8], timeout_ms: u64) -> Result<(Conn, Policy), String> {
-        let fd = sys::connect_unix(socket, timeout_ms)
-            .map_err(|e| format!("cannot connect to {}: {}", String::from_utf8_lossy(socket), io::Error::from_raw_os_error(e)))?;
+        let fd = sys::connect_unix(socket, timeout_ms).map_err(|e| {
+            format!("cannot connect to {}: {}", String::from_utf8_lossy(socket), io::Error::from_raw_os_error(e))
+        })?;
         // Move out of the low numbers; keep the original if that fails.
         let fd = match sys::dup_cloexec_at_least(fd.raw(), HIGH_FD) {
             Ok(high) => high.into_raw(),

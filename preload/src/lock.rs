@@ -88,8 +88,7 @@ mod tests {
     #[test]
     fn counts_correctly_under_contention() {
         static L: Lock<u64> = Lock::new(0);
-        let threads: Vec<_> =
-            (0..4).map(|_| std::thread::spawn(|| (0..10_000).for_each(|_| *L.lock() += 1))).collect();
+        let threads: Vec<_> = (0..4).map(|_| std::thread::spawn(|| (0..10_000).for_each(|_| *L.lock() += 1))).collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(*L.lock(), 40_000);
     }

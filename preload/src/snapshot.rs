@@ -119,9 +119,9 @@ fn read_fd(fd: i32, max_size: u64) -> Snap {
         let size = st.st_size as u64;
         let attempt = if size > max_size { hash_only(fd) } else { read_all(fd, size, max_size) };
         let Some((bytes, digest, read_len)) = attempt else { return unreadable() };
-        let settled = sys::fstat(fd)
-            .is_ok_and(|after| after.st_size == st.st_size && after.st_mtime == st.st_mtime && after.st_mtime_nsec == st.st_mtime_nsec)
-            && read_len == size;
+        let settled = sys::fstat(fd).is_ok_and(|after| {
+            after.st_size == st.st_size && after.st_mtime == st.st_mtime && after.st_mtime_nsec == st.st_mtime_nsec
+        }) && read_len == size;
         let head = |consistent| Snapshot {
             state: if digest.is_some() { SnapState::HashOnly } else { SnapState::Stored },
             len: bytes.len() as u64,

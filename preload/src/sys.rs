@@ -137,7 +137,9 @@ pub fn send_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
         msg.msg_iov = iov[start..].as_mut_ptr();
         msg.msg_iovlen = iov.len() - start;
         // SAFETY: msg describes valid, readable buffers.
-        let r = unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, &msg as *const libc::msghdr, libc::MSG_NOSIGNAL as c_long) };
+        let r = unsafe {
+            libc::syscall(libc::SYS_sendmsg, fd as c_long, &msg as *const libc::msghdr, libc::MSG_NOSIGNAL as c_long)
+        };
         let mut sent = match check(r) {
             Ok(n) => n as usize,
             Err(libc::EINTR) => continue,

@@ -12,10 +12,10 @@
 //!   ([`off`]), after at most its time budget.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
 
-use filetrail_wire::{policy, ClientMsg, Policy, SnapState, WirePath};
+use filetrail_wire::{ClientMsg, Policy, SnapState, WirePath, policy};
 
 use crate::client::{Budget, Conn};
 use crate::config::{debug, settings};
@@ -67,10 +67,15 @@ pub fn may_track_close(fd: i32) -> bool {
     TRACKED_FDS.load(Relaxed) != 0 || fd == SOCKET_FD.load(Relaxed)
 }
 
-/// Locks the state, unless this is a vfork child sharing its parent's
-/// memory (its pid is not the owner's), which must not change it.
+/// False in a vfork child: it shares its parent's memory (the owner's)
+/// under another pid, and must not change the state.
+fn is_owner() -> bool {
+    sys::getpid() == OWNER_PID.load(Relaxed)
+}
+
+/// Locks the state, unless this is a vfork child.
 fn state() -> Option<LockGuard<'static, Process>> {
-    (sys::getpid() == OWNER_PID.load(Relaxed)).then(|| STATE.lock())
+    is_owner().then(|| STATE.lock())
 }
 
 /// Runs when the library is loaded: remember whose memory this is, and
@@ -174,9 +179,10 @@ extern "C" fn fork_child() {
     // The child reports on its own connection (the kernel credits a
     // connection to the process that opened it).
     if let Phase::Ready { conn, .. } = &mut p.phase
-        && let Some(c) = conn.take() {
-            c.close();
-        }
+        && let Some(c) = conn.take()
+    {
+        c.close();
+    }
     p.fds.clear();
     p.budget = Budget::new(settings().budget_ms);
     TRACKED_FDS.store(0, Relaxed);
@@ -208,18 +214,27 @@ fn never_tracked(path: &[u8]) -> bool {
     ["/dev/", "/proc/", "/sys/"].iter().any(|p| path.starts_with(p.as_bytes()))
 }
 
-/// The tracked path a call names, with the policy's size cap, or `None`.
-fn tracked(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64)> {
+/// This call runs in a vfork child (see [`is_owner`]).
+struct NotOwner;
+
+/// The tracked path a call names, with the policy's size cap; `Ok(None)`
+/// when it is not tracked. One `getpid` decides ownership, first.
+fn tracked_here(dirfd: i32, path: &CStr) -> Result<Option<(Vec<u8>, u64)>, NotOwner> {
     if off() {
-        return None;
+        return Ok(None);
     }
-    let abs = resolve(dirfd, path)?;
-    if never_tracked(&abs) {
-        return None;
+    if !is_owner() {
+        return Err(NotOwner);
     }
-    let mut p = state()?;
-    let policy = ready(&mut p)?;
-    policy.is_tracked(&abs).then(|| (abs, held_max(policy)))
+    let Some(abs) = resolve(dirfd, path).filter(|a| !never_tracked(a)) else { return Ok(None) };
+    let mut p = STATE.lock();
+    let Some(policy) = ready(&mut p) else { return Ok(None) };
+    Ok(policy.is_tracked(&abs).then(|| (abs, held_max(policy))))
+}
+
+/// As [`tracked_here`], for calls a vfork child does not report.
+fn tracked(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64)> {
+    tracked_here(dirfd, path).ok().flatten()
 }
 
 /// A writable open about to happen, with what the path held before it.
@@ -233,9 +248,12 @@ pub struct PendingOpen {
 
 /// Before a writable open: is the path tracked? If so, snapshot it.
 pub fn open_before(dirfd: i32, path: &CStr, flags: i32) -> Option<PendingOpen> {
-    let (path, max_size, oneshot) = match tracked(dirfd, path) {
-        Some((path, max_size)) => (path, max_size, None),
-        None => {
+    let (path, max_size, oneshot) = match tracked_here(dirfd, path) {
+        Ok(found) => {
+            let (path, max_size) = found?;
+            (path, max_size, None)
+        }
+        Err(NotOwner) => {
             let (path, max_size, conn) = tracked_in_vfork_child(dirfd, path)?;
             (path, max_size, Some(conn))
         }
@@ -253,18 +271,16 @@ pub fn open_before(dirfd: i32, path: &CStr, flags: i32) -> Option<PendingOpen> {
 /// closed by the `exec` that follows (close-on-exec): the collector then
 /// finishes the version when the process exits.
 fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Conn, Budget))> {
-    if off() || sys::getpid() == OWNER_PID.load(Relaxed) {
-        return None;
-    }
     let abs = resolve(dirfd, path)?;
     if never_tracked(&abs) {
         return None;
     }
     // The parent's cached policy, if any, spares a connection.
     if let Phase::Ready { policy, .. } = &STATE.lock().phase
-        && !policy.is_tracked(&abs) {
-            return None;
-        }
+        && !policy.is_tracked(&abs)
+    {
+        return None;
+    }
     let mut budget = Budget::new(settings().budget_ms);
     let (conn, policy) = Conn::open(&settings().socket, &mut budget).ok()?;
     if !policy.is_tracked(&abs) {
@@ -343,9 +359,10 @@ pub fn before_close(fd: i32) -> CloseAction {
     let Some(mut p) = state() else { return CloseAction::Real };
     if fd == SOCKET_FD.load(Relaxed) {
         if let Phase::Ready { conn, .. } = &mut p.phase
-            && let Some(c) = conn.take() {
-                c.close();
-            }
+            && let Some(c) = conn.take()
+        {
+            c.close();
+        }
         SOCKET_FD.store(-1, Relaxed);
         return CloseAction::NotOpen;
     }
@@ -500,7 +517,11 @@ pub struct PendingTruncate {
 pub fn truncate_before(path: &CStr) -> Option<PendingTruncate> {
     let (path, max_size) = tracked(libc::AT_FDCWD, path)?;
     let before = snapshot::of_path(&path, max_size, Follow::Yes);
-    matches!(before.head.state, SnapState::Stored | SnapState::HashOnly).then_some(PendingTruncate { path, max_size, before })
+    matches!(before.head.state, SnapState::Stored | SnapState::HashOnly).then_some(PendingTruncate {
+        path,
+        max_size,
+        before,
+    })
 }
 
 pub fn truncate_after(t: PendingTruncate, ok: bool) {
@@ -541,9 +562,10 @@ pub fn before_close_range(first: u32, last: u32) {
     let sock = SOCKET_FD.load(Relaxed);
     if sock >= first && sock <= last {
         if let Phase::Ready { conn, .. } = &mut p.phase
-            && let Some(c) = conn.take() {
-                c.abandon();
-            }
+            && let Some(c) = conn.take()
+        {
+            c.abandon();
+        }
         SOCKET_FD.store(-1, Relaxed);
     }
     for fd in p.fds.in_range(first, last) {

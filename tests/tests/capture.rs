@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use filetrail_e2e::{library, Collector};
+use filetrail_e2e::{Collector, library};
 
 #[test]
 fn shell_redirects_overwrite_and_append() {

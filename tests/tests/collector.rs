@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-use filetrail_e2e::{collector_bin, sha256, Collector};
+use filetrail_e2e::{Collector, collector_bin, sha256};
 
 fn cli(c: &Collector, args: &[&str]) -> Output {
     Command::new(collector_bin()).args(args).arg("--db").arg(&c.db).arg("--socket").arg(&c.socket).output().unwrap()

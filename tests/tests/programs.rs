@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{library, Collector};
+use filetrail_e2e::{Collector, library};
 
 #[test]
 fn tee_writes() {
@@ -61,7 +61,8 @@ fn rsync_temp_file_and_rename_is_one_version() {
 fn python_tempfile_and_replace_is_one_version() {
     let c = Collector::start();
     std::fs::write(c.path("f"), "v1").unwrap();
-    let script = "import os,tempfile\nfd,p=tempfile.mkstemp(dir='.')\nos.write(fd,b'v2')\nos.close(fd)\nos.replace(p,'f')";
+    let script =
+        "import os,tempfile\nfd,p=tempfile.mkstemp(dir='.')\nos.write(fd,b'v2')\nos.close(fd)\nos.replace(p,'f')";
     let out = c.command("python3").args(["-c", script]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = c.wait_versions(1);
@@ -122,7 +123,23 @@ fn vim_two_saves_are_two_versions() {
     std::fs::write(c.path("f"), "a\n").unwrap();
     let out = c
         .command("vim")
-        .args(["-u", "NONE", "-N", "-es", "-c", "set backupskip=", "-c", "normal Gob", "-c", "w", "-c", "normal Goc", "-c", "wq", "f"])
+        .args([
+            "-u",
+            "NONE",
+            "-N",
+            "-es",
+            "-c",
+            "set backupskip=",
+            "-c",
+            "normal Gob",
+            "-c",
+            "w",
+            "-c",
+            "normal Goc",
+            "-c",
+            "wq",
+            "f",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{compile_c, library, sha256, Collector};
+use filetrail_e2e::{Collector, compile_c, library, sha256};
 
 #[test]
 fn eight_threads_writing_concurrently() {

@@ -108,7 +108,13 @@ mod tests {
         let msg = ClientMsg::Close {
             shared: false,
             token: 7,
-            after: Snapshot { state: SnapState::Stored, len: 256, size: Some(256), consistent: true, ..Default::default() },
+            after: Snapshot {
+                state: SnapState::Stored,
+                len: 256,
+                size: Some(256),
+                consistent: true,
+                ..Default::default()
+            },
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &msg, &[&content[..100], &content[100..]]).unwrap();

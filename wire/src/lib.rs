@@ -38,7 +38,7 @@ pub mod policy;
 
 use serde::{Deserialize, Serialize};
 
-pub use frame::{frame_prefix, read_frame, write_frame, Frame, FrameError, MAX_HEADER};
+pub use frame::{Frame, FrameError, MAX_HEADER, frame_prefix, read_frame, write_frame};
 pub use path::WirePath;
 pub use policy::Policy;
 

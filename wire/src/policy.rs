@@ -31,7 +31,9 @@ impl Globs {
         }
         let full = String::from_utf8_lossy(path);
         let name = full.rsplit('/').next().unwrap_or(&full);
-        self.0.iter().any(|p| if p.as_str().contains('/') { p.matches_with(&full, MATCH) } else { p.matches_with(name, MATCH) })
+        self.0
+            .iter()
+            .any(|p| if p.as_str().contains('/') { p.matches_with(&full, MATCH) } else { p.matches_with(name, MATCH) })
     }
 }
 

@@ -33,10 +33,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let v = store.version(args.id)?;
     let (a, b, la, lb) = match args.other {
-        None => (side(&store, args.id, true)?, side(&store, args.id, false)?, format!("{} (before {})", v.path, v.id), format!("{} (after {})", v.path, v.id)),
+        None => (
+            side(&store, args.id, true)?,
+            side(&store, args.id, false)?,
+            format!("{} (before {})", v.path, v.id),
+            format!("{} (after {})", v.path, v.id),
+        ),
         Some(other) => {
             let w = store.version(other)?;
-            (side(&store, args.id, false)?, side(&store, other, false)?, format!("{} (version {})", v.path, v.id), format!("{} (version {})", w.path, w.id))
+            (
+                side(&store, args.id, false)?,
+                side(&store, other, false)?,
+                format!("{} (version {})", v.path, v.id),
+                format!("{} (version {})", w.path, w.id),
+            )
         }
     };
     let mut out = std::io::stdout().lock();

@@ -17,8 +17,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use filetrail_wire::{read_frame, write_frame, ClientMsg, Meta, Policy, ServerMsg, SnapState, Snapshot, WirePath, PROTOCOL_VERSION};
+use anyhow::{Context, bail};
+use filetrail_wire::{
+    ClientMsg, Meta, PROTOCOL_VERSION, Policy, ServerMsg, SnapState, Snapshot, WirePath, read_frame, write_frame,
+};
 
 use crate::cli::Cli;
 use crate::identity;
@@ -63,7 +65,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     let tmp = write_replacement(&target, &content, mode, uid, gid)?;
     let written = std::fs::symlink_metadata(&target).ok();
-    let meta = written.map(|md| Meta { mode: md.mode(), uid: md.uid(), gid: md.gid(), dev: md.dev(), ino: md.ino(), mtime_ns: 0 });
+    let meta = written.map(|md| Meta {
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        dev: md.dev(),
+        ino: md.ino(),
+        mtime_ns: 0,
+    });
 
     let how = match record_via_collector(&cli.socket, &tmp, &target, before.as_deref(), &content, meta) {
         Ok(true) => "recorded as a new version by the running collector",
@@ -76,8 +85,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             if !config.policy().is_ok_and(|p| p.is_tracked(target.as_os_str().as_bytes())) {
                 "not recorded: the target is not tracked"
             } else {
-                record_directly(&cli.db, &target, before, content, meta)
-                    .with_context(|| format!("the collector is not answering ({why}) and the store cannot be written"))?;
+                record_directly(&cli.db, &target, before, content, meta).with_context(|| {
+                    format!("the collector is not answering ({why}) and the store cannot be written")
+                })?;
                 "recorded as a new version directly in the store; no collector is running"
             }
         }
@@ -89,7 +99,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Writes `content` next to `target` and renames it into place. Returns the
 /// temporary name it used.
-fn write_replacement(target: &Path, content: &[u8], mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> anyhow::Result<PathBuf> {
+fn write_replacement(
+    target: &Path,
+    content: &[u8],
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> anyhow::Result<PathBuf> {
     let dir = target.parent().context("the target has no directory")?;
     let name = target.file_name().context("the target has no file name")?;
     let tmp = dir.join(format!(".{}.filetrail-restore.{}", name.to_string_lossy(), std::process::id()));
@@ -131,14 +147,28 @@ fn write_replacement(target: &Path, content: &[u8], mode: Option<u32>, uid: Opti
 fn snapshot(bytes: Option<&[u8]>, meta: Option<Meta>) -> Snapshot {
     match bytes {
         None => Snapshot::absent(),
-        Some(b) => Snapshot { state: SnapState::Stored, len: b.len() as u64, size: Some(b.len() as u64), meta, consistent: true, ..Default::default() },
+        Some(b) => Snapshot {
+            state: SnapState::Stored,
+            len: b.len() as u64,
+            size: Some(b.len() as u64),
+            meta,
+            consistent: true,
+            ..Default::default()
+        },
     }
 }
 
 /// Reports the restore to the running collector exactly as the library
 /// reports a temp-file-and-rename save. `Ok(false)`: the target is not
 /// tracked; `Err`: no collector answered.
-fn record_via_collector(socket: &Path, tmp: &Path, target: &Path, before: Option<&[u8]>, after: &[u8], meta: Option<Meta>) -> Result<bool, String> {
+fn record_via_collector(
+    socket: &Path,
+    tmp: &Path,
+    target: &Path,
+    before: Option<&[u8]>,
+    after: &[u8],
+    meta: Option<Meta>,
+) -> Result<bool, String> {
     let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let io = |e: std::io::Error| e.to_string();
@@ -155,9 +185,27 @@ fn record_via_collector(socket: &Path, tmp: &Path, target: &Path, before: Option
         None => &[after],
     };
     let msgs = [
-        (ClientMsg::Begin { token: 1, path: WirePath(tmp_b.clone()), named: None, file: None, flags: libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, before: Snapshot::absent() }, vec![]),
+        (
+            ClientMsg::Begin {
+                token: 1,
+                path: WirePath(tmp_b.clone()),
+                named: None,
+                file: None,
+                flags: libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                before: Snapshot::absent(),
+            },
+            vec![],
+        ),
         (ClientMsg::Close { token: 1, after: snapshot(Some(after), meta), shared: false }, vec![after]),
-        (ClientMsg::Rename { old: WirePath(tmp_b), new: WirePath(target_b), before: snapshot(before, None), after: snapshot(Some(after), meta) }, before_payload.to_vec()),
+        (
+            ClientMsg::Rename {
+                old: WirePath(tmp_b),
+                new: WirePath(target_b),
+                before: snapshot(before, None),
+                after: snapshot(Some(after), meta),
+            },
+            before_payload.to_vec(),
+        ),
     ];
     for (msg, payload) in msgs {
         write_frame(&mut s, &msg, &payload).map_err(io)?;
@@ -167,7 +215,13 @@ fn record_via_collector(socket: &Path, tmp: &Path, target: &Path, before: Option
 
 /// No collector: write the version into the store ourselves, attributed to
 /// this process as the kernel sees it.
-fn record_directly(db: &Path, target: &Path, before: Option<Vec<u8>>, after: Vec<u8>, meta: Option<Meta>) -> anyhow::Result<()> {
+fn record_directly(
+    db: &Path,
+    target: &Path,
+    before: Option<Vec<u8>>,
+    after: Vec<u8>,
+    meta: Option<Meta>,
+) -> anyhow::Result<()> {
     // SAFETY: getpid/getuid/getgid cannot fail.
     let cred = unsafe { libc::ucred { pid: libc::getpid(), uid: libc::geteuid(), gid: libc::getegid() } };
     let who = Arc::new(identity::from_kernel(cred));

@@ -25,7 +25,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "versions:     {}", s.versions)?;
         writeln!(out, "files:        {}", s.paths)?;
         writeln!(out, "users:        {}", s.users)?;
-        writeln!(out, "contents:     {} distinct, {} bytes of content in {} bytes stored", s.blobs, s.content_bytes, s.stored_bytes)?;
+        writeln!(
+            out,
+            "contents:     {} distinct, {} bytes of content in {} bytes stored",
+            s.blobs, s.content_bytes, s.stored_bytes
+        )?;
         writeln!(out, "oldest:       {}", s.oldest.as_deref().unwrap_or("-"))?;
         writeln!(out, "newest:       {}", s.newest.as_deref().unwrap_or("-"))?;
     }

@@ -34,7 +34,11 @@ pub fn run_users(cli: &Cli, args: &UsersArgs) -> anyhow::Result<ExitCode> {
     } else if !users.is_empty() {
         writeln!(out, "{:<16} {:>8} {:>6} {:>8}  {:<20}  LAST", "USER", "CHANGES", "FILES", "SESSIONS", "FIRST")?;
         for u in &users {
-            writeln!(out, "{:<16} {:>8} {:>6} {:>8}  {:<20}  {}", u.user, u.versions, u.files, u.sessions, u.first, u.last)?;
+            writeln!(
+                out,
+                "{:<16} {:>8} {:>6} {:>8}  {:<20}  {}",
+                u.user, u.versions, u.files, u.sessions, u.first, u.last
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -73,7 +77,14 @@ pub fn run_user(cli: &Cli, args: &UserArgs) -> anyhow::Result<ExitCode> {
     for s in &sessions {
         let id = s.session.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
         let from = s.ssh_client.as_deref().map(|c| format!("ssh from {c}")).unwrap_or_else(|| "local".into());
-        writeln!(out, "  session {id:<8} {from:<28} tty {:<12} {} .. {}  {} changes", s.tty.as_deref().unwrap_or("-"), s.first, s.last, s.versions)?;
+        writeln!(
+            out,
+            "  session {id:<8} {from:<28} tty {:<12} {} .. {}  {} changes",
+            s.tty.as_deref().unwrap_or("-"),
+            s.first,
+            s.last,
+            s.versions
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

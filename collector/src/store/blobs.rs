@@ -48,9 +48,10 @@ pub fn encode(content: &[u8], base: Option<&[u8]>) -> (Codec, Vec<u8>) {
         }
     }
     if let Ok(z) = zstd::bulk::compress(content, LEVEL)
-        && z.len() < best.1.len() {
-            best = (Codec::Zstd, z);
-        }
+        && z.len() < best.1.len()
+    {
+        best = (Codec::Zstd, z);
+    }
     best
 }
 

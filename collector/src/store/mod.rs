@@ -15,7 +15,7 @@ pub mod schema;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, params};
 
 use std::collections::HashMap;
 
@@ -62,8 +62,9 @@ impl Store {
             ));
         }
         let wrap = |source| Error::Store { path: path.to_path_buf(), source };
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(wrap)?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
         schema::check_readable(&conn).map_err(wrap)?;
         Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new() })
@@ -141,13 +142,13 @@ impl Store {
         let mut chain = Vec::new();
         let mut next = Some(id);
         while let Some(id) = next {
-            let row: (i64, i64, Option<i64>, Option<Vec<u8>>) = self.conn.query_row(
-                "SELECT size, codec, base, data FROM blobs WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
+            let row: (i64, i64, Option<i64>, Option<Vec<u8>>) =
+                self.conn.query_row("SELECT size, codec, base, data FROM blobs WHERE id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
             let Some(data) = row.3 else { return Ok(None) };
-            let codec = blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
+            let codec =
+                blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
             next = if codec == blobs::Codec::Delta { row.2 } else { None };
             chain.push((codec, data, row.0 as usize));
             if chain.len() as i64 > blobs::MAX_DEPTH + 1 {
@@ -160,7 +161,6 @@ impl Store {
         }
         Ok(content)
     }
-
 }
 
 /// Stores the writer of `w` (one per process image) and, unless an equal
@@ -175,7 +175,19 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
              AND gid = ?6 AND loginuid IS ?7 AND sudo_user IS ?8 AND tty IS ?9 AND ssh_client IS ?10 AND host IS ?11",
         )?
         .query_row(
-            params![&w.user, w.session, &chain, w.uid, w.euid, w.gid, w.loginuid, &w.sudo_user, &w.tty, &w.ssh_client, &w.host],
+            params![
+                &w.user,
+                w.session,
+                &chain,
+                w.uid,
+                w.euid,
+                w.gid,
+                w.loginuid,
+                &w.sudo_user,
+                &w.tty,
+                &w.ssh_client,
+                &w.host
+            ],
             |r| r.get(0),
         )
         .optional()?;
@@ -190,7 +202,8 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
             tx.last_insert_rowid()
         }
     };
-    tx.prepare_cached("INSERT INTO writers (principal, pid, exe, argv, cwd, trust) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![
+    tx.prepare_cached("INSERT INTO writers (principal, pid, exe, argv, cwd, trust) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![
         principal,
         w.pid,
         &w.exe,
@@ -208,14 +221,17 @@ fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u
     use rusqlite::OptionalExtension;
     let Some(sha) = side.sha256.as_deref().and_then(|h| hex::decode(h).ok()) else { return Ok(None) };
     let existing: Option<(i64, i64, bool)> = tx
-        .prepare_cached("SELECT id, depth, data IS NULL FROM blobs WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1")?
+        .prepare_cached(
+            "SELECT id, depth, data IS NULL FROM blobs WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1",
+        )?
         .query_row([&sha], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let bytes = side.bytes.as_deref().filter(|_| side.stored == Stored::Stored);
     if let Some((id, depth, missing)) = existing
-        && !(missing && bytes.is_some()) {
-            return Ok(Some((id, depth)));
-        }
+        && !(missing && bytes.is_some())
+    {
+        return Ok(Some((id, depth)));
+    }
     let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH);
     let (codec, data, base_id, depth) = match bytes {
         Some(bytes) => {

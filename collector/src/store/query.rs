@@ -2,7 +2,7 @@
 //! become [`VersionRow`]s (the `query --json` contract).
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Row};
+use rusqlite::{Row, params_from_iter};
 
 use super::Store;
 use crate::error::{Error, Result};
@@ -64,7 +64,11 @@ impl Store {
                     let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
                     let hi = if dir == b"/" { vec![b'/' + 1] } else { prefix_end(&dir) };
                     parts.push(format!("SELECT id FROM versions WHERE {column} = ?{}", n + 1));
-                    parts.push(format!("SELECT id FROM versions WHERE {column} >= ?{} AND {column} < ?{}", n + 2, n + 3));
+                    parts.push(format!(
+                        "SELECT id FROM versions WHERE {column} >= ?{} AND {column} < ?{}",
+                        n + 2,
+                        n + 3
+                    ));
                     args.extend([Value::Blob(dir.clone()), Value::Blob(lo), Value::Blob(hi)]);
                 } else {
                     parts.push(format!("SELECT id FROM versions WHERE {column} = ?{}", n + 1));
@@ -110,7 +114,9 @@ impl Store {
         // Pick and order the ids first, touching only what filters need;
         // then fetch the columns of just those rows.
         let ids = format!("SELECT v.id AS id {from} {filter_sql} ORDER BY v.time_us {order}, v.id {order}{limit}");
-        let sql = format!("{COLUMNS} FROM ({ids}) AS t CROSS JOIN versions v ON v.id = t.id {JOINS} ORDER BY v.time_us {order}, v.id {order}");
+        let sql = format!(
+            "{COLUMNS} FROM ({ids}) AS t CROSS JOIN versions v ON v.id = t.id {JOINS} ORDER BY v.time_us {order}, v.id {order}"
+        );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -136,7 +142,9 @@ impl Store {
                 e => e.into(),
             })?;
         let why = |state: Option<&str>| match state {
-            None => format!("the file did not exist {}", if before { "before this change" } else { "after this change" }),
+            None => {
+                format!("the file did not exist {}", if before { "before this change" } else { "after this change" })
+            }
             Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
             Some("redacted") => "the path is redacted by config; only its hash was recorded".into(),
             Some("unreadable") => "the writing process could not read it".into(),
@@ -151,7 +159,9 @@ impl Store {
     /// The mode, owner uid and group gid recorded with a version's after.
     pub fn restore_meta(&self, id: i64) -> Result<(Option<u32>, Option<u32>, Option<u32>)> {
         self.conn()
-            .query_row("SELECT mode, owner_uid, group_gid FROM versions WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row("SELECT mode, owner_uid, group_gid FROM versions WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .map_err(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
                 e => e.into(),
@@ -170,8 +180,10 @@ pub struct Verified {
 impl Store {
     pub fn verify(&self) -> Result<Verified> {
         let mut report = Verified::default();
-        let mut stmt = self.conn().prepare("SELECT id, lower(hex(sha256)) FROM blobs WHERE data IS NOT NULL ORDER BY id")?;
-        let blobs: Vec<(i64, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt =
+            self.conn().prepare("SELECT id, lower(hex(sha256)) FROM blobs WHERE data IS NOT NULL ORDER BY id")?;
+        let blobs: Vec<(i64, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
         for (id, sha) in blobs {
             report.blobs += 1;
             match self.blob_bytes(id) {
@@ -261,7 +273,9 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),
         mode: r.get("mode")?,
         owner: owner.map(user_name),
-        group: group.map(|g| uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned()).unwrap_or_else(|| g.to_string())),
+        group: group.map(|g| {
+            uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned()).unwrap_or_else(|| g.to_string())
+        }),
         content: after_state.unwrap_or_else(|| "none".into()),
         consistent: r.get("consistent")?,
         user: r.get("user")?,

@@ -4,8 +4,7 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] =
-    &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
@@ -29,7 +28,8 @@ pub fn check_readable(conn: &Connection) -> rusqlite::Result<()> {
 
 fn too_new(v: usize) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(
-        format!("store schema version {v} is newer than this collector ({}); upgrade filetrail", MIGRATIONS.len()).into(),
+        format!("store schema version {v} is newer than this collector ({}); upgrade filetrail", MIGRATIONS.len())
+            .into(),
     )
 }
 
