@@ -133,7 +133,13 @@ static int enter(void) {
         atomic_store_explicit(&core_state, ok ? 1 : 2, memory_order_release);
         if (!ok) { inside = 0; return 0; }
     }
-    if (core_fns.off()) { inside = 0; return 0; }
+    if (core_fns.off()) {
+        /* The core gave up on the collector for this process (and its
+         * forks): stop calling it at all. */
+        atomic_store_explicit(&core_state, 2, memory_order_release);
+        inside = 0;
+        return 0;
+    }
     return 1;
 }
 
