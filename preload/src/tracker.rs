@@ -218,16 +218,24 @@ fn never_tracked(path: &[u8]) -> bool {
 struct NotOwner;
 
 /// The tracked path a call names, with the policy's size cap; `Ok(None)`
-/// when it is not tracked. One `getpid` decides ownership, first.
+/// when it is not tracked. An untracked path under a known policy is
+/// answered without a system call; ownership (one `getpid`) is checked
+/// only before anything that changes the state.
 fn tracked_here(dirfd: i32, path: &CStr) -> Result<Option<(Vec<u8>, u64)>, NotOwner> {
     if off() {
+        return Ok(None);
+    }
+    let Some(abs) = resolve(dirfd, path).filter(|a| !never_tracked(a)) else { return Ok(None) };
+    let mut p = STATE.lock();
+    // Reading the cached policy is safe in a vfork child too.
+    if let Phase::Ready { policy, .. } = &p.phase
+        && !policy.is_tracked(&abs)
+    {
         return Ok(None);
     }
     if !is_owner() {
         return Err(NotOwner);
     }
-    let Some(abs) = resolve(dirfd, path).filter(|a| !never_tracked(a)) else { return Ok(None) };
-    let mut p = STATE.lock();
     let Some(policy) = ready(&mut p) else { return Ok(None) };
     Ok(policy.is_tracked(&abs).then(|| (abs, held_max(policy))))
 }
@@ -271,16 +279,8 @@ pub fn open_before(dirfd: i32, path: &CStr, flags: i32) -> Option<PendingOpen> {
 /// closed by the `exec` that follows (close-on-exec): the collector then
 /// finishes the version when the process exits.
 fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Conn, Budget))> {
-    let abs = resolve(dirfd, path)?;
-    if never_tracked(&abs) {
-        return None;
-    }
-    // The parent's cached policy, if any, spares a connection.
-    if let Phase::Ready { policy, .. } = &STATE.lock().phase
-        && !policy.is_tracked(&abs)
-    {
-        return None;
-    }
+    // tracked_here already refused what the parent's cached policy excludes.
+    let abs = resolve(dirfd, path).filter(|a| !never_tracked(a))?;
     let mut budget = Budget::new(settings().budget_ms);
     let (conn, policy) = Conn::open(&settings().socket, &mut budget).ok()?;
     if !policy.is_tracked(&abs) {
