@@ -121,6 +121,28 @@ fn ready(p: &mut Process) -> Option<&Policy> {
     }
 }
 
+/// How [`drop_conn`] lets go of the socket.
+enum LetGo {
+    /// Close it (it is still ours).
+    Close,
+    /// Only forget it: the program is closing or reusing that number.
+    Forget,
+}
+
+/// Lets go of the connection; the process reconnects on its next tracked
+/// change (`Phase::Ready` without a connection).
+fn drop_conn(p: &mut Process, how: LetGo) {
+    if let Phase::Ready { conn, .. } = &mut p.phase
+        && let Some(c) = conn.take()
+    {
+        match how {
+            LetGo::Close => c.close(),
+            LetGo::Forget => c.abandon(),
+        }
+    }
+    SOCKET_FD.store(-1, Relaxed);
+}
+
 fn turn_off(p: &mut Process) {
     if let Phase::Ready { conn: Some(conn), .. } = std::mem::replace(&mut p.phase, Phase::Off) {
         conn.close();
@@ -178,15 +200,10 @@ extern "C" fn fork_child() {
     let p = unsafe { STATE.get_unchecked() };
     // The child reports on its own connection (the kernel credits a
     // connection to the process that opened it).
-    if let Phase::Ready { conn, .. } = &mut p.phase
-        && let Some(c) = conn.take()
-    {
-        c.close();
-    }
+    drop_conn(p, LetGo::Close);
     p.fds.clear();
     p.budget = Budget::new(settings().budget_ms);
     TRACKED_FDS.store(0, Relaxed);
-    SOCKET_FD.store(-1, Relaxed);
     STATE.release();
 }
 
@@ -358,12 +375,7 @@ pub enum CloseAction {
 pub fn before_close(fd: i32) -> CloseAction {
     let Some(mut p) = state() else { return CloseAction::Real };
     if fd == SOCKET_FD.load(Relaxed) {
-        if let Phase::Ready { conn, .. } = &mut p.phase
-            && let Some(c) = conn.take()
-        {
-            c.close();
-        }
-        SOCKET_FD.store(-1, Relaxed);
+        drop_conn(&mut p, LetGo::Close);
         return CloseAction::NotOpen;
     }
     end_if_last(&mut p, fd);
@@ -419,13 +431,8 @@ pub fn before_replace(old: i32, new: i32) {
     }
     let Some(mut p) = state() else { return };
     if new == SOCKET_FD.load(Relaxed) {
-        if let Phase::Ready { conn, .. } = &mut p.phase {
-            // The program is about to reuse the number: forget, don't close.
-            if let Some(c) = conn.take() {
-                c.abandon();
-            }
-        }
-        SOCKET_FD.store(-1, Relaxed);
+        // The program is about to reuse the number: forget, don't close.
+        drop_conn(&mut p, LetGo::Forget);
         return;
     }
     end_if_last(&mut p, new);
@@ -561,12 +568,7 @@ pub fn before_close_range(first: u32, last: u32) {
     let Some(mut p) = state() else { return };
     let sock = SOCKET_FD.load(Relaxed);
     if sock >= first && sock <= last {
-        if let Phase::Ready { conn, .. } = &mut p.phase
-            && let Some(c) = conn.take()
-        {
-            c.abandon();
-        }
-        SOCKET_FD.store(-1, Relaxed);
+        drop_conn(&mut p, LetGo::Forget);
     }
     for fd in p.fds.in_range(first, last) {
         end_if_last(&mut p, fd);
