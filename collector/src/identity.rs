@@ -129,6 +129,11 @@ fn read_proc(pid: i32, what: &str) -> Option<Vec<u8>> {
     std::fs::read(format!("/proc/{pid}/{what}")).ok()
 }
 
+/// `/proc/PID/loginuid` or `sessionid`; `None` when unset (u32::MAX).
+fn audit_id(pid: i32, what: &str) -> Option<u32> {
+    read_proc(pid, what).and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX)
+}
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -143,7 +148,7 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
     id.trust.insert("euid", Verified);
 
     let status = read_proc(pid, "status").map(|s| lossy(&s)).unwrap_or_default();
-    match status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()?.parse().ok()) {
+    match status_ids(&status, "Uid:").first().copied() {
         Some(uid) => {
             id.uid = uid;
             id.trust.insert("uid", Verified);
@@ -152,12 +157,15 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
             id.trust.insert("uid", Claimed);
         }
     }
-    id.loginuid = read_proc(pid, "loginuid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
-    id.session = read_proc(pid, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
+    id.loginuid = audit_id(pid, "loginuid");
+    // The writer and its ancestors (the writer first): its session and tty
+    // are read there, once.
+    let line = ancestry(pid);
+    id.session = line.first().and_then(|l| l.session);
     id.exe =
         std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     id.cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok().map(|p| p.to_string_lossy().into_owned());
-    id.tty = read_proc(pid, "stat").and_then(|s| tty_of_stat(&lossy(&s)));
+    id.tty = line.first().and_then(|l| l.tty.clone());
     let verified = if id.exe.is_empty() { Claimed } else { Verified };
     for f in ["loginuid", "session", "exe", "cwd", "tty", "user"] {
         id.trust.insert(f, verified);
@@ -175,7 +183,6 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
     // through (sudo, su), the terminal the human typed on (sudo runs
     // commands on a private pty), and environment that sudo's env_reset
     // dropped (SSH_CONNECTION).
-    let line = ancestry(pid);
     let session_line: &[Link] = match id.session {
         Some(s) => {
             let n = line.iter().position(|l| l.session != Some(s)).unwrap_or(line.len());
@@ -240,12 +247,9 @@ fn ancestry(pid: i32) -> Vec<Link> {
     let mut next = pid;
     while next > 1 && out.len() < 64 {
         let Some(status) = read_proc(next, "status").map(|s| lossy(&s)) else { break };
-        let field = |key: &str, i: usize| -> Option<u32> {
-            status.lines().find_map(|l| l.strip_prefix(key))?.split_whitespace().nth(i)?.parse().ok()
-        };
-        let (Some(ruid), Some(ppid)) = (field("Uid:", 0), field("PPid:", 0)) else { break };
-        let session =
-            read_proc(next, "sessionid").and_then(|v| lossy(&v).trim().parse().ok()).filter(|&u| u != u32::MAX);
+        let first = |key: &str| status_ids(&status, key).first().copied();
+        let (Some(ruid), Some(ppid)) = (first("Uid:"), first("PPid:")) else { break };
+        let session = audit_id(next, "sessionid");
         let tty = read_proc(next, "stat").and_then(|s| tty_of_stat(&lossy(&s)));
         out.push(Link { pid: next, ruid, session, tty });
         next = ppid as i32;
