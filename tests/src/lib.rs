@@ -108,7 +108,13 @@ impl Collector {
 
     /// All versions, as `collector query --json` prints them.
     pub fn versions(&self) -> Vec<Value> {
-        let out = Command::new(collector_bin()).args(["query", "--json", "--db"]).arg(&self.db).output().unwrap();
+        self.versions_of(&[])
+    }
+
+    /// The versions `collector query --json PATHS...` prints.
+    pub fn versions_of(&self, paths: &[&Path]) -> Vec<Value> {
+        let out =
+            Command::new(collector_bin()).args(["query", "--json", "--db"]).arg(&self.db).args(paths).output().unwrap();
         assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }

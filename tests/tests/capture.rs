@@ -54,13 +54,7 @@ fn mv_over_an_existing_file_is_a_rename() {
     c.assert_version(&v[0], "rename", "b", Some(b"B content"), Some(b"A content"));
     assert_eq!(v[0]["old_path"], c.path("a").display().to_string());
     // The history of `a` ends with it being renamed away.
-    let out = Command::new(filetrail_e2e::collector_bin())
-        .args(["query", "--json", "--db"])
-        .arg(&c.db)
-        .arg(c.path("a"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    assert_eq!(c.versions_of(&[&c.path("a")]).len(), 1);
 }
 
 #[test]
