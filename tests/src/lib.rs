@@ -178,3 +178,86 @@ pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
     assert!(out.status.success(), "cc {name}.c: {}", String::from_utf8_lossy(&out.stderr));
     bin
 }
+
+/// A raw protocol client in Python: connects to the socket in `argv[1]`,
+/// says hello, runs the Python in `argv[2]` (which may call `send(header,
+/// payload)`, `recv()` and use `s`), then prints the collector's answer (or
+/// `no reply ...`). The frame format is in `wire/src/lib.rs`.
+pub const RAW_CLIENT: &str = r#"
+import json, os, socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+def send(h, p=b''):
+    h = json.dumps(h).encode(); s.sendall(struct.pack('<IQ', len(h), len(p)) + h + p)
+def recv():
+    b = b''
+    while len(b) < 12:
+        x = s.recv(12 - len(b))
+        if not x: return None
+        b += x
+    hl, pl = struct.unpack('<IQ', b)
+    h = b''
+    while len(h) < hl: h += s.recv(hl - len(h))
+    return json.loads(h)
+if os.environ.get('RAW_NO_HELLO') != '1':
+    send({'kind': 'hello', 'version': 1}); print(recv()['kind'])
+exec(sys.argv[2])
+s.settimeout(1)  # events get no reply; errors come at once
+try: print(json.dumps(recv()))
+except Exception as e: print('no reply', e)
+"#;
+
+/// An ordinary local user for attacker tests: `ft-mallory`, created (as a
+/// system user without a home) the first time it is needed, removed by
+/// `scripts/test` at the end. `None` when not root (the test then skips).
+pub fn mallory() -> Option<(u32, u32)> {
+    static USER: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *USER.get_or_init(|| {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc_geteuid() } != 0 {
+            eprintln!("not root: attacker tests that need a second user are skipped");
+            return None;
+        }
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").arg(flag).arg("ft-mallory").output().ok()?;
+            String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+        };
+        if id("-u").is_none() {
+            let _ = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "ft-mallory"])
+                .status();
+        }
+        Some((id("-u")?, id("-g")?))
+    })
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+impl Collector {
+    /// Lets every local user reach the socket (as on a real host, where it
+    /// lives in a world-searchable /run/filetrail).
+    pub fn open_to_all(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Runs [`RAW_CLIENT`] with `script`: as root (`as_user` None) or as the
+    /// given uid/gid with no supplementary groups. Returns its stdout.
+    pub fn raw_client(&self, script: &str, as_user: Option<(u32, u32)>) -> String {
+        let mut cmd = match as_user {
+            Some((uid, gid)) => {
+                self.open_to_all();
+                let mut cmd = Command::new("setpriv");
+                // Debian's python: a pyenv shim under /root is out of reach of other users.
+                cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).args(["--clear-groups", "/usr/bin/python3"]);
+                cmd
+            }
+            None => Command::new("python3"),
+        };
+        let out = cmd.args(["-c", RAW_CLIENT]).arg(&self.socket).arg(script).output().unwrap();
+        assert!(out.status.success(), "raw client: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}

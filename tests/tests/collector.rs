@@ -15,42 +15,8 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-/// A raw protocol client in Python: sends `frames` (header JSON, payload
-/// bytes) after the hello, prints what the collector answered.
-const RAW_CLIENT: &str = r#"
-import json, socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
-def send(h, p=b''):
-    h = json.dumps(h).encode(); s.sendall(struct.pack('<IQ', len(h), len(p)) + h + p)
-def recv():
-    b = b''
-    while len(b) < 12:
-        x = s.recv(12 - len(b))
-        if not x: return None
-        b += x
-    hl, pl = struct.unpack('<IQ', b)
-    h = b''
-    while len(h) < hl: h += s.recv(hl - len(h))
-    return json.loads(h)
-send({'kind': 'hello', 'version': 1}); print(recv()['kind'])
-exec(sys.argv[2])
-s.settimeout(1)  # events get no reply; errors come at once
-try: print(json.dumps(recv()))
-except Exception as e: print('no reply', e)
-"#;
-
 fn raw_client(c: &Collector, script: &str, as_nobody: bool) -> String {
-    let mut cmd = if as_nobody {
-        let mut cmd = Command::new("setpriv");
-        // Debian's python: a pyenv shim under /root is out of nobody's reach.
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3"]);
-        cmd
-    } else {
-        Command::new("python3")
-    };
-    let out = cmd.args(["-c", RAW_CLIENT]).arg(&c.socket).arg(script).output().unwrap();
-    assert!(out.status.success(), "raw client: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    c.raw_client(script, as_nobody.then_some((65534, 65534)))
 }
 
 #[test]
