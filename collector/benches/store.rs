@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use filetrail_collector::identity::{Identity, Trust};
+use filetrail_collector::who::{Identity, Trust};
 use filetrail_collector::model::{Action, Draft, NewVersion, Side};
 use filetrail_collector::store::query::PathSpec;
 use filetrail_collector::store::{QueryFilter, Store};

@@ -6,7 +6,8 @@
 //! - [`cli`] and [`cmd`] — argument parsing and one module per subcommand.
 //! - [`config`] — the collector's TOML config: what is tracked.
 //! - [`server`] — the socket, one thread per client connection.
-//! - [`identity`] — who a peer is: SO_PEERCRED, pidfd, /proc.
+//! - [`who`] — who made a change, as plain data (identity and trust labels).
+//! - [`identity`] — how we learn it: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
 //! - [`quota`] — per-uid limits on versions and bytes.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
@@ -36,4 +37,5 @@ pub mod quota;
 pub mod server;
 pub mod store;
 pub mod when;
+pub mod who;
 pub mod writer;

@@ -7,7 +7,7 @@ use filetrail_wire::{Meta, SnapState, Snapshot};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::identity::Identity;
+use crate::who::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

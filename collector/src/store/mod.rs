@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::identity::Identity;
+use crate::who::Identity;
 use crate::model::{NewVersion, Side, Stored};
 
 pub use query::QueryFilter;
@@ -209,7 +209,7 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
         &w.exe,
         serde_json::to_string(&w.argv).unwrap_or_default(),
         &w.cwd,
-        crate::identity::trust_bits(&w.trust),
+        crate::who::trust_bits(&w.trust),
     ])?;
     Ok((tx.last_insert_rowid(), principal))
 }

@@ -6,7 +6,7 @@ use rusqlite::{Row, params_from_iter};
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::identity::user_name;
+use crate::who::user_name;
 use crate::model::VersionRow;
 
 /// One path argument: the file itself, or everything under a directory.
@@ -291,6 +291,6 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         pid: r.get("pid")?,
         exe: r.get("exe")?,
         argv: json_list(r.get("argv")?),
-        trust: crate::identity::trust_json(r.get("trust")?),
+        trust: crate::who::trust_json(r.get("trust")?),
     })
 }
