@@ -14,10 +14,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use filetrail_collector::who::{Identity, Trust};
 use filetrail_collector::model::{Action, Draft, NewVersion, Side};
 use filetrail_collector::store::query::PathSpec;
 use filetrail_collector::store::{QueryFilter, Store};
+use filetrail_collector::who::{Identity, Trust};
 
 fn config(lines: usize, edit: usize) -> Vec<u8> {
     let mut text = String::new();

@@ -1,52 +1,123 @@
-//! Could this writer have made this change? The collector checks every
-//! version against the kernel-verified credentials of the process that
-//! reported it, so no user can forge history for files that are not theirs.
+//! Could this writer have made this change? Every version is checked
+//! before it is stored, so no user can forge history for files that are not
+//! theirs, or for paths the collector does not track.
 //!
-//! A change of `path` is plausible when the writer may write the file
-//! itself, or may write the directory holding it (create, replace, delete).
-//! A rename also needs the directory of `old_path`. Root may write anything.
+//! - **Scope** (text only): `path`, `old_path` and `named_path` are absolute
+//!   and canonical (`wire::path::is_canonical`); `path` is tracked, or the
+//!   version is a rename whose `old_path` is (a tracked file renamed away).
+//! - **Permission** (asked of the kernel, as the writer: [`crate::asuser`]):
+//!   a change of `path` is plausible when the writer may write the file
+//!   itself, or may replace it in its directory: write and search on the
+//!   directory and, in a sticky directory, owning the file or the directory
+//!   when the file exists. A rename also needs that on `old_path`'s
+//!   directory. Search permission on every parent is part of the kernel's
+//!   check. Root (euid 0) may do anything.
+//! - `named_path` (the name a program used when a symlink led to `path`) is
+//!   only a detail: it is kept when, as the writer, it still leads to the
+//!   same file, and dropped otherwise.
+//!
+//! The check runs after the change, so it sees the file system as it is
+//! now: a file made writable and then locked again in between is refused
+//! (a false negative, logged), never the reverse unless the writer really
+//! had the permission at the time of the check.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::identity::Identity;
+use filetrail_wire::Policy;
+use filetrail_wire::path::is_canonical;
+
+use crate::asuser::{Creds, access, as_user, fsuid};
 use crate::model::Draft;
+use crate::who::Identity;
 
-const W: u32 = 0o2;
-const WX: u32 = 0o3;
-
-/// Whether `who` (euid + groups) has `want` (rwx bits as in `0o7`) on `md`.
-fn permits(who: &Identity, md: &std::fs::Metadata, want: u32) -> bool {
-    let mode = md.mode();
-    let bits = if md.uid() == who.euid {
-        (mode >> 6) & 0o7
-    } else if who.groups.contains(&md.gid()) || md.gid() == who.gid {
-        (mode >> 3) & 0o7
-    } else {
-        mode & 0o7
-    };
-    bits & want == want
+/// Why a version was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A path is not absolute and canonical.
+    NotCanonical,
+    /// Neither the path nor (for a rename) the old path is tracked.
+    NotTracked,
+    /// The writer could not have made this change.
+    NotPermitted,
 }
 
-fn parent_writable(who: &Identity, path: &Path) -> bool {
-    path.parent().and_then(|p| std::fs::metadata(p).ok()).is_some_and(|md| md.is_dir() && permits(who, &md, WX))
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::NotCanonical => "a path is not absolute and canonical",
+            Refused::NotTracked => "the path is not tracked",
+            Refused::NotPermitted => "this process could not have written that path",
+        }
+    }
 }
 
 fn bytes_path(b: &[u8]) -> &Path {
-    use std::os::unix::ffi::OsStrExt;
     Path::new(std::ffi::OsStr::from_bytes(b))
 }
 
-/// True when `who` could have made `draft`'s change.
-pub fn plausible(who: &Identity, draft: &Draft) -> bool {
+/// Checks `draft` for `who`; drops a `named_path` that does not check out.
+pub fn check(policy: &Policy, who: &Identity, draft: &mut Draft) -> Result<(), Refused> {
+    let paths = [Some(&draft.path), draft.old_path.as_ref(), draft.named_path.as_ref()];
+    if !paths.into_iter().flatten().all(|p| is_canonical(p)) {
+        return Err(Refused::NotCanonical);
+    }
+    let renamed_away = draft.old_path.as_deref().is_some_and(|o| policy.is_tracked(o));
+    if !policy.is_tracked(&draft.path) && !renamed_away {
+        return Err(Refused::NotTracked);
+    }
     if who.euid == 0 {
+        return Ok(());
+    }
+    let creds = Creds::of(who);
+    let (permitted, named_ok) = as_user(&creds, || {
+        let path = bytes_path(&draft.path);
+        let path_ok = file_writable(path) || may_replace(path);
+        let old_ok = draft.old_path.as_deref().is_none_or(|o| may_replace(bytes_path(o)));
+        let named_ok = draft.named_path.as_deref().is_none_or(|n| same_file(bytes_path(n), path));
+        (path_ok && old_ok, named_ok)
+    })
+    .map_err(|_| Refused::NotPermitted)?;
+    if !permitted {
+        return Err(Refused::NotPermitted);
+    }
+    if !named_ok {
+        draft.named_path = None;
+    }
+    Ok(())
+}
+
+/// `path` is a regular file the thread's credentials may write.
+fn file_writable(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|md| md.is_file()) && access(path, libc::W_OK, false)
+}
+
+/// The thread's credentials may create, replace or remove `path` in its
+/// directory.
+fn may_replace(path: &Path) -> bool {
+    let Some(dir) = path.parent() else { return false };
+    if !access(dir, libc::W_OK | libc::X_OK, true) {
+        return false;
+    }
+    let Ok(dir_md) = std::fs::metadata(dir) else { return false };
+    if dir_md.mode() & libc::S_ISVTX == 0 {
         return true;
     }
-    let path = bytes_path(&draft.path);
-    let file_ok = std::fs::symlink_metadata(path).is_ok_and(|md| md.is_file() && permits(who, &md, W));
-    let path_ok = file_ok || parent_writable(who, path);
-    let old_ok = draft.old_path.as_deref().is_none_or(|old| parent_writable(who, bytes_path(old)));
-    path_ok && old_ok
+    // Sticky (/tmp-like): an existing entry belongs to its owner and to the
+    // directory's owner only.
+    match std::fs::symlink_metadata(path) {
+        Ok(md) => md.uid() == fsuid() || dir_md.uid() == fsuid(),
+        Err(_) => true,
+    }
+}
+
+/// `named` leads (following symlinks) to the same file as `path`.
+fn same_file(named: &Path, path: &Path) -> bool {
+    match (std::fs::metadata(named), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -61,7 +132,7 @@ mod tests {
 
     fn draft(path: &Path) -> Draft {
         Draft::new(
-            path.as_os_str().as_encoded_bytes().to_vec(),
+            path.as_os_str().as_bytes().to_vec(),
             Action::Write,
             None,
             Some(Side::from_bytes(vec![1], None, true)),
@@ -69,21 +140,67 @@ mod tests {
         )
     }
 
+    fn policy(root: &Path) -> Policy {
+        Policy::new(&[root.to_str().unwrap()], &["*~"], 1 << 20).unwrap()
+    }
+
+    fn ok(p: &Policy, who: &Identity, path: &Path) -> bool {
+        check(p, who, &mut draft(path)).is_ok()
+    }
+
+    fn root() -> bool {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn scope_is_canonical_tracked_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = policy(dir.path());
+        let me = who(0, vec![0]);
+        assert!(ok(&p, &me, &dir.path().join("f")));
+        assert_eq!(check(&p, &me, &mut draft(Path::new("/elsewhere/f"))), Err(Refused::NotTracked));
+        assert_eq!(check(&p, &me, &mut draft(&dir.path().join("f~"))), Err(Refused::NotTracked));
+        let dotdot = dir.path().join("a/../f");
+        assert_eq!(check(&p, &me, &mut draft(&dotdot)), Err(Refused::NotCanonical));
+        // A tracked file renamed to an ignored name is in scope.
+        let mut away = draft(&dir.path().join("f~"));
+        away.old_path = Some(dir.path().join("f").as_os_str().as_bytes().to_vec());
+        assert!(check(&p, &me, &mut away).is_ok());
+    }
+
     #[test]
     fn root_owned_files_are_not_forgeable_by_others() {
+        if !root() {
+            return eprintln!("not root: skipped");
+        }
         let dir = tempfile::tempdir().unwrap();
+        let p = policy(dir.path());
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let f = dir.path().join("shadow");
         std::fs::write(&f, "x").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let alice = who(1000, vec![1000]);
-        assert!(!plausible(&alice, &draft(&f)));
-        assert!(plausible(&who(0, vec![0]), &draft(&f)));
+        let alice = who(65534, vec![65534]);
+        assert!(!ok(&p, &alice, &f));
+        assert!(ok(&p, &who(0, vec![0]), &f));
         // group write on the file is enough
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o660)).unwrap();
-        assert!(plausible(&who(1000, vec![1000, 0]), &draft(&f)));
-        // a world-writable directory allows creating and deleting
+        assert!(ok(&p, &who(65534, vec![0]), &f));
+        // a world-writable directory allows creating and replacing
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(plausible(&alice, &draft(&dir.path().join("new"))));
+        assert!(ok(&p, &alice, &dir.path().join("new")));
+        assert!(ok(&p, &alice, &f));
+        // ... unless it is sticky: then only new names, or one's own files.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(ok(&p, &alice, &dir.path().join("new")));
+        assert!(!ok(&p, &alice, &f), "root's file in a sticky directory");
+        // Without search permission on a parent nothing below is reachable.
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ok(&p, &alice, &sub.join("x")));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(!ok(&p, &alice, &sub.join("x")));
     }
 }

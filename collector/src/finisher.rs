@@ -1,7 +1,9 @@
 //! Finishing versions whose writer went away without reporting its last
 //! close: the shell opened a redirect and `exec`'d the program, or the
-//! program left through `_exit` or a crash. The collector (root) waits on
-//! the writer's pidfd, then reads the file itself.
+//! program left through `_exit` or a crash. The collector waits on the
+//! writer's pidfd, then reads the file itself — with the writer's
+//! credentials ([`crate::asuser`]), never as root: what the writer could not
+//! read is recorded as unreadable, whatever was swapped under the path.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -11,14 +13,18 @@ use std::sync::Arc;
 use filetrail_wire::Meta;
 
 use crate::assemble::{Unfinished, complete};
-use crate::identity::Identity;
+use crate::asuser::{Creds, as_user};
+use crate::identity;
 use crate::intake::Intake;
 use crate::model::{Side, Stored};
+use crate::who::Identity;
 
-/// Waits (on its own thread) for every process behind `pidfds` to exit,
-/// then completes each unfinished open from what its file holds.
+/// Waits (on its own thread) for the writer (`writer`, its pidfd, when its
+/// connection ended) and every process behind `others` to exit, then
+/// completes each unfinished open from what its file holds.
 pub fn spawn(
-    pidfds: Vec<OwnedFd>,
+    writer: Option<OwnedFd>,
+    others: Vec<OwnedFd>,
     unfinished: Vec<Unfinished>,
     who: Arc<Identity>,
     max_size: u64,
@@ -27,12 +33,16 @@ pub fn spawn(
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
         // The writer may have exec'd the program that really writes
         // (`sh -c 'exec cat src > f'`): name that program, read while it lives.
-        let who = Arc::new(who.with_program_of(who.pid));
-        for fd in &pidfds {
+        let who = match &writer {
+            Some(fd) => Arc::new(identity::with_program_now(&who, fd)),
+            None => who,
+        };
+        for fd in writer.iter().chain(&others) {
             wait_exit(fd);
         }
+        let creds = Creds::of(&who);
         for u in unfinished {
-            let after = snapshot(&u.path, max_size);
+            let after = as_user(&creds, || snapshot(&u.path, max_size)).ok().flatten();
             if let Some(draft) = complete(u, after, jiff::Timestamp::now()) {
                 intake.submit(draft, &who);
             }
@@ -54,16 +64,32 @@ fn wait_exit(pidfd: &OwnedFd) {
     }
 }
 
-/// What `path` holds, read by the collector: never follows a final symlink,
-/// never blocks on a FIFO, reads at most `max_size` bytes.
+/// What `path` holds, read by the collector with the calling thread's
+/// credentials: never follows a final symlink, never blocks on a FIFO, reads
+/// at most `max_size` bytes. A file these credentials may not open is
+/// `unreadable` (content and metadata unknown).
 pub fn snapshot(path: &[u8], max_size: u64) -> Option<Side> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
-    let file = std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .ok()?;
+    {
+        Ok(f) => f,
+        // There, but not for this writer to read: say so, nothing more.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Some(Side {
+                sha256: None,
+                size: 0,
+                stored: Stored::Unreadable,
+                bytes: None,
+                meta: None,
+                consistent: true,
+            });
+        }
+        Err(_) => return None,
+    };
     let md = file.metadata().ok()?;
     if !md.is_file() {
         return None;

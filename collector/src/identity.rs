@@ -9,8 +9,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-pub use crate::who::{Identity, Trust, user_name};
 use crate::who::next_key;
+pub use crate::who::{Identity, Trust, user_name};
 
 /// The peer's credentials as the kernel recorded them at `connect()`.
 pub fn peer_cred(sock: &impl AsRawFd) -> io::Result<libc::ucred> {
@@ -38,6 +38,92 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new descriptor we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}
+
+/// `SO_PEERPIDFD` (Linux 6.5+; not in every libc's headers).
+const SO_PEERPIDFD: libc::c_int = 77;
+
+/// What the kernel fixed about a peer at `connect()`: its pid, euid and
+/// egid, its supplementary groups, and a pidfd bound to that very process.
+#[derive(Debug)]
+pub struct Peer {
+    pub cred: libc::ucred,
+    pub groups: Vec<u32>,
+    pidfd: Option<OwnedFd>,
+    /// Start time of the process at `cred.pid` when we first looked.
+    start: Option<u64>,
+}
+
+impl Peer {
+    /// Reads the peer of a connected socket.
+    pub fn of(sock: &impl AsRawFd) -> io::Result<Peer> {
+        let cred = peer_cred(sock)?;
+        let groups = peer_groups(sock)?;
+        // SO_PEERPIDFD names the process that connected even if it has
+        // exited and its pid was reused since; older kernels: pidfd_open
+        // and the start-time check below.
+        let pidfd = peer_pidfd(sock).or_else(|_| pidfd_open(cred.pid)).ok();
+        Ok(Peer { cred, groups, start: start_time(cred.pid), pidfd })
+    }
+
+    /// True while the process that connected is alive and is the process
+    /// `/proc/PID` shows: check it *after* reading `/proc`, so what was
+    /// read belongs to the peer.
+    pub fn alive(&self) -> bool {
+        let Some(fd) = &self.pidfd else { return false };
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a valid pollfd array of length 1. A pidfd is
+        // readable once its process has exited.
+        let exited = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
+        !exited && self.start.is_some() && start_time(self.cred.pid) == self.start
+    }
+
+    /// The pidfd, to wait for the peer's exit.
+    pub fn into_pidfd(self) -> Option<OwnedFd> {
+        self.pidfd
+    }
+}
+
+fn getsockopt_into<T>(sock: &impl AsRawFd, opt: libc::c_int, buf: &mut [T]) -> io::Result<usize> {
+    let mut len = std::mem::size_of_val(buf) as libc::socklen_t;
+    // SAFETY: buf/len describe writable memory of that many bytes.
+    let r = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, opt, buf.as_mut_ptr().cast(), &mut len) };
+    if r != 0 { Err(io::Error::last_os_error()) } else { Ok(len as usize) }
+}
+
+/// The peer's supplementary groups as of `connect()` (`SO_PEERGROUPS`).
+fn peer_groups(sock: &impl AsRawFd) -> io::Result<Vec<u32>> {
+    let mut groups = vec![0u32; 64];
+    loop {
+        match getsockopt_into(sock, libc::SO_PEERGROUPS, &mut groups) {
+            Ok(bytes) => {
+                groups.truncate(bytes / 4);
+                return Ok(groups);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && groups.len() < 65_536 => {
+                groups.resize(groups.len() * 4, 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn peer_pidfd(sock: &impl AsRawFd) -> io::Result<OwnedFd> {
+    let mut fd = [-1i32; 1];
+    getsockopt_into(sock, SO_PEERPIDFD, &mut fd)?;
+    if fd[0] < 0 {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    // SAFETY: the kernel returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd[0]) })
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started (clock ticks
+/// since boot); with the pid it names one process for the life of the host.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = read_proc(pid, "stat")?;
+    let stat = lossy(&stat);
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
 }
 
 fn read_proc(pid: i32, what: &str) -> Option<Vec<u8>> {
@@ -187,41 +273,22 @@ pub fn chain(loginuid: Option<u32>, uids: &[u32]) -> Vec<u32> {
     out
 }
 
-impl Identity {
-    /// Fills what the kernel could not tell (the process was gone before
-    /// /proc was read) from what the process claimed, labelled claimed.
-    pub fn or_claimed(mut self, claims: Option<filetrail_wire::Claims>) -> Identity {
-        let Some(c) = claims else { return self };
-        if self.exe.is_empty() {
-            self.exe = c.exe;
-            self.trust.insert("exe", Trust::Claimed);
-        }
-        if self.argv.is_empty() {
-            self.argv = c.argv;
-        }
-        if self.cwd.is_none() && !c.cwd.is_empty() {
-            self.cwd = Some(c.cwd);
-            self.trust.insert("cwd", Trust::Claimed);
-        }
-        if self.trust.get("uid") == Some(&Trust::Claimed) {
-            self.uid = c.uid;
-        }
-        self
-    }
-
-    /// This identity with `exe` and `argv` re-read from `pid` (same process,
-    /// after an `exec`). Unchanged where /proc no longer answers.
-    pub fn with_program_of(&self, pid: i32) -> Identity {
-        let mut id = self.clone();
-        id.key = next_key();
-        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
-            id.exe = exe.to_string_lossy().into_owned();
-            if let Some(cmd) = read_proc(pid, "cmdline").filter(|c| !c.is_empty()) {
-                id.argv = cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(lossy).collect();
-            }
-        }
-        id
-    }
+/// `who` with `exe` and `argv` re-read from its process (the same process,
+/// after an `exec`), which `pidfd` must still name after the read; else
+/// `who` unchanged.
+pub fn with_program_now(who: &Identity, pidfd: &OwnedFd) -> Identity {
+    let pid = who.pid;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let cmd = read_proc(pid, "cmdline").filter(|c| !c.is_empty());
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: pfd is a valid pollfd array of length 1.
+    let alive = unsafe { libc::poll(&mut pfd, 1, 0) } == 0;
+    let (Ok(exe), Some(cmd), true) = (exe, cmd, alive) else { return who.clone() };
+    let mut id = who.clone();
+    id.key = next_key();
+    id.exe = exe.to_string_lossy().into_owned();
+    id.argv = cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(lossy).collect();
+    id
 }
 
 /// The controlling terminal's name from `/proc/PID/stat` field 7.
@@ -274,25 +341,6 @@ mod tests {
         assert_eq!(chain(None, &[0, 0]), vec![0]);
         // the login user never appears in the ancestry (login -f as root)
         assert_eq!(chain(Some(1000), &[0]), vec![1000, 0]);
-    }
-
-    #[test]
-    fn a_gone_process_falls_back_to_its_claims_labelled_claimed() {
-        // pid_max is far below this: no such process.
-        let gone = libc::ucred { pid: i32::MAX - 1, uid: 1000, gid: 1000 };
-        let claims = filetrail_wire::Claims {
-            uid: 1000,
-            euid: 1000,
-            exe: "/usr/bin/vim".into(),
-            argv: vec!["vim".into()],
-            cwd: "/etc".into(),
-        };
-        let id = from_kernel(gone).or_claimed(Some(claims));
-        assert_eq!(id.exe, "/usr/bin/vim");
-        assert_eq!(id.trust["exe"], Trust::Claimed);
-        assert_eq!(id.trust["cwd"], Trust::Claimed);
-        assert_eq!(id.euid, 1000, "the kernel's euid is kept");
-        assert_eq!(id.trust["euid"], Trust::Verified);
     }
 
     #[test]

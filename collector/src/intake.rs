@@ -5,30 +5,33 @@
 
 use std::sync::Arc;
 
+use filetrail_wire::Policy;
 use filetrail_wire::path::escape_bytes;
 use filetrail_wire::policy::Globs;
 
 use crate::access;
-use crate::identity::Identity;
 use crate::model::{Draft, NewVersion};
 use crate::quota::{Exceeded, Quotas};
+use crate::who::Identity;
 use crate::writer::VersionSender;
 
 pub struct Intake {
+    /// What is tracked: versions of other paths are refused.
+    scope: Policy,
     redact: Globs,
     quotas: Quotas,
     tx: VersionSender,
 }
 
 impl Intake {
-    pub fn new(redact: Globs, quotas: Quotas, tx: VersionSender) -> Self {
-        Intake { redact, quotas, tx }
+    pub fn new(scope: Policy, redact: Globs, quotas: Quotas, tx: VersionSender) -> Self {
+        Intake { scope, redact, quotas, tx }
     }
 
-    pub fn submit(&self, draft: Draft, who: &Arc<Identity>) {
+    pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>) {
         let path = escape_bytes(&draft.path);
-        if !access::plausible(who, &draft) {
-            tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: this process could not have written that path");
+        if let Err(why) = access::check(&self.scope, who, &mut draft) {
+            tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: {}", why.as_str());
             return;
         }
         let named_redacted = draft.named_path.as_deref().is_some_and(|n| self.redact.matches(n));

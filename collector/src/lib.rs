@@ -9,6 +9,7 @@
 //! - [`who`] — who made a change, as plain data (identity and trust labels).
 //! - [`identity`] — how we learn it: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
+//! - [`asuser`] — file-system work done with a writer's credentials, never as root.
 //! - [`quota`] — per-uid limits on versions and bytes.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
@@ -23,6 +24,7 @@
 
 pub mod access;
 pub mod assemble;
+pub mod asuser;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -40,7 +40,8 @@ const FRAME_SLACK: u64 = 1 << 20;
 /// appears at its path only once it accepts connections.
 pub fn serve(socket: &Path, config: Config, tx: VersionSender) -> Result<()> {
     let redact = config.redactions().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
-    let intake = Arc::new(Intake::new(redact, Quotas::new(config.quota), tx));
+    let scope = config.policy().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
+    let intake = Arc::new(Intake::new(scope, redact, Quotas::new(config.quota), tx));
     let listener = bind(socket)?;
     tracing::info!(socket = %socket.display(), track = ?config.track, "collector listening");
     let config = Arc::new(config);
@@ -87,19 +88,31 @@ fn bind(socket: &Path) -> Result<UnixListener> {
 }
 
 fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
-    let cred = match identity::peer_cred(&stream) {
-        Ok(c) => c,
+    let peer = match identity::Peer::of(&stream) {
+        Ok(p) => p,
         Err(e) => return tracing::warn!("no peer credentials, dropping connection: {e}"),
     };
-    let pidfd = identity::pidfd_open(cred.pid).ok();
+    let pid = peer.cred.pid;
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let claims = match read_frame(&mut stream, 0).and_then(|f| f.parse::<ClientMsg>()) {
-        Ok(ClientMsg::Hello { claims, .. }) => claims,
-        Ok(other) => return refuse(&mut stream, cred.pid, &format!("expected hello, got {other:?}")),
-        Err(e) => return refuse(&mut stream, cred.pid, &e.to_string()),
+    // What the process claims about itself (`Hello.claims`) is not used:
+    // the process is alive and blocked on our answer, /proc tells.
+    match read_frame(&mut stream, 0).and_then(|f| f.parse::<ClientMsg>()) {
+        Ok(ClientMsg::Hello { .. }) => {}
+        Ok(other) => return refuse(&mut stream, pid, &format!("expected hello, got {other:?}")),
+        Err(e) => return refuse(&mut stream, pid, &e.to_string()),
     };
-    let who = Arc::new(identity::from_kernel(cred).or_claimed(claims));
+    let mut who = identity::from_kernel(peer.cred);
+    // The groups the kernel fixed at connect(), not what /proc says now
+    // (the process may have exec'd a setgid program since).
+    who.groups = peer.groups.clone();
+    if !peer.alive() {
+        // It exited (its socket passed to another process) or its pid now
+        // names another process: what /proc said is not about the peer.
+        return refuse(&mut stream, pid, "the process that connected is gone; connect from the process that reports");
+    }
+    let who = Arc::new(who);
+    let pidfd = peer.into_pidfd();
     let welcome = ServerMsg::Welcome {
         version: PROTOCOL_VERSION,
         track: config.track.clone(),
@@ -156,7 +169,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
             let others = holders::writers_among(candidates, file);
             if !others.is_empty() {
                 let open = asm.abandon(*token).into_iter().collect();
-                finisher::spawn(others, open, who.clone(), config.max_size, intake.clone());
+                finisher::spawn(None, others, open, who.clone(), config.max_size, intake.clone());
                 continue;
             }
         }
@@ -167,13 +180,13 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
     if !unfinished.is_empty() {
         // Wait for the writer (it may have exec'd) and for any descendant
         // that still holds one of the files.
-        let mut wait: Vec<_> = pidfd.into_iter().collect();
+        let mut others = Vec::new();
         for u in &unfinished {
             if let Some(file) = u.file {
-                wait.extend(holders::writers_among(holders::descendants(who.pid), file));
+                others.extend(holders::writers_among(holders::descendants(who.pid), file));
             }
         }
-        finisher::spawn(wait, unfinished, who.clone(), config.max_size, intake.clone());
+        finisher::spawn(pidfd, others, unfinished, who.clone(), config.max_size, intake.clone());
     }
 }
 

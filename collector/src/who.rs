@@ -88,7 +88,6 @@ pub fn trust_json(bits: i64) -> serde_json::Value {
         .into()
 }
 
-
 /// The name of `uid` from the user database, or the number.
 pub fn user_name(uid: u32) -> String {
     uzers::get_user_by_uid(uid).map(|u| u.name().to_string_lossy().into_owned()).unwrap_or_else(|| uid.to_string())

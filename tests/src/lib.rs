@@ -251,7 +251,9 @@ impl Collector {
                 self.open_to_all();
                 let mut cmd = Command::new("setpriv");
                 // Debian's python: a pyenv shim under /root is out of reach of other users.
-                cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).args(["--clear-groups", "/usr/bin/python3"]);
+                cmd.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .args(["--clear-groups", "/usr/bin/python3"]);
                 cmd
             }
             None => Command::new("python3"),

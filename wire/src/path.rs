@@ -37,6 +37,18 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     }
 }
 
+/// True when `path` is absolute and canonical as text: it starts with `/`,
+/// has no empty, `.` or `..` component (no `//`, no trailing `/` except the
+/// root itself) and no NUL byte. Whether a component is a symlink is a
+/// question for the file system, not for this function.
+pub fn is_canonical(path: &[u8]) -> bool {
+    if path == b"/" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix(b"/") else { return false };
+    !path.contains(&0) && rest.split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b".."))
+}
+
 impl From<&str> for WirePath {
     fn from(s: &str) -> Self {
         WirePath(s.as_bytes().to_vec())
@@ -84,6 +96,16 @@ mod tests {
         assert!(json.starts_with('['));
         assert_eq!(serde_json::from_str::<WirePath>(&json).unwrap(), p);
         assert_eq!(p.display(), "/etc/caf\\xe9");
+    }
+
+    #[test]
+    fn canonical_paths() {
+        for ok in [&b"/"[..], b"/etc", b"/etc/hosts", b"/etc/.hidden", b"/a/..b/c.", b"/caf\xe9"] {
+            assert!(is_canonical(ok), "{}", escape_bytes(ok));
+        }
+        for bad in [&b""[..], b"etc", b"/etc/", b"//etc", b"/etc//x", b"/etc/./x", b"/etc/../x", b"/..", b"/x\0y"] {
+            assert!(!is_canonical(bad), "{}", escape_bytes(bad));
+        }
     }
 
     #[test]

@@ -20,8 +20,8 @@ use rusqlite::{Connection, OpenFlags, params};
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::who::Identity;
 use crate::model::{NewVersion, Side, Stored};
+use crate::who::Identity;
 
 pub use query::QueryFilter;
 

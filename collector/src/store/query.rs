@@ -6,8 +6,8 @@ use rusqlite::{Row, params_from_iter};
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::who::user_name;
 use crate::model::VersionRow;
+use crate::who::user_name;
 
 /// One path argument: the file itself, or everything under a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,219 @@
+//! An ordinary local user (ft-mallory) against the root collector's trust
+//! decisions: versions it could not have made, reads made for it, identity
+//! that outlives the process that connected (issue 9, items 3, 4 and 6).
+//! Every test asserts what an admin cares about: no forged version stored,
+//! no root-only byte in the store, and root's own edit still recorded.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use filetrail_e2e::{Collector, compile_c, mallory, sha256};
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Waits until the collector's log holds `needle` at least `n` times.
+fn wait_log(c: &Collector, needle: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.log().matches(needle).count() < n {
+        assert!(Instant::now() < deadline, "expected {n}x {needle:?} in the log:\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Python for the raw client: a forged write of `path` (Begin + Close).
+fn forge_write(path: &Path) -> String {
+    format!(
+        "p = b'forged\\n'\n\
+         send({{'kind':'begin','token':1,'path':{path:?},'flags':577,'before':{{'state':'absent'}}}})\n\
+         send({{'kind':'close','token':1,'after':{{'state':'stored','len':len(p),'size':len(p)}}}}, p)",
+        path = path.display().to_string()
+    )
+}
+
+/// Root edits `marker` through the library: it must be recorded whatever
+/// the attacker did; returns every version stored by then.
+fn root_edit_is_recorded(c: &Collector) -> Vec<serde_json::Value> {
+    c.sh("echo root was here > marker");
+    let marker = c.path("marker").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = c.versions();
+        if v.iter().any(|x| x["path"] == marker.as_str()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "root's edit was not recorded: {v:?}\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn no_forged_versions_in_sticky_dirs_unsearchable_dirs_or_outside_the_tracked_tree() {
+    let Some(m) = mallory() else { return };
+    let c = Collector::start();
+    c.open_to_all();
+    chmod(&c.track, 0o1777);
+    let roots = c.path("root.conf");
+    std::fs::write(&roots, "root's\n").unwrap();
+    chmod(&roots, 0o644);
+    // A world-writable directory under one only root may enter.
+    let private = c.path("private");
+    std::fs::create_dir_all(private.join("inner")).unwrap();
+    chmod(&private, 0o700);
+    chmod(&private.join("inner"), 0o777);
+    let outside = c.dir.path().join("outside.conf");
+    let attempts = [
+        roots.clone(),                  // root's file in a sticky directory
+        private.join("inner/x.conf"),   // no search permission on a parent
+        outside.clone(),                // not tracked at all
+        c.track.join("x/../root.conf"), // not canonical
+        c.track.join("./root.conf"),    // not canonical
+    ];
+    for path in &attempts {
+        let out = c.raw_client(&forge_write(path), Some(m));
+        assert!(out.starts_with("welcome"), "{out}");
+    }
+    wait_log(&c, "rejected a version", attempts.len());
+    let v = root_edit_is_recorded(&c);
+    assert_eq!(v.len(), 1, "only root's edit: {v:?}");
+    // The same frames from mallory for a file of its own are accepted: the
+    // refusals above are about permission, not about the frames.
+    let own = c.path("mallory.conf");
+    std::fs::write(&own, "mine\n").unwrap();
+    std::os::unix::fs::chown(&own, Some(m.0), Some(m.1)).unwrap();
+    c.raw_client(&forge_write(&own), Some(m));
+    let v = c.wait_versions(2);
+    assert!(v.iter().any(|x| x["path"] == own.display().to_string().as_str() && x["uid"] == m.0), "{v:?}");
+}
+
+/// Connects as mallory, then execs a setgid-root program that speaks the
+/// protocol on the inherited socket: the groups that count are those of
+/// the process that connected.
+#[test]
+fn groups_are_fixed_at_connect_not_taken_from_a_setgid_program_execd_later() {
+    let Some(m) = mallory() else { return };
+    let c = Collector::start();
+    c.open_to_all();
+    let group_file = c.path("group.conf");
+    std::fs::write(&group_file, "group 0 may write\n").unwrap();
+    chmod(&group_file, 0o664); // root:root, group-writable
+    let speaker = compile_c(
+        c.dir.path(),
+        "speaker",
+        r#"
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static void frame(int fd, const char *h, const char *p) {
+    uint32_t hl = strlen(h); uint64_t pl = strlen(p);
+    write(fd, &hl, 4); write(fd, &pl, 8); write(fd, h, hl); write(fd, p, pl);
+}
+int main(int argc, char **argv) {
+    int fd = atoi(argv[1]);
+    char h[4096], reply[4096];
+    frame(fd, "{\"kind\":\"hello\",\"version\":1}", "");
+    read(fd, reply, sizeof reply);
+    snprintf(h, sizeof h, "{\"kind\":\"begin\",\"token\":1,\"path\":\"%s\",\"flags\":577,"
+             "\"before\":{\"state\":\"absent\"}}", argv[2]);
+    frame(fd, h, "");
+    frame(fd, "{\"kind\":\"close\",\"token\":1,\"after\":{\"state\":\"stored\",\"len\":7,\"size\":7}}", "forged\n");
+    printf("egid %d\n", (int)getegid());
+    return 0;
+}
+"#,
+    );
+    // setgid root, runnable by mallory.
+    chmod(&speaker, 0o2755);
+    let script = format!(
+        "import os, socket\n\
+         s = socket.socket(socket.AF_UNIX); s.connect({sock:?})\n\
+         os.set_inheritable(s.fileno(), True)\n\
+         os.execv({bin:?}, [{bin:?}, str(s.fileno()), {path:?}])",
+        sock = c.socket.display().to_string(),
+        bin = speaker.display().to_string(),
+        path = group_file.display().to_string()
+    );
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", m.0))
+        .arg(format!("--regid={}", m.1))
+        .args(["--clear-groups", "/usr/bin/python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "egid 0\n", "the program really ran setgid: {out:?}");
+    wait_log(&c, "rejected a version", 1);
+    assert_eq!(root_edit_is_recorded(&c).len(), 1);
+}
+
+/// An open that is never closed is finished by the collector from the file;
+/// mallory swaps the file's directory for a symlink to a world-writable
+/// directory holding a root-only file. The collector reads as mallory, so
+/// the secret is not readable, and never reaches the store.
+#[test]
+fn the_collector_never_reads_for_a_user_what_the_user_could_not_read() {
+    let Some(m) = mallory() else { return };
+    let c = Collector::start();
+    c.open_to_all();
+    chmod(&c.track, 0o777);
+    let secrets = c.dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    chmod(&secrets, 0o777);
+    std::fs::write(secrets.join("f"), "TOPSECRET root only\n").unwrap();
+    chmod(&secrets.join("f"), 0o600);
+    let d = c.path("d");
+    let script = format!(
+        "os.mkdir({d:?}); open({d:?} + '/f', 'w').write('mine\\n')\n\
+         send({{'kind':'begin','token':1,'path':{d:?} + '/f','flags':577,'before':{{'state':'absent'}}}})\n\
+         os.rename({d:?} + '/f', {d:?} + '.f'); os.rmdir({d:?}); os.symlink({secrets:?}, {d:?})",
+        d = d.display().to_string(),
+        secrets = secrets.display().to_string()
+    );
+    c.raw_client(&script, Some(m));
+    // The finisher reads once mallory's process has exited: as mallory it
+    // may not open the file, so the version says `unreadable`.
+    let v = c.wait_versions(1);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        (v[0]["path"].as_str(), v[0]["content"].as_str()),
+        (Some(&*format!("{}/f", d.display())), Some("unreadable"))
+    );
+    root_edit_is_recorded(&c);
+    let store: Vec<u8> = [c.db.clone(), c.db.with_extension("db-wal")]
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap_or_default())
+        .collect();
+    assert!(!store.windows(9).any(|w| w == b"TOPSECRET"), "root-only content reached the store");
+    let secret_hash = sha256(b"TOPSECRET root only\n");
+    assert!(c.versions().iter().all(|v| v["after"] != secret_hash.as_str()), "{:?}", c.versions());
+}
+
+/// A process connects, hands its socket to a child and exits; the child
+/// says hello. What /proc says of the pid that connected is not the peer:
+/// the connection is refused.
+#[test]
+fn a_connection_whose_process_is_gone_is_refused() {
+    let c = Collector::start();
+    let script = format!(
+        "import json, os, socket, struct, time\n\
+         s = socket.socket(socket.AF_UNIX); s.connect({sock:?})\n\
+         if os.fork() > 0: os._exit(0)\n\
+         time.sleep(0.3)  # the connecting parent is gone\n\
+         h = json.dumps({{'kind':'hello','version':1}}).encode()\n\
+         s.sendall(struct.pack('<IQ', len(h), 0) + h)\n\
+         b = s.recv(12); hl, pl = struct.unpack('<IQ', b); print(s.recv(hl).decode())",
+        sock = c.socket.display().to_string()
+    );
+    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success());
+    // The parent's exit ends `output()`; the child answers later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !c.log().contains("the process that connected is gone") {
+        assert!(Instant::now() < deadline, "no refusal logged:\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    root_edit_is_recorded(&c);
+}
