@@ -236,7 +236,9 @@ if vs:
     for w in wants:
         k, _, j = w.partition("=")
         want = json.loads(j)
-        got = v.get(k)
+        got = v
+        for part in k.split("."):  # trust.user: a field of an object
+            got = got.get(part) if isinstance(got, dict) else None
         if k == "session" and got is not None:
             got = str(got)
             want = None if want is None else str(want)
@@ -320,7 +322,8 @@ row=r1_ssh_cmd; f=$T/alice/$row.conf; mkfile alice "$f"
 ssh_as alice "echo \"\$SSH_CONNECTION\" > $OUT/$row.conn; cat /proc/self/sessionid > $OUT/$row.sid; sed -i 's/^v=.*/v=1/' $f" 2> "$WORK/$row.err"
 [ -s "$WORK/$row.err" ] && fail "$row: stderr: $(cat "$WORK/$row.err")" || pass "$row: ssh command ran, nothing on stderr"
 check "$row" "$f" user='"alice"' chain='["alice"]' uid=$uid_alice euid=$uid_alice tty=null sudo_user=null \
-    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")" exe='"/usr/bin/sed"'
+    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")" exe='"/usr/bin/sed"' \
+    unregistered_session=false trust.user='"verified"' trust.session='"verified"' trust.ssh_client='"verified"'
 
 # ------------------------------------------------------------------ R2 interactive ssh
 row=r2_ssh_interactive; f=$T/alice/$row.conf; mkfile alice "$f"
@@ -336,7 +339,8 @@ row=r3_ssh_sudo_cmd; f=$T/root/$row.conf; mkfile root "$f"
 ssh_as alice "echo \"\$SSH_CONNECTION\" > $OUT/$row.conn; cat /proc/self/sessionid > $OUT/$row.sid; sudo sed -i 's/^v=.*/v=3/' $f" 2> "$WORK/$row.err"
 [ -s "$WORK/$row.err" ] && fail "$row: stderr: $(cat "$WORK/$row.err")" || pass "$row: ssh 'sudo sed' ran, nothing on stderr"
 check "$row" "$f" user='"alice"' chain='["alice","root"]' uid=0 euid=0 tty=null sudo_user='"alice"' \
-    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")" \
+    unregistered_session=false trust.user='"verified"' trust.ssh_client='"verified"'
 
 # ------------------------------------------------------------------ R3b interactive ssh + sudo cmd
 row=r3b_ssh_tty_sudo_cmd; f=$T/root/$row.conf; mkfile root "$f"

@@ -57,6 +57,8 @@ pub enum Command {
     Stats(cmd::stats::Args),
     /// Check that every stored content decodes to the hash it is filed under.
     Verify(cmd::verify::Args),
+    /// Register a login session (run by pam_exec in the sshd and login PAM stacks).
+    Session(cmd::session::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::User(args) => cmd::users::run_user(&cli, args),
         Command::Restore(args) => cmd::restore::run(&cli, args),
         Command::Verify(args) => cmd::verify::run(&cli, args),
+        Command::Session(args) => cmd::session::run(&cli, args),
     };
     match result {
         Ok(code) => code,

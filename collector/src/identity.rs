@@ -139,6 +139,11 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The login uid and audit session of `pid` (`None` when unset).
+pub fn audit_ids(pid: i32) -> (Option<u32>, Option<u32>) {
+    (audit_id(pid, "loginuid"), audit_id(pid, "sessionid"))
+}
+
 /// Reads the peer's identity from the kernel. Fields that cannot be read
 /// (the process is gone) stay empty and are labelled claimed.
 pub fn from_kernel(cred: libc::ucred) -> Identity {

@@ -10,6 +10,7 @@
 //! - [`identity`] — how we learn it: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
 //! - [`asuser`] — file-system work done with a writer's credentials, never as root.
+//! - [`registry`] — which audit sessions are real logins (registered by PAM).
 //! - [`quota`] — per-uid limits on versions and bytes.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
@@ -36,6 +37,7 @@ pub mod intake;
 pub mod model;
 pub mod print;
 pub mod quota;
+pub mod registry;
 pub mod server;
 pub mod store;
 pub mod when;

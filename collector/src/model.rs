@@ -195,6 +195,9 @@ pub struct VersionRow {
     pub chain: Vec<String>,
     pub sudo_user: Option<String>,
     pub session: Option<String>,
+    /// The writer has an audit session that no PAM login registered: its
+    /// loginuid (and so `user`) is only claimed.
+    pub unregistered_session: bool,
     pub tty: Option<String>,
     pub ssh_client: Option<String>,
     pub host: Option<String>,

@@ -26,6 +26,7 @@ use crate::identity;
 use crate::intake::Intake;
 use crate::model::{Draft, Side};
 use crate::quota::Quotas;
+use crate::registry::{self, Registry};
 use crate::writer::VersionSender;
 use crate::{finisher, holders};
 
@@ -38,19 +39,21 @@ const FRAME_SLACK: u64 = 1 << 20;
 
 /// Binds `socket` and serves until the process is stopped. The socket
 /// appears at its path only once it accepts connections.
-pub fn serve(socket: &Path, config: Config, tx: VersionSender) -> Result<()> {
+pub fn serve(socket: &Path, config: Config, tx: VersionSender, registry: Arc<Registry>) -> Result<()> {
     let redact = config.redactions().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
     let scope = config.policy().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
     let intake = Arc::new(Intake::new(scope, redact, Quotas::new(config.quota), tx));
     let listener = bind(socket)?;
+    registry::serve(&registry::socket_path(socket), registry.clone())?;
     tracing::info!(socket = %socket.display(), track = ?config.track, "collector listening");
     let config = Arc::new(config);
     for stream in listener.incoming() {
         match stream {
             Ok(stream) => {
-                let (config, intake) = (config.clone(), intake.clone());
-                let spawned =
-                    std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, &config, &intake));
+                let (config, intake, registry) = (config.clone(), intake.clone(), registry.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("conn".into())
+                    .spawn(move || serve_conn(stream, &config, &intake, &registry));
                 if let Err(e) = spawned {
                     tracing::error!("cannot start a connection thread: {e}");
                 }
@@ -87,7 +90,7 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
+fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>, registry: &Registry) {
     let peer = match identity::Peer::of(&stream) {
         Ok(p) => p,
         Err(e) => return tracing::warn!("no peer credentials, dropping connection: {e}"),
@@ -111,6 +114,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>) {
         // names another process: what /proc said is not about the peer.
         return refuse(&mut stream, pid, "the process that connected is gone; connect from the process that reports");
     }
+    registry.vouch(&mut who);
     let who = Arc::new(who);
     let pidfd = peer.into_pidfd();
     let welcome = ServerMsg::Welcome {

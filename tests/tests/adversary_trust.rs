@@ -217,3 +217,110 @@ fn a_connection_whose_process_is_gone_is_refused() {
     }
     root_edit_is_recorded(&c);
 }
+
+/// Runs `script` with sh under the library in a fresh audit session: the
+/// script's first step sets the (unset) login uid, which only a process
+/// outside any login may do. `None` where this host does not allow it.
+fn in_new_session(c: &Collector, as_user: Option<(u32, u32)>, loginuid: u32, script: &str) -> Option<()> {
+    let unset = std::fs::read_to_string("/proc/self/loginuid").is_ok_and(|l| l.trim() == "4294967295");
+    if !unset {
+        eprintln!("this test runs inside a login session (loginuid set): skipped");
+        return None;
+    }
+    let full = format!("echo {loginuid} > /proc/self/loginuid || exit 99\n{script}");
+    let mut cmd = match as_user {
+        Some((uid, gid)) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).args(["--clear-groups", "sh"]);
+            cmd
+        }
+        None => Command::new("sh"),
+    };
+    let out = cmd
+        .args(["-c", &full])
+        .current_dir(&c.track)
+        .env("LD_PRELOAD", filetrail_e2e::library())
+        .env("FILETRAIL_SOCKET", &c.socket)
+        .output()
+        .unwrap();
+    if out.status.code() == Some(99) {
+        eprintln!("cannot set the login uid here: skipped");
+        return None;
+    }
+    assert!(out.status.success(), "{out:?}");
+    Some(())
+}
+
+fn version_of(c: &Collector, name: &str) -> serde_json::Value {
+    let path = c.path(name).display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = c.versions().into_iter().find(|v| v["path"] == path.as_str()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no version of {name}:\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A user outside any login sets its login uid to 0 ("I am root who
+/// logged in"): the kernel accepts it, but no PAM login registered that
+/// session, so the version says so and the human is only claimed. A
+/// session PAM registered (as `collector session` under pam_exec does) is
+/// verified, with PAM's remote host as the ssh client.
+#[test]
+fn a_self_set_login_uid_is_claimed_and_a_registered_session_is_verified() {
+    let Some(m) = mallory() else { return };
+    let c = Collector::start();
+    c.open_to_all();
+    chmod(&c.track, 0o777);
+    if in_new_session(&c, Some(m), 0, "echo mine > forged-root.conf").is_none() {
+        return;
+    }
+    let v = version_of(&c, "forged-root.conf");
+    assert_eq!(v["user"], "root");
+    assert_eq!(v["unregistered_session"], true, "{v}");
+    for f in ["user", "loginuid", "session", "chain"] {
+        assert_eq!(v["trust"][f], "claimed", "{f}: {v}");
+    }
+    assert_eq!(v["trust"]["euid"], "verified");
+    assert_eq!(v["euid"], m.0);
+    // Mallory cannot register a session: the registry socket is root's.
+    let registry = c.socket.with_file_name("registry.sock");
+    let probe = format!(
+        "import socket\ntry:\n  socket.socket(socket.AF_UNIX).connect({:?}); print('connected')\nexcept OSError as e: print(e.errno)",
+        registry.display().to_string()
+    );
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", m.0))
+        .arg(format!("--regid={}", m.1))
+        .args(["--clear-groups", "/usr/bin/python3", "-c", &probe])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "13", "EACCES: {out:?}");
+    // Root's login, registered the way pam_exec does it.
+    let register = format!(
+        "PAM_TYPE=open_session PAM_USER=root PAM_SERVICE=sshd PAM_RHOST=192.0.2.7 PAM_TTY=ssh {} session --socket {}\n\
+         echo edited > registered.conf",
+        filetrail_e2e::collector_bin().display(),
+        c.socket.display()
+    );
+    in_new_session(&c, None, 0, &register).unwrap();
+    let v = version_of(&c, "registered.conf");
+    assert_eq!(v["unregistered_session"], false, "{v}\n{}", c.log());
+    for f in ["user", "loginuid", "session", "chain", "ssh_client"] {
+        assert_eq!(v["trust"][f], "verified", "{f}: {v}");
+    }
+    assert_eq!(v["ssh_client"], "192.0.2.7");
+    // A registration for a session whose login uid is not PAM_USER's (an
+    // `su` from a self-made session) vouches for nothing.
+    let su = format!(
+        "PAM_TYPE=open_session PAM_USER=root PAM_SERVICE=su {} session --socket {} 2>&1 | grep -q 'not a login' || exit 3\n\
+         echo edited > su.conf",
+        filetrail_e2e::collector_bin().display(),
+        c.socket.display()
+    );
+    in_new_session(&c, None, m.0, &su).unwrap();
+    let v = version_of(&c, "su.conf");
+    assert_eq!(v["unregistered_session"], true, "{v}");
+}

@@ -5,6 +5,7 @@ pub mod log;
 pub mod query;
 pub mod restore;
 pub mod serve;
+pub mod session;
 pub mod show;
 pub mod stats;
 pub mod users;

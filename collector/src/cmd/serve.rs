@@ -18,8 +18,10 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     };
     let config = Config::load(&config_path, missing_ok).context("loading the config")?;
     let store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
+    let registry =
+        std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
-    crate::server::serve(&cli.socket, config, tx).context("serving")?;
+    crate::server::serve(&cli.socket, config, tx, registry).context("serving")?;
     let _ = writer.join();
     Ok(ExitCode::SUCCESS)
 }

@@ -261,6 +261,7 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
     let group: Option<u32> = r.get("group_gid")?;
     let after_state: Option<String> = r.get("after_state")?;
     let session: Option<u32> = r.get("session")?;
+    let trust = crate::who::trust_json(r.get("trust")?);
     Ok(VersionRow {
         id: r.get("id")?,
         time,
@@ -283,6 +284,7 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         euid: r.get("euid")?,
         chain: json_list(r.get("chain")?),
         sudo_user: r.get("sudo_user")?,
+        unregistered_session: session.is_some() && trust["session"] != "verified",
         session: session.map(|s| s.to_string()),
         tty: r.get("tty")?,
         ssh_client: r.get("ssh_client")?,
@@ -291,6 +293,6 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         pid: r.get("pid")?,
         exe: r.get("exe")?,
         argv: json_list(r.get("argv")?),
-        trust: crate::who::trust_json(r.get("trust")?),
+        trust,
     })
 }
