@@ -1,6 +1,8 @@
 //! The connection to the collector.
 //!
-//! Invariants: the socket is close-on-exec and lives at a high descriptor
+//! Invariants: the library talks only to a collector run by root or by the
+//! process's own user, checked (`SO_PEERCRED`) before it sends a byte; the
+//! socket is close-on-exec and lives at a high descriptor
 //! number; every send uses `MSG_NOSIGNAL`; every wait is bounded by the
 //! process's remaining time budget (`FILETRAIL_TIMEOUT_MS`, 1 s by default),
 //! and once the budget is spent the process stops talking to the collector.
@@ -61,7 +63,7 @@ impl Read for SockIo {
 }
 
 impl Conn {
-    /// Connects, says hello and learns what to track.
+    /// Connects, checks who listens, says hello and learns what to track.
     pub fn open(socket: &[u8], budget: &mut Budget) -> Result<(Conn, Policy), String> {
         if budget.exhausted() {
             return Err("time budget spent".into());
@@ -76,6 +78,7 @@ impl Conn {
         let fd = sys::connect_unix(socket, timeout_ms).map_err(|e| {
             format!("cannot connect to {}: {}", String::from_utf8_lossy(socket), io::Error::from_raw_os_error(e))
         })?;
+        check_listener(fd.raw()).map_err(|why| format!("not talking to {}: {why}", String::from_utf8_lossy(socket)))?;
         // Move out of the low numbers; keep the original if that fails.
         let fd = match sys::dup_cloexec_at_least(fd.raw(), HIGH_FD) {
             Ok(high) => high.into_raw(),
@@ -127,6 +130,20 @@ impl Conn {
 
     /// Forgets the socket without closing: the program already closed it.
     pub fn abandon(self) {}
+}
+
+/// Only a collector run by root, or by this process's own user (which
+/// learns nothing that user could not read anyway: tests and `scripts/try`
+/// run collectors so), may hear what this process changes. Anyone else may
+/// have bound the socket path first: a stale path, a `FILETRAIL_SOCKET` in
+/// /tmp.
+fn check_listener(fd: i32) -> Result<(), String> {
+    let euid = sys::geteuid();
+    match sys::peer_uid(fd) {
+        Ok(uid) if uid == 0 || uid == euid => Ok(()),
+        Ok(uid) => Err(format!("it is served by uid {uid}, neither root nor this process's user (uid {euid})")),
+        Err(e) => Err(format!("cannot tell who serves it: {}", io::Error::from_raw_os_error(e))),
+    }
 }
 
 /// What this process says about itself, for the collector's fallback when

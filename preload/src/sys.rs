@@ -181,6 +181,35 @@ pub fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
+/// The effective uid of whoever set up the listening end of the connected
+/// Unix socket `fd` (fixed by the kernel at their `listen()`).
+pub fn peer_uid(fd: c_int) -> Result<u32, Errno> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred is a writable ucred and len holds its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(errno());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(libc::EINVAL);
+    }
+    Ok(cred.uid)
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// A connected, close-on-exec Unix stream socket to `path`, with send and
 /// receive timeouts of `timeout_ms` (connect obeys the send timeout).
 pub fn connect_unix(path: &[u8], timeout_ms: u64) -> Result<Fd, Errno> {
