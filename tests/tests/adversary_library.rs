@@ -1,6 +1,7 @@
-//! The library's side of the adversary suite (issue 9, item 10): whoever
-//! listens on the socket path gets nothing unless it runs as root or as the
-//! writer's own user.
+//! The library's side of the adversary suite (issue 9, items 10 and 12):
+//! whoever listens on the socket path gets nothing unless it runs as root
+//! or as the writer's own user, and a collector that stops reading costs a
+//! writer at most its time budget, in total.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -38,8 +39,39 @@ while True:
     with open(log, 'a') as f: f.write(json.dumps(got.decode('latin-1')) + '\n')
 "#;
 
-/// A Python server process (argv: socket, log, tracked root), killed when
-/// dropped.
+/// A collector that takes `Hello`, then, by `argv[4]`: `deaf` answers
+/// `Welcome` (tracking `argv[3]`) and never reads again; `trickle` answers
+/// and then reads 128 KiB every 200 ms (a socket buffer holds about 200 KiB);
+/// `drip` sends its `Welcome` one byte every 100 ms. Each stays below any per-call timeout of the library, so
+/// only a budget that counts every wait in total bounds the writer.
+const SLOW_COLLECTOR: &str = r#"
+import json, socket, struct, sys, threading, time
+sock, log, track, mode = sys.argv[1:5]
+srv = socket.socket(socket.AF_UNIX); srv.bind(sock); srv.listen(16)
+h = json.dumps({'kind': 'welcome', 'version': 1, 'track': [track], 'ignore': [], 'max_size': 1 << 30}).encode()
+welcome = struct.pack('<IQ', len(h), 0) + h
+def serve(c):
+    try:
+        hl, pl = struct.unpack('<IQ', c.recv(12, socket.MSG_WAITALL))
+        c.recv(hl + pl, socket.MSG_WAITALL)
+        if mode == 'drip':
+            for b in welcome:
+                c.send(bytes([b])); time.sleep(0.1)
+        else:
+            c.sendall(welcome)
+        while mode == 'trickle' and c.recv(128 << 10):
+            time.sleep(0.2)
+    except OSError:
+        pass
+    threading.Event().wait()  # keep the connection open, unread
+print('ready', flush=True)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A Python server process (argv: socket, log, tracked root, mode), killed
+/// when dropped.
 struct Server {
     child: Child,
     socket: PathBuf,
@@ -50,7 +82,7 @@ impl Server {
     /// Runs `script` with `/usr/bin/python3` (Debian's: a pyenv shim under
     /// /root is out of reach of other users), as `as_user` when given, and
     /// waits for its `ready` line.
-    fn start(script: &str, dir: &Path, track: &Path, as_user: Option<(u32, u32)>) -> Server {
+    fn start(script: &str, dir: &Path, track: &Path, mode: &str, as_user: Option<(u32, u32)>) -> Server {
         let socket = dir.join("collector.sock");
         let log = dir.join("received.log");
         let mut cmd = match as_user {
@@ -69,6 +101,7 @@ impl Server {
             .arg(&socket)
             .arg(&log)
             .arg(track)
+            .arg(mode)
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting python3");
@@ -134,7 +167,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn a_fake_collector_of_another_user_learns_nothing() {
     let Some(mallory) = mallory() else { return };
     let shared = world_writable_dir();
-    let server = Server::start(FAKE_COLLECTOR, shared.path(), Path::new("/"), Some(mallory));
+    let server = Server::start(FAKE_COLLECTOR, shared.path(), Path::new("/"), "", Some(mallory));
     let private = tempfile::tempdir().unwrap();
     let run = |debug: &str| {
         Command::new("sh")
@@ -173,7 +206,7 @@ fn a_fake_collector_of_another_user_learns_nothing() {
 fn a_collector_of_your_own_uid_is_used() {
     let Some((uid, gid)) = mallory() else { return };
     let shared = world_writable_dir();
-    let server = Server::start(FAKE_COLLECTOR, shared.path(), shared.path(), Some((uid, gid)));
+    let server = Server::start(FAKE_COLLECTOR, shared.path(), shared.path(), "", Some((uid, gid)));
     let out = Command::new("setpriv")
         .arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
@@ -187,4 +220,64 @@ fn a_collector_of_your_own_uid_is_used() {
     let got = server.received().concat();
     assert!(contains(&got, b"\"hello\""), "no Hello: {:?}", String::from_utf8_lossy(&got));
     assert!(contains(&got, b"mine\n"), "no content: {:?}", String::from_utf8_lossy(&got));
+}
+
+/// Runs one process under the library against a [`SLOW_COLLECTOR`] in
+/// `mode`, with a 300 ms budget: it writes a tracked file `times` times,
+/// `kib` KiB each, so its frames fill the socket buffer at once. Returns how
+/// long it took, after checking that the program's own work came out right.
+fn writer_against(mode: &str, times: u32, kib: usize) -> Duration {
+    let dir = tempfile::Builder::new().prefix("filetrail-adversary").tempdir().unwrap();
+    let server = Server::start(SLOW_COLLECTOR, dir.path(), dir.path(), mode, None);
+    let writer = r#"
+import sys
+for i in range(int(sys.argv[2])):
+    with open(sys.argv[1], 'wb') as f: f.write(bytes([65 + i % 26]) * (int(sys.argv[3]) << 10))
+"#;
+    let file = dir.path().join("big");
+    let start = Instant::now();
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", writer])
+        .arg(&file)
+        .args([times.to_string(), kib.to_string()])
+        .env("LD_PRELOAD", library())
+        .env("FILETRAIL_SOCKET", &server.socket)
+        .env("FILETRAIL_TIMEOUT_MS", "300")
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "no stray output: {:?}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&file).unwrap(), vec![65 + ((times - 1) % 26) as u8; kib << 10]);
+    eprintln!("writer against a {mode} collector took {took:?}");
+    took
+}
+
+// Item 12. `FILETRAIL_TIMEOUT_MS` is the most a process may wait on the
+// collector in total: connect, Welcome, every send and every partial send.
+// The bounds below are hang guards, not benchmarks: waiting is at most
+// 300 ms, the rest is Python and the writes (well under a second even on a
+// busy machine), while a budget restarted per call costs a multiple of it.
+
+/// A collector that stops reading after `Welcome`.
+#[test]
+fn a_collector_that_stops_reading_costs_at_most_the_budget() {
+    let took = writer_against("deaf", 40, 256);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// A collector that keeps reading, too slowly: every wait for buffer space
+/// ends in time, so only a total budget stops the writer waiting. (4 MiB
+/// frames: at this collector's pace, one takes seconds.)
+#[test]
+fn a_collector_that_reads_slowly_costs_at_most_the_budget() {
+    let took = writer_against("trickle", 10, 4096);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+/// A collector that sends its `Welcome` byte by byte.
+#[test]
+fn a_collector_that_answers_slowly_costs_at_most_the_budget() {
+    let took = writer_against("drip", 40, 256);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
 }
