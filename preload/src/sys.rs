@@ -122,8 +122,10 @@ pub fn dup_cloexec_at_least(fd: c_int, min: c_int) -> Result<Fd, Errno> {
 }
 
 /// Sends all of `parts` back to back, in as few `sendmsg` calls as the
-/// kernel allows (one, for frames that fit the socket buffer).
-pub fn send_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
+/// kernel allows (one, for frames that fit the socket buffer). Never blocks
+/// in the kernel: when the buffer is full it calls `wait`, which waits for
+/// room or fails (and so ends the send).
+pub fn send_parts(fd: c_int, parts: &[&[u8]], mut wait: impl FnMut() -> Result<(), Errno>) -> Result<(), Errno> {
     let mut iov: Vec<libc::iovec> = parts
         .iter()
         .filter(|p| !p.is_empty())
@@ -136,13 +138,16 @@ pub fn send_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = iov[start..].as_mut_ptr();
         msg.msg_iovlen = iov.len() - start;
+        let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
         // SAFETY: msg describes valid, readable buffers.
-        let r = unsafe {
-            libc::syscall(libc::SYS_sendmsg, fd as c_long, &msg as *const libc::msghdr, libc::MSG_NOSIGNAL as c_long)
-        };
+        let r = unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, &msg as *const libc::msghdr, flags as c_long) };
         let mut sent = match check(r) {
             Ok(n) => n as usize,
             Err(libc::EINTR) => continue,
+            Err(libc::EAGAIN) => {
+                wait()?;
+                continue;
+            }
             Err(e) => return Err(e),
         };
         // Skip what was sent: whole buffers, then part of one.
@@ -160,7 +165,9 @@ pub fn send_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
     Ok(())
 }
 
-pub fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
+/// Receives what has arrived, up to `buf.len()` bytes; like [`send_parts`],
+/// calls `wait` instead of blocking in the kernel.
+pub fn recv(fd: c_int, buf: &mut [u8], mut wait: impl FnMut() -> Result<(), Errno>) -> Result<usize, Errno> {
     loop {
         // SAFETY: buf is writable for buf.len() bytes.
         let r = unsafe {
@@ -169,42 +176,99 @@ pub fn recv(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
                 fd as c_long,
                 buf.as_mut_ptr(),
                 buf.len(),
-                0 as c_long,
+                libc::MSG_DONTWAIT as c_long,
                 std::ptr::null_mut::<libc::sockaddr>(),
                 std::ptr::null_mut::<libc::socklen_t>(),
             )
         };
         match check(r) {
             Err(libc::EINTR) => continue,
+            Err(libc::EAGAIN) => wait()?,
             other => return other.map(|n| n as usize),
         }
     }
 }
 
-/// A connected, close-on-exec Unix stream socket to `path`, with send and
-/// receive timeouts of `timeout_ms` (connect obeys the send timeout).
-pub fn connect_unix(path: &[u8], timeout_ms: u64) -> Result<Fd, Errno> {
+/// Waits up to `timeout_ns` for `fd` to be ready for `events` (`POLLIN`,
+/// `POLLOUT`); false when the time ran out. Errors and hang-ups count as
+/// ready: the next call on the socket reports them.
+pub fn poll(fd: c_int, events: i16, timeout_ns: u64) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as c_long,
+    };
+    // SAFETY: pfd is one valid pollfd and ts a valid timespec (the raw call
+    // writes the time left into it); no signal mask.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            &mut pfd as *mut libc::pollfd,
+            1 as c_long,
+            &mut ts as *mut libc::timespec,
+            std::ptr::null::<libc::sigset_t>(),
+            0 as c_long,
+        )
+    };
+    check(r).map(|n| n > 0)
+}
+
+/// The effective uid of whoever set up the listening end of the connected
+/// Unix socket `fd` (fixed by the kernel at their `listen()`).
+pub fn peer_uid(fd: c_int) -> Result<u32, Errno> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred is a writable ucred and len holds its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(errno());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(libc::EINVAL);
+    }
+    Ok(cred.uid)
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A connected, close-on-exec Unix stream socket to `path`. `connect`
+/// waits at most `timeout_ns` for room in a full backlog (it obeys the send
+/// timeout; sends and receives never block on it, see [`send_parts`]).
+pub fn connect_unix(path: &[u8], timeout_ns: u64) -> Result<Fd, Errno> {
     // SAFETY: socket has no memory preconditions.
     let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(errno());
     }
     let fd = Fd(raw);
+    // A zero timeval would mean "no timeout": at least 1 µs.
     let tv = libc::timeval {
-        tv_sec: (timeout_ms / 1000) as libc::time_t,
-        tv_usec: ((timeout_ms % 1000) * 1000).max(1) as libc::suseconds_t,
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_usec: (timeout_ns % 1_000_000_000 / 1000).max(1) as libc::suseconds_t,
     };
-    for opt in [libc::SO_SNDTIMEO, libc::SO_RCVTIMEO] {
-        // SAFETY: tv is a valid timeval of the size passed.
-        unsafe {
-            libc::setsockopt(
-                fd.raw(),
-                libc::SOL_SOCKET,
-                opt,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
+    // SAFETY: tv is a valid timeval of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.raw(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(errno());
     }
     // SAFETY: all-zero is a valid sockaddr_un.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
@@ -232,12 +296,12 @@ pub fn connect_unix(path: &[u8], timeout_ms: u64) -> Result<Fd, Errno> {
     }
 }
 
-/// Monotonic milliseconds, from the vDSO.
-pub fn now_ms() -> u64 {
+/// Monotonic nanoseconds, from the vDSO.
+pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Writes a diagnostic line to stderr (only used under FILETRAIL_DEBUG).

@@ -8,7 +8,8 @@
 //! - the state lock is held across `fork()` by the atfork handlers, so a
 //!   child never inherits it half-changed; a `vfork` child (same memory,
 //!   other pid) never touches the state;
-//! - a process whose collector is missing or slow turns itself off for good
+//! - a process whose collector is missing, slow or run by another user
+//!   (neither root nor its own) turns itself off for good
 //!   ([`off`]), after at most its time budget.
 
 use std::ffi::CStr;
