@@ -155,13 +155,27 @@ impl Store {
     }
 }
 
+/// What `collector restore` needs of a version besides its content: the
+/// path as stored (raw bytes), the recorded mode, and the writing process's
+/// effective uid and gid as the kernel stated them (`SO_PEERCRED`). The
+/// recorded owner is not here: it is whatever the client reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    pub path: Vec<u8>,
+    pub mode: Option<u32>,
+    pub euid: u32,
+    pub egid: u32,
+}
+
 impl Store {
-    /// The mode, owner uid and group gid recorded with a version's after.
-    pub fn restore_meta(&self, id: i64) -> Result<(Option<u32>, Option<u32>, Option<u32>)> {
+    pub fn restore_source(&self, id: i64) -> Result<RestoreSource> {
         self.conn()
-            .query_row("SELECT mode, owner_uid, group_gid FROM versions WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT v.path, v.mode, p.euid, p.gid FROM versions v JOIN principals p ON p.id = v.principal
+                 WHERE v.id = ?1",
+                [id],
+                |r| Ok(RestoreSource { path: r.get(0)?, mode: r.get(1)?, euid: r.get(2)?, egid: r.get(3)? }),
+            )
             .map_err(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
                 e => e.into(),
