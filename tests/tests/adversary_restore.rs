@@ -5,8 +5,8 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use filetrail_e2e::{Collector, collector_bin, mallory};
 
@@ -156,4 +156,75 @@ fn a_directory_swapped_for_a_symlink_makes_restore_refuse() {
     assert_eq!(files_in(&outside), ["cron", "deeper"], "nothing written, no temporary file left");
     assert_eq!(files_in(&outside.join("deeper")), ["cron"]);
     assert_eq!(c.versions().len(), 2, "nothing recorded");
+}
+
+/// Starts `collector serve --db db` and waits (up to 5 s) for it to exit;
+/// `None` (after killing it) if it is still serving.
+fn serve_exit(c: &Collector, db: &Path) -> Option<Output> {
+    let mut child = Command::new(collector_bin())
+        .args(["serve", "--socket"])
+        .arg(c.dir.path().join("second.sock"))
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(c.dir.path().join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if c.dir.path().join("second.sock").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn the_collector_refuses_a_store_someone_else_could_control() {
+    let Some(mallory) = mallory() else { return };
+    let c = Collector::start();
+    // The store file is 0600 from its first byte, and so are its WAL files.
+    for suffix in ["", "-wal", "-shm"] {
+        let f = format!("{}{suffix}", c.db.display());
+        let mode = std::fs::metadata(&f).map(|m| m.mode() & 0o7777);
+        assert!(matches!(mode, Ok(0o600)), "{f}: {mode:?}");
+    }
+    c.open_to_all();
+
+    // --db in a world-writable directory where mallory made trail.db first.
+    let tmp = world_writable(&c, "tmp");
+    as_user(mallory, &tmp, "touch trail.db && chmod 666 trail.db");
+    let out = serve_exit(&c, &tmp.join("trail.db")).expect("the collector served on mallory's store");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("refusing the store") && err.contains(tmp.to_str().unwrap()), "{err}");
+    assert_eq!(std::fs::metadata(tmp.join("trail.db")).unwrap().len(), 0, "nothing written into it");
+
+    // In a directory of root's: her file, a symlink, a group-writable
+    // WAL are refused too.
+    let safe = c.dir.path().join("safe");
+    std::fs::create_dir(&safe).unwrap();
+    let db = safe.join("trail.db");
+    std::fs::write(&db, "").unwrap();
+    std::os::unix::fs::chown(&db, Some(mallory.0), Some(mallory.1)).unwrap();
+    let out = serve_exit(&c, &db).expect("served on a store owned by another user");
+    assert!(stderr(&out).contains("is owned by uid"), "{}", stderr(&out));
+    std::fs::remove_file(&db).unwrap();
+    std::os::unix::fs::symlink(c.dir.path().join("elsewhere.db"), &db).unwrap();
+    let out = serve_exit(&c, &db).expect("served through a symlink");
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert!(!c.dir.path().join("elsewhere.db").exists());
+    std::fs::remove_file(&db).unwrap();
+    std::fs::write(safe.join("trail.db-wal"), "").unwrap();
+    std::fs::set_permissions(safe.join("trail.db-wal"), std::fs::Permissions::from_mode(0o660)).unwrap();
+    let out = serve_exit(&c, &db).expect("served with a group-writable WAL");
+    assert!(stderr(&out).contains("trail.db-wal is writable by group or others"), "{}", stderr(&out));
 }
