@@ -36,10 +36,10 @@ pub fn canonical(path: &[u8]) -> bool {
     !path.contains(&0) && rest.split(|&b| b == b'/').all(|c| !matches!(c, b"" | b"." | b".."))
 }
 
-/// Characters that are printed escaped even in valid UTF-8: C0 controls,
-/// DEL, C1 controls (a terminal may take U+009B for CSI), and the bidi
-/// controls that make text display in another order than it is stored.
-fn hidden(c: char) -> bool {
+/// Characters that [`quote`] escapes even in valid UTF-8: C0 controls, DEL,
+/// C1 controls (a terminal may take U+009B for CSI), and the bidi controls
+/// that make text display in another order than it is stored.
+pub fn hidden(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
@@ -48,7 +48,7 @@ fn hidden(c: char) -> bool {
 /// they are when they are valid UTF-8 with no control characters, `"` or
 /// `\`; otherwise in double quotes, with `\t \n \r \" \\` and `\ooo` (octal)
 /// for every other control byte, DEL, C1 or bidi control, and byte that is
-/// not valid UTF-8. So `caf\351` (a raw 0xe9) and `"caf\\351"` (a backslash
+/// not valid UTF-8. So `"caf\351"` (a raw 0xe9) and `"caf\\351"` (a backslash
 /// typed in the name) never look alike, and no byte reaches the terminal raw.
 pub fn quote(bytes: &[u8]) -> Cow<'_, str> {
     if let Ok(s) = std::str::from_utf8(bytes)

@@ -7,7 +7,7 @@ use rusqlite::{Row, params_from_iter};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::identity::user_name;
-use crate::model::VersionRow;
+use crate::model::{RawPaths, VersionRow};
 
 /// One path argument: the file itself, or everything under a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,8 +261,8 @@ impl Store {
     }
 }
 
-fn text(bytes: Vec<u8>) -> String {
-    filetrail_wire::path::escape_bytes(&bytes)
+fn text(bytes: &[u8]) -> String {
+    filetrail_wire::path::escape_bytes(bytes)
 }
 
 fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
@@ -275,13 +275,14 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
     let group: Option<u32> = r.get("group_gid")?;
     let after_state: Option<String> = r.get("after_state")?;
     let session: Option<u32> = r.get("session")?;
+    let raw = RawPaths { path: r.get("path")?, named_path: r.get("named_path")?, old_path: r.get("old_path")? };
     Ok(VersionRow {
         id: r.get("id")?,
         time,
-        path: text(r.get("path")?),
-        named_path: r.get::<_, Option<Vec<u8>>>("named_path")?.map(text),
+        path: text(&raw.path),
+        named_path: raw.named_path.as_deref().map(text),
         action: r.get("action")?,
-        old_path: r.get::<_, Option<Vec<u8>>>("old_path")?.map(text),
+        old_path: raw.old_path.as_deref().map(text),
         before: r.get("before_sha")?,
         after: r.get("after_sha")?,
         size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),
@@ -306,5 +307,6 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         exe: r.get("exe")?,
         argv: json_list(r.get("argv")?),
         trust: crate::identity::trust_json(r.get("trust")?),
+        raw,
     })
 }
