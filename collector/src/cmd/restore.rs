@@ -370,3 +370,33 @@ fn record_directly(
     store.insert(&[NewVersion { draft, who }])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_walks_open_real_directories_and_refuse_symlinked_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(tmp.path()).unwrap().join("a/b");
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(real.parent().unwrap(), real.with_file_name("link")).unwrap();
+        let through_link = real.with_file_name("link").join("b");
+        assert!(open_dir_by_components(&real).is_ok());
+        assert!(open_dir(&real).is_ok());
+        assert!(open_dir_by_components(&through_link).is_err());
+        assert!(open_dir_by_components(&real.with_file_name("link")).is_err());
+        let err = open_dir(&through_link).unwrap_err().to_string();
+        assert!(err.contains("symlink"), "{err}");
+    }
+
+    #[test]
+    fn only_canonical_recorded_paths_are_targets() {
+        let t = Target::recorded(1, b"/etc/hosts").unwrap();
+        assert_eq!((t.dir.as_path(), t.name.as_os_str()), (Path::new("/etc"), OsStr::new("hosts")));
+        let t = Target::recorded(1, b"/x").unwrap();
+        assert_eq!((t.dir.as_path(), t.name.as_os_str()), (Path::new("/"), OsStr::new("x")));
+        let err = Target::recorded(7, b"/home/u/l/../../../etc/\x1b[2Jpasswd").err().unwrap().to_string();
+        assert!(err.contains("version 7") && err.contains("\\033[2J") && !err.contains('\x1b'), "{err}");
+    }
+}
