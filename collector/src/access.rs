@@ -3,7 +3,7 @@
 //! theirs, or for paths the collector does not track.
 //!
 //! - **Scope** (text only): `path`, `old_path` and `named_path` are absolute
-//!   and canonical (`wire::path::is_canonical`); `path` is tracked, or the
+//!   and canonical (`wire::path::canonical`); `path` is tracked, or the
 //!   version is a rename whose `old_path` is (a tracked file renamed away).
 //! - **Permission** (asked of the kernel, as the writer: [`crate::asuser`]):
 //!   a change of `path` is plausible when the writer may write the file
@@ -26,7 +26,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use filetrail_wire::Policy;
-use filetrail_wire::path::is_canonical;
+use filetrail_wire::path::canonical;
 
 use crate::asuser::{Creds, access, as_user, fsuid};
 use crate::model::Draft;
@@ -60,7 +60,7 @@ fn bytes_path(b: &[u8]) -> &Path {
 /// Checks `draft` for `who`; drops a `named_path` that does not check out.
 pub fn check(policy: &Policy, who: &Identity, draft: &mut Draft) -> Result<(), Refused> {
     let paths = [Some(&draft.path), draft.old_path.as_ref(), draft.named_path.as_ref()];
-    if !paths.into_iter().flatten().all(|p| is_canonical(p)) {
+    if !paths.into_iter().flatten().all(|p| canonical(p)) {
         return Err(Refused::NotCanonical);
     }
     let renamed_away = draft.old_path.as_deref().is_some_and(|o| policy.is_tracked(o));
@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn scope_is_canonical_tracked_paths() {
+    fn scope_canonical_tracked_paths() {
         let dir = tempfile::tempdir().unwrap();
         let p = policy(dir.path());
         let me = who(0, vec![0]);

@@ -50,8 +50,8 @@ pub enum Command {
     Users(cmd::users::UsersArgs),
     /// One human's changes: files and sessions (with ssh client and tty).
     User(cmd::users::UserArgs),
-    /// Put a version's content back (atomically, with its owner and mode);
-    /// the restore is itself recorded as a new version.
+    /// Put a version's content back (atomically; an existing file keeps its
+    /// owner and mode); the restore is itself recorded as a new version.
     Restore(cmd::restore::Args),
     /// Counts, store size, oldest and newest version.
     Stats(cmd::stats::Args),
@@ -82,7 +82,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(io::stderr(), "collector: error: {e:#}");
+            // Paths in messages are quoted where they are made; this is the
+            // net for anything else (a path inside an OS or SQLite error).
+            let _ = writeln!(io::stderr(), "collector: error: {}", crate::print::visible(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

@@ -22,6 +22,10 @@ pub enum Error {
     /// Stored content does not decode (damaged store).
     #[error("corrupt content in the store: {0}")]
     Corrupt(String),
+    /// A store, its `-wal`/`-shm` file or a directory holding it that
+    /// someone else could control: the message says which and what to do.
+    #[error("{0}")]
+    UnsafeStore(String),
     /// Filesystem or socket I/O failed.
     #[error("{what}")]
     Io { what: String, source: std::io::Error },

@@ -175,6 +175,10 @@ pub struct NewVersion {
 /// contract (shared/CONTRACTS.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionRow {
+    /// `path`, `named_path` and `old_path` as stored: human output quotes
+    /// these (`wire::path::quote`), never the JSON spellings.
+    #[serde(skip)]
+    pub raw: RawPaths,
     pub id: i64,
     pub time: String,
     pub path: String,
@@ -206,4 +210,12 @@ pub struct VersionRow {
     pub exe: String,
     pub argv: Vec<String>,
     pub trust: serde_json::Value,
+}
+
+/// A version's paths as raw bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawPaths {
+    pub path: Vec<u8>,
+    pub named_path: Option<Vec<u8>>,
+    pub old_path: Option<Vec<u8>>,
 }

@@ -45,7 +45,7 @@ fn diff_log_users_and_filters() {
 }
 
 #[test]
-fn restore_puts_content_owner_and_mode_back_and_is_recorded() {
+fn restore_puts_content_back_keeps_the_files_mode_and_is_recorded() {
     let c = Collector::start();
     let f = c.path("svc.conf");
     std::fs::write(&f, "good\n").unwrap();
@@ -62,6 +62,8 @@ fn restore_puts_content_owner_and_mode_back_and_is_recorded() {
     let out = stdout(&cli(&c, &["restore", "2"]));
     assert!(out.contains("recorded as a new version by the running collector"), "{out}");
     assert_eq!(std::fs::read(&f).unwrap(), b"good\n");
+    // The file's own mode now, not the one recorded (that is a client's word).
+    assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777, 0o666);
     let v4 = c.wait_versions(4);
     c.assert_version(&v4[3], "write", "svc.conf", Some(b"broken again\n"), Some(b"good\n"));
     assert!(v4[3]["exe"].as_str().unwrap().ends_with("collector"));

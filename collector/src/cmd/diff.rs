@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use filetrail_wire::path::quote;
+
 use crate::cli::Cli;
 use crate::error::Error;
 use crate::print::{self, Color};
@@ -36,16 +38,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         None => (
             side(&store, args.id, true)?,
             side(&store, args.id, false)?,
-            format!("{} (before {})", v.path, v.id),
-            format!("{} (after {})", v.path, v.id),
+            format!("{} (before {})", quote(&v.raw.path), v.id),
+            format!("{} (after {})", quote(&v.raw.path), v.id),
         ),
         Some(other) => {
             let w = store.version(other)?;
             (
                 side(&store, args.id, false)?,
                 side(&store, other, false)?,
-                format!("{} (version {})", v.path, v.id),
-                format!("{} (version {})", w.path, w.id),
+                format!("{} (version {})", quote(&v.raw.path), v.id),
+                format!("{} (version {})", quote(&w.raw.path), w.id),
             )
         }
     };

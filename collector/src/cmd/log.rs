@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use filetrail_wire::path::quote;
+
 use crate::cli::Cli;
 use crate::print::{self, Color};
 use crate::store::{QueryFilter, Store};
@@ -36,10 +38,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let after = super::diff::side(&store, v.id, false);
         match (before, after) {
             (Ok(a), Ok(b)) => {
-                let la = v.old_path.clone().unwrap_or_else(|| v.path.clone());
-                print::diff(&mut out, a.as_deref(), b.as_deref(), &la, &v.path, color)?
+                let la = quote(v.raw.old_path.as_deref().unwrap_or(&v.raw.path));
+                print::diff(&mut out, a.as_deref(), b.as_deref(), &la, &quote(&v.raw.path), color)?
             }
-            (Err(e), _) | (_, Err(e)) => writeln!(out, "(no diff: {e})")?,
+            (Err(e), _) | (_, Err(e)) => writeln!(out, "(no diff: {})", print::visible(&e.to_string()))?,
         }
         writeln!(out)?;
     }

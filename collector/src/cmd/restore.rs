@@ -1,16 +1,37 @@
 //! `collector restore`: put a version's content back.
 //!
-//! The file is written to a temporary file in the target's directory (never
-//! following a symlink), given the recorded owner and mode, synced, and
-//! renamed over the target, so readers see the old or the new file, never a
-//! mix. The restore is recorded as a new version by the restoring user:
-//! through the running collector (which verifies who we are like any other
-//! client), or straight into the store when none is running.
+//! **Where.** The version's own path, which must be absolute and canonical
+//! (`wire::path::canonical`: no `.`, `..`, `//`, NUL or trailing `/`), else
+//! restore refuses; or `--to PATH`, made absolute, whose directory is
+//! resolved the ordinary way (the admin chose it). That directory is then
+//! opened without following any symlink (`openat2` with
+//! `RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`; one `O_NOFOLLOW` component
+//! at a time where `openat2` is missing), and every later step goes through
+//! that descriptor: the current file is read with `O_NOFOLLOW`, the content
+//! is written to a temporary file created there with `O_EXCL | O_NOFOLLOW`,
+//! given its owner and mode, synced, renamed over the target in the same
+//! directory, and the directory synced. Readers see the old or the new file,
+//! never a mix; a directory of the path that became a symlink since the
+//! version was recorded makes restore refuse instead of writing elsewhere.
+//!
+//! **Owner and mode never come from what a client sent.** A version's
+//! recorded mode and owner are the writer's own report (`after.meta`), which
+//! a raw client can fill with `{mode: 0o104755, uid: 0}`, and restore runs as
+//! root. So: if the target exists, it keeps the owner, group and mode that
+//! `fstat` shows on the descriptor restore opened (seen on the file itself);
+//! if it does not (an undelete, a new `--to` path), it gets the writing
+//! process's euid and egid as the kernel stated them at `connect()` (that
+//! process could have created such a file itself) and the recorded
+//! permission bits masked with 0o777: never setuid, setgid or sticky.
+//!
+//! The restore is recorded as a new version by the restoring user: through
+//! the running collector (which verifies who we are like any other client),
+//! or straight into the store when none is running.
 
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,9 +39,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use filetrail_wire::path::{canonical, quote};
 use filetrail_wire::{
     ClientMsg, Meta, PROTOCOL_VERSION, Policy, ServerMsg, SnapState, Snapshot, WirePath, read_frame, write_frame,
 };
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Uid};
+use rustix::io::Errno;
 
 use crate::cli::Cli;
 use crate::identity;
@@ -37,44 +61,91 @@ pub struct Args {
     pub to: Option<PathBuf>,
 }
 
+/// A file to restore: its directory (absolute, canonical) and its name.
+struct Target {
+    dir: PathBuf,
+    name: OsString,
+}
+
+impl Target {
+    /// The path a version was recorded under, if it is canonical.
+    fn recorded(id: i64, path: &[u8]) -> anyhow::Result<Target> {
+        if !canonical(path) {
+            bail!(
+                "version {id} is of {}, which is not an absolute canonical path (it has `.`, `..`, `//`, NUL or a \
+                 trailing `/`): refusing to restore it there (use --to to choose where)",
+                quote(path)
+            );
+        }
+        let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        let dir = if cut == 0 { &b"/"[..] } else { &path[..cut] };
+        Ok(Target { dir: PathBuf::from(OsStr::from_bytes(dir)), name: OsStr::from_bytes(&path[cut + 1..]).into() })
+    }
+
+    /// `--to`: absolute, its directory resolved as the admin's shell would.
+    fn chosen(to: &Path) -> anyhow::Result<Target> {
+        let abs = std::path::absolute(to).context("resolving --to")?;
+        let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
+            bail!("--to {}: not a file name", quote(to.as_os_str().as_bytes()));
+        };
+        let dir = std::fs::canonicalize(dir).with_context(|| format!("--to: {}", quote(dir.as_os_str().as_bytes())))?;
+        Ok(Target { dir, name: name.to_owned() })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    fn shown(&self) -> String {
+        quote(self.path().as_os_str().as_bytes()).into_owned()
+    }
+}
+
+/// Owner, group and permission bits to give the restored file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let v = store.version(args.id)?;
     // A delete is undone by putting back what the file held before it.
     let undelete = v.after.is_none();
     let content = store.content(args.id, undelete)?;
-    let (mode, uid, gid) = store.restore_meta(args.id)?;
+    let source = store.restore_source(args.id)?;
     drop(store);
 
     let target = match &args.to {
-        Some(p) => std::path::absolute(p).context("resolving --to")?,
-        None => PathBuf::from(std::ffi::OsStr::from_bytes(&filetrail_wire::policy::absolute(b"/", v.path.as_bytes()))),
+        Some(p) => Target::chosen(p)?,
+        None => Target::recorded(v.id, &source.path)?,
     };
-    let before = match std::fs::symlink_metadata(&target) {
-        Ok(md) if md.file_type().is_symlink() => {
-            bail!("{} is a symlink: refusing to follow it (use --to to restore elsewhere)", target.display())
-        }
-        Ok(md) if !md.is_file() => bail!("{} is not a regular file", target.display()),
-        Ok(_) => Some(std::fs::read(&target).with_context(|| format!("reading {}", target.display()))?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("checking {}", target.display())),
+    let dir = open_dir(&target.dir)?;
+    let current = read_current(&dir, &target)?;
+    let owner = match &current {
+        Some((_, st)) => Owner { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777 },
+        None => Owner { uid: source.euid, gid: source.egid, mode: source.mode.map_or(0o600, |m| m & 0o777) },
     };
+    let before = current.map(|(bytes, _)| bytes);
     if before.as_deref() == Some(&content[..]) {
-        println!("{} already holds the content of version {}: nothing changed", target.display(), v.id);
+        println!("{} already holds the content of version {}: nothing changed", target.shown(), v.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let tmp = write_replacement(&target, &content, mode, uid, gid)?;
-    let written = std::fs::symlink_metadata(&target).ok();
-    let meta = written.map(|md| Meta {
-        mode: md.mode(),
-        uid: md.uid(),
-        gid: md.gid(),
-        dev: md.dev(),
-        ino: md.ino(),
+    let (tmp, written) = write_replacement(&dir, &target, &content, owner)?;
+    let meta = Some(Meta {
+        mode: written.st_mode,
+        uid: written.st_uid,
+        gid: written.st_gid,
+        dev: written.st_dev,
+        ino: written.st_ino,
         mtime_ns: 0,
     });
 
-    let how = match record_via_collector(&cli.socket, &tmp, &target, before.as_deref(), &content, meta) {
+    let path = target.path();
+    let how = match record_via_collector(&cli.socket, &target.dir.join(&tmp), &path, before.as_deref(), &content, meta)
+    {
         Ok(true) => "recorded as a new version by the running collector",
         Ok(false) => "not recorded: the target is not tracked",
         Err(why) => {
@@ -82,10 +153,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 cli.config.as_deref().unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG)),
                 cli.config.is_none(),
             )?;
-            if !config.policy().is_ok_and(|p| p.is_tracked(target.as_os_str().as_bytes())) {
+            if !config.policy().is_ok_and(|p| p.is_tracked(path.as_os_str().as_bytes())) {
                 "not recorded: the target is not tracked"
             } else {
-                record_directly(&cli.db, &target, before, content, meta).with_context(|| {
+                record_directly(&cli.db, &path, before, content, meta).with_context(|| {
                     format!("the collector is not answering ({why}) and the store cannot be written")
                 })?;
                 "recorded as a new version directly in the store; no collector is running"
@@ -93,55 +164,117 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let what = if undelete { "the content deleted by version" } else { "version" };
-    println!("restored {what} {} to {}: {how}", v.id, target.display());
+    println!("restored {what} {} to {}: {how}", v.id, target.shown());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `content` next to `target` and renames it into place. Returns the
-/// temporary name it used.
-fn write_replacement(
-    target: &Path,
-    content: &[u8],
-    mode: Option<u32>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-) -> anyhow::Result<PathBuf> {
-    let dir = target.parent().context("the target has no directory")?;
-    let name = target.file_name().context("the target has no file name")?;
-    let tmp = dir.join(format!(".{}.filetrail-restore.{}", name.to_string_lossy(), std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    let result = (|| -> anyhow::Result<()> {
-        file.write_all(content)?;
-        if let (Some(uid), Some(gid)) = (uid, gid) {
-            // SAFETY: fchown on a descriptor we own.
-            if unsafe { libc::fchown(file.as_raw_fd(), uid, gid) } != 0 {
-                let e = std::io::Error::last_os_error();
-                eprintln!("collector: warning: cannot give {} back to uid {uid} gid {gid}: {e}", target.display());
-            }
-        }
-        if let Some(mode) = mode {
-            // SAFETY: fchmod on a descriptor we own.
-            if unsafe { libc::fchmod(file.as_raw_fd(), mode & 0o7777) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("setting the mode");
-            }
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, target).with_context(|| format!("renaming over {}", target.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Opens `dir` (absolute) for the restore without following any symlink.
+fn open_dir(dir: &Path) -> anyhow::Result<OwnedFd> {
+    let shown = || quote(dir.as_os_str().as_bytes()).into_owned();
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let opened = match rustix::fs::openat2(rustix::fs::CWD, dir, flags, Mode::empty(), resolve) {
+        // No openat2 (before Linux 5.6, or filtered by seccomp): the same
+        // walk by hand.
+        Err(Errno::NOSYS | Errno::PERM) => open_dir_by_components(dir),
+        other => other,
+    };
+    opened.map_err(|e| match e {
+        Errno::LOOP | Errno::NOTDIR | Errno::XDEV => anyhow::anyhow!(
+            "{}: a component is a symlink or not a directory: refusing to follow it (use --to to restore elsewhere)",
+            shown()
+        ),
+        e => anyhow::Error::from(std::io::Error::from(e)).context(format!("opening the directory {}", shown())),
+    })
+}
+
+/// `openat(O_NOFOLLOW | O_DIRECTORY)` one component at a time from `/`.
+fn open_dir_by_components(dir: &Path) -> rustix::io::Result<OwnedFd> {
+    let mut fd = rustix::fs::open("/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let parts: Vec<&[u8]> = dir.as_os_str().as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        // Search permission is enough on the way; the last one is read.
+        let how = if i + 1 == parts.len() { OFlags::RDONLY } else { OFlags::PATH };
+        let flags = how | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        fd = rustix::fs::openat(&fd, OsStr::from_bytes(part), flags, Mode::empty())?;
     }
-    result.map(|()| tmp)
+    Ok(fd)
+}
+
+/// What the target holds now, with its `fstat`; `None` when it does not
+/// exist. A symlink or anything but a regular file is refused.
+fn read_current(dir: &OwnedFd, target: &Target) -> anyhow::Result<Option<(Vec<u8>, Stat)>> {
+    let symlink =
+        || anyhow::anyhow!("{} is a symlink: refusing to follow it (use --to to restore elsewhere)", target.shown());
+    match rustix::fs::statat(dir, &target.name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(std::io::Error::from(e)).with_context(|| format!("checking {}", target.shown())),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => return Err(symlink()),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile => {
+            bail!("{} is not a regular file", target.shown())
+        }
+        Ok(_) => {}
+    }
+    // O_NONBLOCK: should it have become a FIFO meanwhile, do not hang on it.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, &target.name, flags, Mode::empty()) {
+        Err(Errno::LOOP) => return Err(symlink()),
+        r => r.map_err(std::io::Error::from).with_context(|| format!("opening {}", target.shown()))?,
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        bail!("{} is not a regular file", target.shown());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut bytes).with_context(|| format!("reading {}", target.shown()))?;
+    Ok(Some((bytes, st)))
+}
+
+/// Writes `content` to a new file in `dir`, gives it `owner`, and renames
+/// it over the target. Returns the temporary name it used and the new
+/// file's `fstat`.
+fn write_replacement(dir: &OwnedFd, target: &Target, content: &[u8], owner: Owner) -> anyhow::Result<(OsString, Stat)> {
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(target.name.as_bytes());
+    tmp.extend_from_slice(format!(".filetrail-restore.{}", std::process::id()).as_bytes());
+    if tmp.len() > 255 {
+        tmp = format!(".filetrail-restore.{}", std::process::id()).into_bytes();
+    }
+    let tmp = OsString::from_vec(tmp);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, &tmp, flags, Mode::from_raw_mode(0o600))
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("creating a temporary file next to {}", target.shown()))?;
+    let result = (|| -> anyhow::Result<Stat> {
+        let mut file = std::fs::File::from(fd);
+        file.write_all(content)?;
+        // Owner first: a chown clears setuid/setgid, the chmod after sets
+        // exactly the bits chosen.
+        if let Err(e) = rustix::fs::fchown(&file, Some(Uid::from_raw(owner.uid)), Some(Gid::from_raw(owner.gid))) {
+            eprintln!(
+                "collector: warning: cannot give {} to uid {} gid {}: {}",
+                target.shown(),
+                owner.uid,
+                owner.gid,
+                std::io::Error::from(e)
+            );
+        }
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(owner.mode)).context("setting the mode")?;
+        file.sync_all()?;
+        let st = rustix::fs::fstat(&file)?;
+        rustix::fs::renameat(dir, &tmp, dir, &target.name)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("renaming over {}", target.shown()))?;
+        let _ = rustix::fs::fsync(dir);
+        Ok(st)
+    })();
+    match result {
+        Ok(st) => Ok((tmp, st)),
+        Err(e) => {
+            let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+            Err(e)
+        }
+    }
 }
 
 fn snapshot(bytes: Option<&[u8]>, meta: Option<Meta>) -> Snapshot {
@@ -236,4 +369,34 @@ fn record_directly(
     let mut store = Store::open(db)?;
     store.insert(&[NewVersion { draft, who }])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_walks_open_real_directories_and_refuse_symlinked_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(tmp.path()).unwrap().join("a/b");
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(real.parent().unwrap(), real.with_file_name("link")).unwrap();
+        let through_link = real.with_file_name("link").join("b");
+        assert!(open_dir_by_components(&real).is_ok());
+        assert!(open_dir(&real).is_ok());
+        assert!(open_dir_by_components(&through_link).is_err());
+        assert!(open_dir_by_components(&real.with_file_name("link")).is_err());
+        let err = open_dir(&through_link).unwrap_err().to_string();
+        assert!(err.contains("symlink"), "{err}");
+    }
+
+    #[test]
+    fn only_canonical_recorded_paths_are_targets() {
+        let t = Target::recorded(1, b"/etc/hosts").unwrap();
+        assert_eq!((t.dir.as_path(), t.name.as_os_str()), (Path::new("/etc"), OsStr::new("hosts")));
+        let t = Target::recorded(1, b"/x").unwrap();
+        assert_eq!((t.dir.as_path(), t.name.as_os_str()), (Path::new("/"), OsStr::new("x")));
+        let err = Target::recorded(7, b"/home/u/l/../../../etc/\x1b[2Jpasswd").err().unwrap().to_string();
+        assert!(err.contains("version 7") && err.contains("\\033[2J") && !err.contains('\x1b'), "{err}");
+    }
 }

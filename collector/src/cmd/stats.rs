@@ -1,6 +1,7 @@
 //! `collector stats`: how much the store holds.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use crate::cli::Cli;
@@ -18,10 +19,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let s = store.stats()?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &s)?;
-        writeln!(out)?;
+        crate::print::json(&mut out, &s)?;
     } else {
-        writeln!(out, "store:        {} ({} bytes on disk)", cli.db.display(), s.disk_bytes)?;
+        let db = filetrail_wire::path::quote(cli.db.as_os_str().as_bytes());
+        writeln!(out, "store:        {db} ({} bytes on disk)", s.disk_bytes)?;
         writeln!(out, "versions:     {}", s.versions)?;
         writeln!(out, "files:        {}", s.paths)?;
         writeln!(out, "users:        {}", s.users)?;

@@ -3,16 +3,17 @@
 //! reading them back ([`query`]).
 //!
 //! Invariants: every batch is one transaction; a blob is stored once per
-//! distinct SHA-256; the database file is created 0600 in a 0700 directory
-//! (it holds the content of every tracked file); read-only commands open it
-//! read-only.
+//! distinct SHA-256; the database file is created 0600 from its first byte,
+//! in a 0700 directory (it holds the content of every tracked file), and the
+//! collector refuses to write a store that anyone else could control (see
+//! [`Store::open`]); read-only commands open it read-only.
 
 pub mod blobs;
 pub mod query;
 pub mod review;
 pub mod schema;
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, params};
@@ -34,17 +35,22 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store for writing and migrates it.
+    ///
+    /// The collector runs as root and trusts what it reads back, so the
+    /// store must be out of every other user's reach, or a user who
+    /// pre-created it (`--db` in a world-writable directory) would own the
+    /// history. Refused, with the path and what to do: a store, `-wal`,
+    /// `-shm` or `-journal` file that is a symlink, not a regular file, not
+    /// owned by us, or writable by group or others; a directory holding it
+    /// (the ancestors too: they could be renamed away) owned by anyone but us
+    /// or root, or writable by group or others (ancestors: unless sticky). A
+    /// new store file is created 0600 with `O_EXCL` before SQLite opens it,
+    /// so it is never readable by others, not even for a moment; SQLite gives
+    /// its `-wal` and `-shm` the same mode.
     pub fn open(path: &Path) -> Result<Store> {
+        let path = &prepare(path)?;
         let wrap = |source| Error::Store { path: path.to_path_buf(), source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
         let mut conn = Connection::open(path).map_err(wrap)?;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
         // FULL: a committed batch survives power loss; batching pays for it.
         conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
@@ -161,6 +167,72 @@ impl Store {
         }
         Ok(content)
     }
+}
+
+/// Checks (creating what is missing) the store's directory, its ancestors and
+/// its files as [`Store::open`] says; returns the store's path with its
+/// directory resolved, which is what SQLite then opens.
+fn prepare(path: &Path) -> Result<PathBuf> {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let refuse = |p: &Path, why: String, fix: &str| {
+        Error::UnsafeStore(format!("refusing the store: {} {why}; {fix}", p.display()))
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| refuse(path, "is not a file name".into(), "give --db a file"))?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
+    for (i, d) in dir.ancestors().enumerate() {
+        let md = std::fs::symlink_metadata(d).map_err(|e| Error::io(format!("checking {}", d.display()), e))?;
+        let fix =
+            "keep the store in a directory only root (or the collector's user) can write, like /var/lib/filetrail";
+        if md.uid() != me && md.uid() != 0 {
+            return Err(refuse(d, format!("is owned by uid {}, neither root nor us (uid {me})", md.uid()), fix));
+        }
+        // A sticky directory (/tmp) keeps others from renaming what is in
+        // it, but not from creating the store's files first.
+        if md.mode() & 0o022 != 0 && (i == 0 || md.mode() & 0o1000 == 0) {
+            return Err(refuse(d, format!("is writable by group or others (mode {:o})", md.mode() & 0o7777), fix));
+        }
+    }
+    let store = dir.join(name);
+    if let Err(e) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&store)
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(Error::io(format!("creating {}", store.display()), e));
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut f = store.clone().into_os_string();
+        f.push(suffix);
+        let f = PathBuf::from(f);
+        let md = match std::fs::symlink_metadata(&f) {
+            Err(e) if !suffix.is_empty() && e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => r.map_err(|e| Error::io(format!("checking {}", f.display()), e))?,
+        };
+        let fix = "if it is not the collector's own, move it away and start again (or choose another --db)";
+        if !md.file_type().is_file() {
+            return Err(refuse(&f, "is a symlink or not a regular file".into(), fix));
+        }
+        if md.uid() != me {
+            return Err(refuse(&f, format!("is owned by uid {}, not by us (uid {me})", md.uid()), fix));
+        }
+        if md.mode() & 0o022 != 0 {
+            let why = format!("is writable by group or others (mode {:o})", md.mode() & 0o7777);
+            return Err(refuse(&f, why, "check who changed it, then chmod 600 it"));
+        }
+    }
+    Ok(store)
 }
 
 /// Stores the writer of `w` (one per process image) and, unless an equal

@@ -6,7 +6,7 @@ use rusqlite::{Row, params_from_iter};
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::model::VersionRow;
+use crate::model::{RawPaths, VersionRow};
 use crate::who::user_name;
 
 /// One path argument: the file itself, or everything under a directory.
@@ -155,13 +155,27 @@ impl Store {
     }
 }
 
+/// What `collector restore` needs of a version besides its content: the
+/// path as stored (raw bytes), the recorded mode, and the writing process's
+/// effective uid and gid as the kernel stated them (`SO_PEERCRED`). The
+/// recorded owner is not here: it is whatever the client reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    pub path: Vec<u8>,
+    pub mode: Option<u32>,
+    pub euid: u32,
+    pub egid: u32,
+}
+
 impl Store {
-    /// The mode, owner uid and group gid recorded with a version's after.
-    pub fn restore_meta(&self, id: i64) -> Result<(Option<u32>, Option<u32>, Option<u32>)> {
+    pub fn restore_source(&self, id: i64) -> Result<RestoreSource> {
         self.conn()
-            .query_row("SELECT mode, owner_uid, group_gid FROM versions WHERE id = ?1", [id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT v.path, v.mode, p.euid, p.gid FROM versions v JOIN principals p ON p.id = v.principal
+                 WHERE v.id = ?1",
+                [id],
+                |r| Ok(RestoreSource { path: r.get(0)?, mode: r.get(1)?, euid: r.get(2)?, egid: r.get(3)? }),
+            )
             .map_err(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
                 e => e.into(),
@@ -247,8 +261,8 @@ impl Store {
     }
 }
 
-fn text(bytes: Vec<u8>) -> String {
-    filetrail_wire::path::escape_bytes(&bytes)
+fn text(bytes: &[u8]) -> String {
+    filetrail_wire::path::escape_bytes(bytes)
 }
 
 fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
@@ -262,13 +276,14 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
     let after_state: Option<String> = r.get("after_state")?;
     let session: Option<u32> = r.get("session")?;
     let trust = crate::who::trust_json(r.get("trust")?);
+    let raw = RawPaths { path: r.get("path")?, named_path: r.get("named_path")?, old_path: r.get("old_path")? };
     Ok(VersionRow {
         id: r.get("id")?,
         time,
-        path: text(r.get("path")?),
-        named_path: r.get::<_, Option<Vec<u8>>>("named_path")?.map(text),
+        path: text(&raw.path),
+        named_path: raw.named_path.as_deref().map(text),
         action: r.get("action")?,
-        old_path: r.get::<_, Option<Vec<u8>>>("old_path")?.map(text),
+        old_path: raw.old_path.as_deref().map(text),
         before: r.get("before_sha")?,
         after: r.get("after_sha")?,
         size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),
@@ -294,5 +309,6 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         exe: r.get("exe")?,
         argv: json_list(r.get("argv")?),
         trust,
+        raw,
     })
 }

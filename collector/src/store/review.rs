@@ -23,6 +23,9 @@ pub struct UserSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileSummary {
+    /// The path as stored, for human output (`wire::path::quote`).
+    #[serde(skip)]
+    pub raw_path: Vec<u8>,
     pub path: String,
     pub versions: i64,
     pub last: String,
@@ -67,8 +70,10 @@ impl Store {
              WHERE p.user = ?1 GROUP BY v.path ORDER BY max(v.time_us) DESC",
         )?;
         let rows = stmt.query_map([user], |r| {
+            let raw_path: Vec<u8> = r.get(0)?;
             Ok(FileSummary {
-                path: filetrail_wire::path::escape_bytes(&r.get::<_, Vec<u8>>(0)?),
+                path: filetrail_wire::path::escape_bytes(&raw_path),
+                raw_path,
                 versions: r.get(1)?,
                 last: time(r.get(2)?),
             })
