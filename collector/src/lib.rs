@@ -9,6 +9,7 @@
 //! - [`identity`] — who a peer is: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
 //! - [`quota`] — per-uid limits on versions and bytes.
+//! - [`limits`] — per-user caps on connections and content held in memory.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
@@ -30,6 +31,7 @@ pub mod finisher;
 pub mod holders;
 pub mod identity;
 pub mod intake;
+pub mod limits;
 pub mod model;
 pub mod print;
 pub mod quota;
