@@ -124,7 +124,8 @@ pub fn read_head<R: Read>(r: &mut R, max_payload: u64) -> Result<Head, FrameErro
 /// Reads exactly `len` bytes. The buffer grows as bytes arrive (by a
 /// quarter of what it holds, at least [`READ_CHUNK`]), so a peer that
 /// declares a large length and sends little makes the reader hold little:
-/// never more than 1.25 times what was received plus [`READ_CHUNK`].
+/// 1.25 times what was received plus [`READ_CHUNK`] (and, for the moment a
+/// growing buffer is copied, the old one too).
 pub fn read_bytes<R: Read>(r: &mut R, len: u64) -> Result<Vec<u8>, FrameError> {
     let too_large = || FrameError::PayloadTooLarge { got: len, limit: usize::MAX as u64 };
     let len = usize::try_from(len).map_err(|_| too_large())?;
