@@ -132,7 +132,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     // One descriptor for reading and writing: `Read` and `Write` are
     // implemented for `&UnixStream`.
-    let mut reader = BufReader::with_capacity(READ_CHUNK, Timed::new(&stream));
+    let mut reader = BufReader::with_capacity(READ_CHUNK, Timed::new(&stream, CLIENT_TIMEOUT));
     reader.get_mut().start();
     let claims = match read_frame(&mut reader, 0).and_then(|f| f.parse::<ClientMsg>()) {
         Ok(ClientMsg::Hello { claims, .. }) => claims,
@@ -330,15 +330,16 @@ fn readable(stream: &UnixStream, timeout_ms: i32) -> bool {
 /// read waits at most for what is left of it.
 struct Timed<'a> {
     stream: &'a UnixStream,
+    limit: Duration,
     deadline: Option<Instant>,
 }
 
 impl<'a> Timed<'a> {
-    fn new(stream: &'a UnixStream) -> Self {
-        Timed { stream, deadline: None }
+    fn new(stream: &'a UnixStream, limit: Duration) -> Self {
+        Timed { stream, limit, deadline: None }
     }
     fn start(&mut self) {
-        self.deadline = Some(Instant::now() + CLIENT_TIMEOUT);
+        self.deadline = Some(Instant::now() + self.limit);
     }
     fn stop(&mut self) {
         self.deadline = None;
@@ -359,5 +360,36 @@ impl Read for Timed<'_> {
         }
         let mut stream = self.stream;
         stream.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_must_complete_within_the_limit_however_slowly_it_comes() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let sender = std::thread::spawn(move || {
+            // A 64-byte header announced, then one byte every 20 ms: each
+            // read succeeds quickly, the frame never completes in time.
+            let _ = theirs.write_all(&[64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(20));
+                if theirs.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut timed = Timed::new(&ours, Duration::from_millis(200));
+        timed.start();
+        let started = Instant::now();
+        assert!(read_frame(&mut timed, 0).is_err());
+        assert!(timed.expired());
+        assert!(started.elapsed() < Duration::from_millis(600), "{:?}", started.elapsed());
+        drop(ours);
+        sender.join().unwrap();
     }
 }
