@@ -286,3 +286,34 @@ sys.stdin.read(1)
     assert!(data_after < data_before + 64 * MIB, "VmData grew by {} MiB", (data_after - data_before) / MIB);
     root_edit_is_recorded(&c, "while-slow.conf");
 }
+
+#[test]
+fn opens_left_to_the_finisher_count_against_the_cap() {
+    let Some(user) = mallory() else { return };
+    let c = Collector::start();
+    // Each connection leaves an open for the finisher, which waits for this
+    // (living) process: without counting those waits, one process could
+    // pile up threads and descriptors without end.
+    let mut a = Attacker::start(
+        &c,
+        user,
+        r#"
+kinds = {}
+for i in range(100):
+    s, r = hello()
+    k = r['kind'] if r else 'closed'
+    kinds[k] = kinds.get(k, 0) + 1
+    if k == 'welcome':
+        send(s, {'kind': 'begin', 'token': 1, 'path': DIR + '/held%d' % i, 'flags': 1, 'before': {'state': 'absent'}})
+    s.close()
+say(json.dumps(kinds))
+sys.stdin.read(1)
+"#
+        .replace("DIR", &format!("{:?}", c.track.display().to_string()))
+        .as_str(),
+    );
+    let kinds: serde_json::Value = serde_json::from_str(&a.line()).unwrap();
+    assert_eq!(kinds["welcome"], 64, "{kinds}");
+    assert_eq!(kinds["error"], 36, "{kinds}");
+    root_edit_is_recorded(&c, "while-waiting.conf");
+}
