@@ -404,4 +404,146 @@ mod tests {
         let d = complete(unfinished[0].clone(), side("after"), t(1)).unwrap();
         assert_eq!(d.action, Action::Write);
     }
+
+    /// A fuzz target run by `cargo test`: arbitrary sequences of events
+    /// with arbitrary paths, tokens and sides never panic, and every version
+    /// (and every open handed back unfinished) names only paths that some
+    /// event gave. `PROPTEST_CASES` sets the number of cases (default 2000).
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::model::Stored;
+
+        #[derive(Debug, Clone)]
+        enum Event {
+            Begin(u64, Vec<u8>, Option<Vec<u8>>, Option<Side>),
+            Close(u64, Option<Side>),
+            Abandon(u64),
+            Link(Vec<u8>, Option<Side>),
+            Rename(Vec<u8>, Vec<u8>, Option<Side>, Option<Side>),
+            Delete(Vec<u8>, Option<Side>),
+            Truncate(Vec<u8>, Option<Side>, Option<Side>),
+            Tick,
+        }
+
+        fn path() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "/etc/f",
+                    "/etc/f~",
+                    "/etc/g",
+                    "/etc/.tmp1",
+                    "/etc/x.swp",
+                    "/tmp/t",
+                    "/etc/4913"
+                ])
+                .prop_map(|s| s.as_bytes().to_vec()),
+                prop::collection::vec(any::<u8>(), 0..12),
+            ]
+        }
+
+        fn side() -> impl Strategy<Value = Option<Side>> {
+            prop_oneof![
+                Just(None),
+                prop::sample::select(vec!["", "a", "b", "ab"]).prop_map(|s| Some(Side::from_bytes(
+                    s.into(),
+                    None,
+                    true
+                ))),
+                (any::<u64>(), any::<bool>()).prop_map(|(size, hashed)| Some(Side {
+                    sha256: hashed.then(|| "cd".repeat(32)),
+                    size,
+                    stored: if hashed { Stored::HashOnly } else { Stored::Unreadable },
+                    bytes: None,
+                    meta: None,
+                    consistent: hashed,
+                })),
+            ]
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            let token = 0..4u64;
+            prop_oneof![
+                (token.clone(), path(), prop::option::of(path()), side())
+                    .prop_map(|(t, p, n, b)| Event::Begin(t, p, n, b)),
+                (token.clone(), side()).prop_map(|(t, a)| Event::Close(t, a)),
+                token.prop_map(Event::Abandon),
+                (path(), side()).prop_map(|(p, a)| Event::Link(p, a)),
+                (path(), path(), side(), side()).prop_map(|(o, n, b, a)| Event::Rename(o, n, b, a)),
+                (path(), side()).prop_map(|(p, b)| Event::Delete(p, b)),
+                (path(), side(), side()).prop_map(|(p, b, a)| Event::Truncate(p, b, a)),
+                Just(Event::Tick),
+            ]
+        }
+
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+            ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn versions_name_only_paths_given(events in prop::collection::vec((event(), 0..3i64), 0..40)) {
+                let mut a = asm();
+                let mut given: Vec<Vec<u8>> = Vec::new();
+                let mut out = Vec::new();
+                let mut unfinished = Vec::new();
+                let mut clock = 0;
+                for (event, dt) in events {
+                    clock += dt;
+                    let now = t(clock);
+                    out.extend(match event {
+                        Event::Begin(token, path, named, before) => {
+                            given.push(path.clone());
+                            given.extend(named.clone());
+                            a.begin(token, Opened { path, named, file: None, before })
+                        }
+                        Event::Close(token, after) => a.close(token, after, now),
+                        Event::Abandon(token) => {
+                            unfinished.extend(a.abandon(token));
+                            Vec::new()
+                        }
+                        Event::Link(path, after) => {
+                            given.push(path.clone());
+                            a.link(path, after, now)
+                        }
+                        Event::Rename(old, new, before, after) => {
+                            given.extend([old.clone(), new.clone()]);
+                            a.rename(old, new, before, after, now)
+                        }
+                        Event::Delete(path, before) => {
+                            given.push(path.clone());
+                            a.delete(path, before, now)
+                        }
+                        Event::Truncate(path, before, after) => {
+                            given.push(path.clone());
+                            a.truncate(path, before, after, now)
+                        }
+                        Event::Tick => a.tick(now),
+                    });
+                }
+                let (rest, left) = a.finish();
+                out.extend(rest);
+                unfinished.extend(left);
+                out.extend(unfinished.iter().cloned().filter_map(|u| complete(u, side_of("z"), t(clock + 1))));
+                for d in &out {
+                    prop_assert!(given.contains(&d.path), "path {:?} of {:?}", d.path, d);
+                    for other in d.old_path.iter().chain(&d.named_path) {
+                        prop_assert!(given.contains(other), "{:?} of {:?}", other, d);
+                    }
+                    prop_assert!(!d.is_noop(), "a version that changes nothing: {:?}", d);
+                }
+                for u in &unfinished {
+                    prop_assert!(given.contains(&u.path));
+                }
+            }
+        }
+
+        fn side_of(s: &str) -> Option<Side> {
+            Some(Side::from_bytes(s.into(), None, true))
+        }
+    }
 }

@@ -7,6 +7,10 @@
 //! max_size = 16777216                 # larger files: hash only
 //! redact = ["/etc/shadow", "*.key"]  # hash and metadata only, never content
 //!
+//! max_connections_per_uid = 64        # root: 4x; see limits.rs
+//! max_held_bytes_per_uid = 268435456  # content held in memory; root: 4x
+//! idle_timeout_secs = 600             # idle connections give way only at the cap
+//!
 //! [quota]                             # per uid; root too
 //! versions_per_minute = 6000
 //! bytes_per_day = 1073741824
@@ -44,6 +48,20 @@ pub struct Config {
     pub redact: Vec<String>,
     #[serde(default)]
     pub quota: Quota,
+    /// Connections one user (by the kernel's euid) may hold at once; root
+    /// gets 4 times as many. Over it a new connection is refused.
+    #[serde(default = "default_max_connections_per_uid")]
+    pub max_connections_per_uid: usize,
+    /// Content bytes one user's processes may make the collector hold in
+    /// memory (opens not yet closed, versions not yet stored); root gets 4
+    /// times as much. Beyond it content is kept as a hash only.
+    #[serde(default = "default_max_held_bytes_per_uid")]
+    pub max_held_bytes_per_uid: u64,
+    /// A connection silent this long gives way to a new connection of the
+    /// same user when that user is at their cap (never otherwise: a
+    /// process keeps its connection for life, and idle shells are normal).
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
 }
 
 /// Per-uid limits on what one user's processes may add.
@@ -70,6 +88,18 @@ fn default_versions_per_minute() -> u64 {
 fn default_bytes_per_day() -> u64 {
     1 << 30
 }
+/// A user's sessions: shells, editors, a build's parallel jobs. A process
+/// holds its connection from its first tracked write to its exit.
+fn default_max_connections_per_uid() -> usize {
+    64
+}
+/// Sixteen concurrent saves of a `max_size` (16 MiB) file.
+fn default_max_held_bytes_per_uid() -> u64 {
+    256 << 20
+}
+fn default_idle_timeout_secs() -> u64 {
+    600
+}
 fn default_redact() -> Vec<String> {
     DEFAULT_REDACT.iter().map(|s| s.to_string()).collect()
 }
@@ -92,6 +122,9 @@ impl Default for Config {
             max_size: default_max_size(),
             redact: default_redact(),
             quota: Quota::default(),
+            max_connections_per_uid: default_max_connections_per_uid(),
+            max_held_bytes_per_uid: default_max_held_bytes_per_uid(),
+            idle_timeout_secs: default_idle_timeout_secs(),
         }
     }
 }

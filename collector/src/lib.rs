@@ -12,6 +12,7 @@
 //! - [`asuser`] — file-system work done with a writer's credentials, never as root.
 //! - [`registry`] — which audit sessions are real logins (registered by PAM).
 //! - [`quota`] — per-uid limits on versions and bytes.
+//! - [`limits`] — per-user caps on connections and content held in memory.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
@@ -34,6 +35,7 @@ pub mod finisher;
 pub mod holders;
 pub mod identity;
 pub mod intake;
+pub mod limits;
 pub mod model;
 pub mod print;
 pub mod quota;

@@ -8,34 +8,48 @@
 //! connection only. When the connection ends, parked versions are released
 //! and unfinished opens go to the [`finisher`](crate::finisher).
 
-use std::io;
-use std::os::fd::AsRawFd;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use filetrail_wire::{ClientMsg, FrameError, PROTOCOL_VERSION, ServerMsg, read_frame, write_frame};
+use filetrail_wire::frame::{READ_CHUNK, read_bytes, read_head};
+use filetrail_wire::{
+    ClientMsg, FrameError, PROTOCOL_VERSION, ServerMsg, SnapState, Snapshot, read_frame, write_frame,
+};
 use jiff::Timestamp;
+use sha2::{Digest, Sha256};
 
-use crate::assemble::{Assembler, Opened};
+use crate::assemble::{Assembler, Opened, Unfinished};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::identity;
+use crate::identity::{self, Identity};
 use crate::intake::Intake;
-use crate::model::{Draft, Side};
+use crate::limits::{self, Limits, Slot};
+use crate::model::{Draft, Side, Stored};
 use crate::quota::Quotas;
 use crate::registry::{self, Registry};
 use crate::writer::VersionSender;
 use crate::{finisher, holders};
 
-/// How long a client may take to say hello, or to finish a frame it started.
+/// How long a client may take to say hello, or to finish a frame it started
+/// (in total, however slowly the bytes come).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle connection releases parked versions that are due.
 const TICK_MS: i32 = 500;
 /// Frame payload allowance beyond two `max_size` snapshots.
 const FRAME_SLACK: u64 = 1 << 20;
+
+/// What every connection thread shares.
+struct Shared {
+    config: Config,
+    intake: Arc<Intake>,
+    limits: Arc<Limits>,
+    registry: Arc<Registry>,
+}
 
 /// Binds `socket` and serves until the process is stopped. The socket
 /// appears at its path only once it accepts connections.
@@ -43,21 +57,22 @@ pub fn serve(socket: &Path, config: Config, tx: VersionSender, registry: Arc<Reg
     let redact = config.redactions().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
     let scope = config.policy().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
     let intake = Arc::new(Intake::new(scope, redact, Quotas::new(config.quota), tx));
+    let nofile = limits::raise_nofile();
+    let limits = Arc::new(Limits::new(&config, nofile));
+    tracing::info!(
+        nofile,
+        connections = limits.global(),
+        per_uid = config.max_connections_per_uid,
+        held_bytes_per_uid = config.max_held_bytes_per_uid,
+        "descriptor limit raised to the hard limit; connection caps set"
+    );
     let listener = bind(socket)?;
     registry::serve(&registry::socket_path(socket), registry.clone())?;
     tracing::info!(socket = %socket.display(), track = ?config.track, "collector listening");
-    let config = Arc::new(config);
+    let shared = Arc::new(Shared { config, intake, limits, registry });
     for stream in listener.incoming() {
         match stream {
-            Ok(stream) => {
-                let (config, intake, registry) = (config.clone(), intake.clone(), registry.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("conn".into())
-                    .spawn(move || serve_conn(stream, &config, &intake, &registry));
-                if let Err(e) = spawned {
-                    tracing::error!("cannot start a connection thread: {e}");
-                }
-            }
+            Ok(stream) => accept(stream, &shared),
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
@@ -65,6 +80,31 @@ pub fn serve(socket: &Path, config: Config, tx: VersionSender, registry: Arc<Reg
         }
     }
     Ok(())
+}
+
+/// Admits a new connection under its user's caps and starts its thread, or
+/// refuses it at once (without a thread).
+fn accept(stream: UnixStream, shared: &Arc<Shared>) {
+    let cred = match identity::peer_cred(&stream) {
+        Ok(c) => c,
+        Err(e) => return tracing::warn!("no peer credentials, dropping connection: {e}"),
+    };
+    let stream = Arc::new(stream);
+    let slot = match shared.limits.admit(cred.uid, &stream) {
+        Ok(slot) => slot,
+        Err(why) => {
+            // The socket buffer is empty: a short frame never blocks.
+            let _ = stream.set_nonblocking(true);
+            let _ = write_frame(&mut &*stream, &ServerMsg::Error { message: why.to_string() }, &[]);
+            return;
+        }
+    };
+    let shared = shared.clone();
+    let spawned =
+        std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, cred, slot, &shared));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a connection thread: {e}");
+    }
 }
 
 fn bind(socket: &Path) -> Result<UnixListener> {
@@ -90,20 +130,24 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>, registry: &Registry) {
-    let peer = match identity::Peer::of(&stream) {
+fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &Shared) {
+    let (config, intake) = (&shared.config, &shared.intake);
+    let pid = cred.pid;
+    let peer = match identity::Peer::of(&*stream) {
         Ok(p) => p,
-        Err(e) => return tracing::warn!("no peer credentials, dropping connection: {e}"),
+        Err(e) => return tracing::warn!(pid, "no peer credentials, dropping connection: {e}"),
     };
-    let pid = peer.cred.pid;
-    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    // One descriptor for reading and writing: `Read` and `Write` are
+    // implemented for `&UnixStream`.
+    let mut reader = BufReader::with_capacity(READ_CHUNK, Timed::new(&stream, CLIENT_TIMEOUT));
+    reader.get_mut().start();
     // What the process claims about itself (`Hello.claims`) is not used:
     // the process is alive and blocked on our answer, /proc tells.
-    match read_frame(&mut stream, 0).and_then(|f| f.parse::<ClientMsg>()) {
+    match read_frame(&mut reader, 0).and_then(|f| f.parse::<ClientMsg>()) {
         Ok(ClientMsg::Hello { .. }) => {}
-        Ok(other) => return refuse(&mut stream, pid, &format!("expected hello, got {other:?}")),
-        Err(e) => return refuse(&mut stream, pid, &e.to_string()),
+        Ok(other) => return refuse(&stream, pid, &format!("expected hello, got {other:?}")),
+        Err(e) => return refuse(&stream, pid, &e.to_string()),
     };
     let mut who = identity::from_kernel(peer.cred);
     // The groups the kernel fixed at connect(), not what /proc says now
@@ -112,9 +156,9 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>, reg
     if !peer.alive() {
         // It exited (its socket passed to another process) or its pid now
         // names another process: what /proc said is not about the peer.
-        return refuse(&mut stream, pid, "the process that connected is gone; connect from the process that reports");
+        return refuse(&stream, pid, "the process that connected is gone; connect from the process that reports");
     }
-    registry.vouch(&mut who);
+    shared.registry.vouch(&mut who);
     let who = Arc::new(who);
     let pidfd = peer.into_pidfd();
     let welcome = ServerMsg::Welcome {
@@ -123,7 +167,7 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>, reg
         ignore: config.ignore.clone(),
         max_size: config.max_size,
     };
-    if write_frame(&mut stream, &welcome, &[]).is_err() {
+    if write_frame(&mut &*stream, &welcome, &[]).is_err() {
         return;
     }
     let Ok(policy) = config.policy() else { return };
@@ -134,51 +178,58 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>, reg
             intake.submit(draft, &who);
         }
     };
-    let Ok(clone) = stream.try_clone() else { return };
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, clone);
     loop {
+        reader.get_mut().stop();
         if reader.buffer().is_empty() && !readable(&stream, TICK_MS) {
             store(asm.tick(Timestamp::now()));
             continue;
         }
-        let frame = match read_frame(&mut reader, max_payload) {
-            Ok(f) => f,
+        // A frame started must be complete within CLIENT_TIMEOUT, in total.
+        reader.get_mut().start();
+        let (msg, sides) = match read_event(&mut reader, max_payload, &slot) {
+            Ok(event) => event,
             Err(FrameError::Eof) => break,
             Err(e) => {
-                refuse(&mut stream, who.pid, &e.to_string());
+                let why = if reader.get_ref().expired() {
+                    format!("frame not complete within {} s", CLIENT_TIMEOUT.as_secs())
+                } else {
+                    e.to_string()
+                };
+                refuse(&stream, who.pid, &why);
                 break;
             }
         };
-        let msg = match frame.parse::<ClientMsg>() {
-            Ok(m) => m,
-            Err(e) => {
-                refuse(&mut stream, who.pid, &e.to_string());
-                break;
-            }
-        };
-        let parts = match msg.split_payload(&frame.payload) {
-            Ok(p) => p,
-            Err(e) => {
-                refuse(&mut stream, who.pid, &e.to_string());
-                break;
-            }
-        };
+        slot.touch();
         // A close while children still hold the file for writing: the
         // version ends when they exit, from the file itself. After a fork
         // (`shared`) children may have been re-parented: look everywhere.
-        if let ClientMsg::Close { token, shared, .. } = &msg
+        // Each such wait takes one of the user's slots; with none left the
+        // version ends now, with what the writer reported.
+        if let ClientMsg::Close { token, shared: forked, .. } = &msg
             && let Some(file) = asm.file_of(*token)
         {
-            let candidates = if *shared { holders::all_but(who.pid) } else { holders::descendants(who.pid) };
+            let candidates = if *forked { holders::all_but(who.pid) } else { holders::descendants(who.pid) };
             let others = holders::writers_among(candidates, file);
-            if !others.is_empty() {
+            if !others.is_empty()
+                && let Some(extra) = shared.limits.extra(cred.uid)
+            {
                 let open = asm.abandon(*token).into_iter().collect();
-                finisher::spawn(None, others, open, who.clone(), config.max_size, intake.clone());
+                let (who, intake, max_size) = (who.clone(), intake.clone(), config.max_size);
+                let waiting = std::thread::Builder::new()
+                    .name("finish-wait".into())
+                    .spawn(move || finish_holding(None, others, open, who, max_size, intake, extra));
+                if let Err(e) = waiting {
+                    tracing::error!("cannot start a finisher thread: {e}");
+                }
                 continue;
             }
         }
-        store(apply(&mut asm, msg, &parts, Timestamp::now()));
+        store(apply(&mut asm, msg, sides, Timestamp::now()));
     }
+    // The socket is closed now; the slot stays taken while a finisher waits.
+    drop(reader);
+    slot.release_stream();
+    drop(stream);
     let (drafts, unfinished) = asm.finish();
     store(drafts);
     if !unfinished.is_empty() {
@@ -190,43 +241,177 @@ fn serve_conn(mut stream: UnixStream, config: &Config, intake: &Arc<Intake>, reg
                 others.extend(holders::writers_among(holders::descendants(who.pid), file));
             }
         }
-        finisher::spawn(pidfd, others, unfinished, who.clone(), config.max_size, intake.clone());
+        finish_holding(pidfd, others, unfinished, who.clone(), config.max_size, intake.clone(), slot);
     }
 }
 
-/// Applies one event to the assembler.
-fn apply(asm: &mut Assembler, msg: ClientMsg, parts: &[Option<&[u8]>], now: Timestamp) -> Vec<Draft> {
-    let part = |i: usize| parts.get(i).copied().flatten();
+/// Hands `open` to the [`finisher`], and keeps `slot` (one of the writer's
+/// user's) taken until every process it waits on has exited, so that
+/// waiting finishers count against their user's cap like connections.
+fn finish_holding(
+    writer: Option<OwnedFd>,
+    others: Vec<OwnedFd>,
+    open: Vec<Unfinished>,
+    who: Arc<Identity>,
+    max_size: u64,
+    intake: Arc<Intake>,
+    slot: Slot,
+) {
+    let copies: Vec<OwnedFd> = writer.iter().chain(&others).filter_map(|fd| fd.try_clone().ok()).collect();
+    finisher::spawn(writer, others, open, who, max_size, intake);
+    limits::wait_exit(&copies);
+    drop(slot);
+}
+
+/// Reads one event and the sides it reports. Content that would take the
+/// user over their cap of bytes held is hashed as it arrives, never kept:
+/// those sides are `hash_only`.
+fn read_event<R: Read>(r: &mut R, max_payload: u64, slot: &Slot) -> Result<(ClientMsg, Vec<Option<Side>>), FrameError> {
+    let head = read_head(r, max_payload)?;
+    let msg = head.parse::<ClientMsg>()?;
+    let snaps = msg.snapshots();
+    let mut stored = snaps.iter().filter(|s| s.state == SnapState::Stored).map(|s| s.len);
+    if stored.try_fold(0u64, u64::checked_add) != Some(head.payload_len) {
+        return Err(FrameError::PayloadMismatch);
+    }
+    let reservation = if head.payload_len == 0 { None } else { slot.reserve(head.payload_len) };
+    let mut sides = Vec::with_capacity(snaps.len());
+    for snap in snaps {
+        let side = match (snap.state, &reservation) {
+            (SnapState::Stored, Some(reserved)) => {
+                let side = Side::from_bytes(read_bytes(r, snap.len)?, snap.meta, snap.consistent);
+                side.bytes.iter().for_each(|b| reserved.keep(b));
+                Some(side)
+            }
+            (SnapState::Stored, None) => Some(hashed(r, snap)?),
+            _ => Side::from_wire(snap, None),
+        };
+        sides.push(side);
+    }
+    Ok((msg, sides))
+}
+
+/// Reads a snapshot's bytes through a hash, keeping none of them.
+fn hashed<R: Read>(r: &mut R, snap: &Snapshot) -> Result<Side, FrameError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut left = snap.len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        r.read_exact(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(Side {
+        sha256: Some(hex::encode(hasher.finalize())),
+        size: snap.len,
+        stored: Stored::HashOnly,
+        bytes: None,
+        meta: snap.meta,
+        consistent: snap.consistent,
+    })
+}
+
+/// Applies one event to the assembler; `sides` are the event's snapshots
+/// in [`ClientMsg::snapshots`] order.
+fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>>, now: Timestamp) -> Vec<Draft> {
+    let mut sides = sides.into_iter();
+    let mut side = || sides.next().flatten();
     match msg {
-        ClientMsg::Begin { token, path, named, file, before, .. } => asm.begin(
+        ClientMsg::Begin { token, path, named, file, .. } => asm.begin(
             token,
-            Opened {
-                path: path.0,
-                named: named.map(|n| n.0),
-                file: file.map(|m| (m.dev, m.ino)),
-                before: Side::from_wire(&before, part(0)),
-            },
+            Opened { path: path.0, named: named.map(|n| n.0), file: file.map(|m| (m.dev, m.ino)), before: side() },
         ),
-        ClientMsg::Link { new, after } => asm.link(new.0, Side::from_wire(&after, part(0)), now),
-        ClientMsg::Close { token, after, .. } => asm.close(token, Side::from_wire(&after, part(0)), now),
-        ClientMsg::Rename { old, new, before, after } => {
-            asm.rename(old.0, new.0, Side::from_wire(&before, part(0)), Side::from_wire(&after, part(1)), now)
+        ClientMsg::Link { new, .. } => asm.link(new.0, side(), now),
+        ClientMsg::Close { token, .. } => asm.close(token, side(), now),
+        ClientMsg::Rename { old, new, .. } => {
+            let (before, after) = (side(), side());
+            asm.rename(old.0, new.0, before, after, now)
         }
-        ClientMsg::Delete { path, before } => asm.delete(path.0, Side::from_wire(&before, part(0)), now),
-        ClientMsg::Truncate { path, before, after } => {
-            asm.truncate(path.0, Side::from_wire(&before, part(0)), Side::from_wire(&after, part(1)), now)
+        ClientMsg::Delete { path, .. } => asm.delete(path.0, side(), now),
+        ClientMsg::Truncate { path, .. } => {
+            let (before, after) = (side(), side());
+            asm.truncate(path.0, before, after, now)
         }
         ClientMsg::Hello { .. } | ClientMsg::Unknown => Vec::new(),
     }
 }
 
-fn refuse(stream: &mut UnixStream, pid: i32, why: &str) {
+fn refuse(stream: &UnixStream, pid: i32, why: &str) {
     tracing::warn!(pid, "bad frame from client, closing its connection: {why}");
-    let _ = write_frame(stream, &ServerMsg::Error { message: why.to_owned() }, &[]);
+    let _ = write_frame(&mut &*stream, &ServerMsg::Error { message: why.to_owned() }, &[]);
 }
 
 fn readable(stream: &UnixStream, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: pfd is a valid pollfd array of length 1.
     unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
+}
+
+/// Reads from the socket within an overall deadline, when one is set: each
+/// read waits at most for what is left of it.
+struct Timed<'a> {
+    stream: &'a UnixStream,
+    limit: Duration,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Timed<'a> {
+    fn new(stream: &'a UnixStream, limit: Duration) -> Self {
+        Timed { stream, limit, deadline: None }
+    }
+    fn start(&mut self) {
+        self.deadline = Some(Instant::now() + self.limit);
+    }
+    fn stop(&mut self) {
+        self.deadline = None;
+    }
+    fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_must_complete_within_the_limit_however_slowly_it_comes() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let sender = std::thread::spawn(move || {
+            // A 64-byte header announced, then one byte every 20 ms: each
+            // read succeeds quickly, the frame never completes in time.
+            let _ = theirs.write_all(&[64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(20));
+                if theirs.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        });
+        let mut timed = Timed::new(&ours, Duration::from_millis(200));
+        timed.start();
+        let started = Instant::now();
+        assert!(read_frame(&mut timed, 0).is_err());
+        assert!(timed.expired());
+        assert!(started.elapsed() < Duration::from_millis(600), "{:?}", started.elapsed());
+        drop(ours);
+        sender.join().unwrap();
+    }
 }

@@ -82,6 +82,11 @@ impl Collector {
         }
     }
 
+    /// The collector process's pid (to read its memory use in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("collector.log")).unwrap_or_default()
     }

@@ -1,7 +1,9 @@
 //! Length-prefixed frames: a JSON header and raw payload bytes.
 //!
 //! Readers enforce limits before allocating: a header over [`MAX_HEADER`] or
-//! a payload over the caller's limit is an error, never a large allocation.
+//! a payload over the caller's limit is an error, never a large allocation;
+//! within the limits, buffers grow with the bytes actually received (a
+//! declared length is a claim, not a reason to allocate).
 
 use std::io::{self, Read, Write};
 
@@ -68,8 +70,34 @@ pub fn write_frame<W: Write, H: Serialize>(w: &mut W, header: &H, payload: &[&[u
     w.flush()
 }
 
+/// The most a reader allocates ahead of the bytes it has received.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// The start of a frame as read: its JSON header and how many payload bytes
+/// follow it on the wire (already checked against the reader's limit).
+#[derive(Debug)]
+pub struct Head {
+    pub header: Vec<u8>,
+    pub payload_len: u64,
+}
+
+impl Head {
+    /// Decodes the header as message type `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, FrameError> {
+        Ok(serde_json::from_slice(&self.header)?)
+    }
+}
+
 /// Reads one frame, refusing payloads over `max_payload` bytes.
 pub fn read_frame<R: Read>(r: &mut R, max_payload: u64) -> Result<Frame, FrameError> {
+    let head = read_head(r, max_payload)?;
+    let payload = read_bytes(r, head.payload_len)?;
+    Ok(Frame { header: head.header, payload })
+}
+
+/// Reads the lengths and the header of one frame; the caller reads (or
+/// discards) the `payload_len` bytes that follow.
+pub fn read_head<R: Read>(r: &mut R, max_payload: u64) -> Result<Head, FrameError> {
     let mut prefix = [0u8; 12];
     // A clean EOF is only clean before the first byte of a frame.
     let mut got = 0;
@@ -90,11 +118,28 @@ pub fn read_frame<R: Read>(r: &mut R, max_payload: u64) -> Result<Frame, FrameEr
     if payload_len > max_payload {
         return Err(FrameError::PayloadTooLarge { got: payload_len, limit: max_payload });
     }
-    let mut header = vec![0u8; header_len as usize];
-    r.read_exact(&mut header)?;
-    let mut payload = vec![0u8; payload_len as usize];
-    r.read_exact(&mut payload)?;
-    Ok(Frame { header, payload })
+    Ok(Head { header: read_bytes(r, u64::from(header_len))?, payload_len })
+}
+
+/// Reads exactly `len` bytes. The buffer grows as bytes arrive (by a
+/// quarter of what it holds, at least [`READ_CHUNK`]), so a peer that
+/// declares a large length and sends little makes the reader hold little:
+/// 1.25 times what was received plus [`READ_CHUNK`] (and, for the moment a
+/// growing buffer is copied, the old one too).
+pub fn read_bytes<R: Read>(r: &mut R, len: u64) -> Result<Vec<u8>, FrameError> {
+    let too_large = || FrameError::PayloadTooLarge { got: len, limit: usize::MAX as u64 };
+    let len = usize::try_from(len).map_err(|_| too_large())?;
+    let mut buf = Vec::new();
+    while buf.len() < len {
+        let want = (len - buf.len()).min((buf.len() / 4).max(READ_CHUNK));
+        buf.try_reserve_exact(want).map_err(|_| too_large())?;
+        // `take` stops at the capacity just reserved: read_to_end never grows it.
+        let got = r.by_ref().take(want as u64).read_to_end(&mut buf)?;
+        if got < want {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
