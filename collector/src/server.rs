@@ -142,8 +142,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     // implemented for `&UnixStream`.
     let mut reader = BufReader::with_capacity(READ_CHUNK, Timed::new(&stream, CLIENT_TIMEOUT));
     reader.get_mut().start();
-    // What the process claims about itself (`Hello.claims`) is not used:
-    // the process is alive and blocked on our answer, /proc tells.
+    // The process is alive and blocked on our answer: /proc tells who it is.
     match read_frame(&mut reader, 0).and_then(|f| f.parse::<ClientMsg>()) {
         Ok(ClientMsg::Hello { .. }) => {}
         Ok(other) => return refuse(&stream, pid, &format!("expected hello, got {other:?}")),

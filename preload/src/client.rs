@@ -13,7 +13,7 @@
 
 use std::io::{self, Read};
 
-use filetrail_wire::{Claims, ClientMsg, PROTOCOL_VERSION, Policy, ServerMsg, frame_prefix, read_frame};
+use filetrail_wire::{ClientMsg, PROTOCOL_VERSION, Policy, ServerMsg, frame_prefix, read_frame};
 
 use crate::sys::{self, Errno};
 
@@ -117,7 +117,7 @@ impl Conn {
         let ino = sys::fstat(fd).map(|st| st.st_ino).unwrap_or(0);
         let conn = Conn { fd, ino };
         let mut io = SockIo { fd, budget };
-        let hello = io.send_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION, claims: Some(claims()) }, &[]);
+        let hello = io.send_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]);
         let reply = hello.map_err(|e| e.to_string()).and_then(|()| {
             read_frame(&mut io, MAX_REPLY).and_then(|f| f.parse::<ServerMsg>()).map_err(|e| e.to_string())
         });
@@ -180,18 +180,3 @@ fn check_listener(fd: i32) -> Result<(), String> {
     }
 }
 
-/// What this process says about itself, for the collector's fallback when
-/// it cannot read /proc (the process exited before it looked).
-fn claims() -> Claims {
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    let argv = crate::snapshot::of_path(b"/proc/self/cmdline", 64 * 1024, crate::snapshot::Follow::Yes).bytes;
-    Claims {
-        // SAFETY: getuid/geteuid cannot fail.
-        uid: unsafe { libc::getuid() },
-        // SAFETY: as above.
-        euid: unsafe { libc::geteuid() },
-        exe: sys::readlink(c"/proc/self/exe").map(text).unwrap_or_default(),
-        argv: argv.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| text(a.to_vec())).collect(),
-        cwd: sys::getcwd().map(text).unwrap_or_default(),
-    }
-}

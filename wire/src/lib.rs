@@ -52,14 +52,11 @@ pub const DEFAULT_SOCKET: &str = "/run/filetrail/collector.sock";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// First frame of every connection. `claims` is what the process says
-    /// about itself; the collector uses it only where the kernel cannot
-    /// answer (the process is already gone), and labels it claimed.
-    Hello {
-        version: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        claims: Option<Claims>,
-    },
+    /// First frame of every connection. Nothing a process says about
+    /// itself is asked for: the collector reads the kernel's answer while
+    /// the process waits for `Welcome` (older libraries sent a `claims`
+    /// object here; it is ignored).
+    Hello { version: u32 },
     /// A tracked path was opened for writing; `before` is what it held just
     /// before the open. `token` names this open until its `Close`. `path` is
     /// the file actually opened (symlinks resolved); `named` is the path as
@@ -97,16 +94,6 @@ pub enum ClientMsg {
     /// A kind this reader does not know; skipped.
     #[serde(other)]
     Unknown,
-}
-
-/// What a process says about itself in `Hello` (never trusted over /proc).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub uid: u32,
-    pub euid: u32,
-    pub exe: String,
-    pub argv: Vec<String>,
-    pub cwd: String,
 }
 
 /// Messages from the collector to the library.

@@ -117,7 +117,7 @@ fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
     (0..7u8, any::<u64>(), path(), path(), snapshot(), snapshot(), any::<bool>()).prop_map(
         |(kind, token, p, q, (b, bb), (a, ab), shared)| {
             let (msg, payload): (ClientMsg, Vec<&[u8]>) = match kind {
-                0 => (ClientMsg::Hello { version: 1, claims: None }, vec![]),
+                0 => (ClientMsg::Hello { version: 1 }, vec![]),
                 1 => {
                     (ClientMsg::Begin { token, path: p, named: Some(q), file: b.meta, flags: 1, before: b }, vec![&bb])
                 }

@@ -305,7 +305,7 @@ fn record_via_collector(
     let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let io = |e: std::io::Error| e.to_string();
-    write_frame(&mut s, &ClientMsg::Hello { version: PROTOCOL_VERSION, claims: None }, &[]).map_err(io)?;
+    write_frame(&mut s, &ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]).map_err(io)?;
     let welcome = read_frame(&mut s, 0).and_then(|f| f.parse::<ServerMsg>()).map_err(|e| e.to_string())?;
     let ServerMsg::Welcome { track, ignore, max_size, .. } = welcome else { return Err("collector refused".into()) };
     let policy = Policy::new(&track, &ignore, max_size).map_err(|e| e.to_string())?;
