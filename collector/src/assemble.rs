@@ -126,6 +126,11 @@ impl Assembler {
         out
     }
 
+    /// How many opens are waiting for their close.
+    pub fn open_count(&self) -> usize {
+        self.opens.len()
+    }
+
     /// The device and inode of open `token`, as reported at its start.
     pub fn file_of(&self, token: u64) -> Option<FileId> {
         self.opens.get(&token)?.file

@@ -99,9 +99,17 @@ fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// The users a change went through, login user first.
+/// The users a change went through, login user first. A `?` after the
+/// login user: no PAM login registered the session, so that name is only
+/// what the process's login uid claims.
 fn chain(r: &VersionRow, sep: &str) -> String {
-    r.chain.iter().map(|u| q(u)).collect::<Vec<_>>().join(sep)
+    let mut users: Vec<String> = r.chain.iter().map(|u| q(u).into_owned()).collect();
+    if r.unregistered_session
+        && let Some(first) = users.first_mut()
+    {
+        first.push('?');
+    }
+    users.join(sep)
 }
 
 /// The path a row shows, with where it was renamed from.
@@ -216,7 +224,8 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Resu
     if let Some(old) = &r.raw.old_path {
         writeln!(out, "From:    {}", quote(old))?;
     }
-    writeln!(out, "User:    {} (uid {}, euid {})", chain(r, " → "), r.uid, r.euid)?;
+    let unregistered = if r.unregistered_session { " [session not registered by a login: user claimed]" } else { "" };
+    writeln!(out, "User:    {} (uid {}, euid {}){unregistered}", chain(r, " → "), r.uid, r.euid)?;
     writeln!(out, "Date:    {}", r.time)?;
     writeln!(out, "Program: {} (pid {})  {}", q(&r.exe), r.pid, shell_words(&r.argv))?;
     let place: Vec<String> = [

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use filetrail_wire::frame::{READ_CHUNK, read_bytes, read_head};
+use filetrail_wire::path::quote;
 use filetrail_wire::{
     ClientMsg, FrameError, PROTOCOL_VERSION, ServerMsg, SnapState, Snapshot, read_frame, write_frame,
 };
@@ -40,6 +41,11 @@ use crate::{finisher, holders};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle connection releases parked versions that are due.
 const TICK_MS: i32 = 500;
+/// Most tracked files one process may hold open for writing at once (the
+/// collector keeps their paths until the close).
+const MAX_OPENS: usize = 1024;
+/// Longest path the kernel resolves (PATH_MAX).
+const PATH_MAX: usize = 4096;
 /// Frame payload allowance beyond two `max_size` snapshots.
 const FRAME_SLACK: u64 = 1 << 20;
 
@@ -220,6 +226,20 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
                 if let Err(e) = waiting {
                     tracing::error!("cannot start a finisher thread: {e}");
                 }
+                continue;
+            }
+        }
+        // What a connection keeps between frames is its open files' paths
+        // (their content is charged to the user's held bytes): bounded.
+        if let ClientMsg::Begin { path, named, .. } = &msg {
+            let too_long = [Some(path), named.as_ref()].into_iter().flatten().any(|p| p.0.len() > PATH_MAX);
+            if too_long || asm.open_count() >= MAX_OPENS {
+                tracing::warn!(
+                    pid = who.pid,
+                    euid = who.euid,
+                    path = %quote(&path.0),
+                    "open not recorded: over {MAX_OPENS} open files per process or a path over {PATH_MAX} bytes"
+                );
                 continue;
             }
         }

@@ -179,4 +179,3 @@ fn check_listener(fd: i32) -> Result<(), String> {
         Err(e) => Err(format!("cannot tell who serves it: {}", io::Error::from_raw_os_error(e))),
     }
 }
-

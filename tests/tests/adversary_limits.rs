@@ -317,3 +317,25 @@ sys.stdin.read(1)
     assert_eq!(kinds["error"], 36, "{kinds}");
     root_edit_is_recorded(&c, "while-waiting.conf");
 }
+
+/// One connection cannot make the collector keep an unbounded number of
+/// paths: opens beyond 1,024 per process, and paths longer than PATH_MAX,
+/// are not kept (and logged); the collector goes on serving everyone.
+#[test]
+fn open_files_per_connection_and_path_lengths_are_bounded() {
+    let Some(m) = mallory() else { return };
+    let c = Collector::start();
+    c.open_to_all();
+    let dir = c.track.display().to_string();
+    let script = format!(
+        "for i in range(1030):\n\
+         \x20   send({{'kind':'begin','token':i,'path':'{dir}/f%d' % i,'flags':577,'before':{{'state':'absent'}}}})\n\
+         send({{'kind':'begin','token':5000,'path':'{dir}/' + 'x' * 5000,'flags':577,'before':{{'state':'absent'}}}})"
+    );
+    let out = c.raw_client(&script, Some(m));
+    assert!(out.starts_with("welcome"), "{out}");
+    wait_for_log(&c, "open not recorded");
+    let refusals = c.log().matches("open not recorded").count();
+    assert_eq!(refusals, 7, "6 opens over the cap and one long path:\n{}", c.log());
+    root_edit_is_recorded(&c, "marker");
+}

@@ -285,6 +285,14 @@ fn a_self_set_login_uid_is_claimed_and_a_registered_session_is_verified() {
     }
     assert_eq!(v["trust"]["euid"], "verified");
     assert_eq!(v["euid"], m.0);
+    // The table marks the claimed human.
+    let table = Command::new(filetrail_e2e::collector_bin())
+        .args(["query", "--db"])
+        .arg(&c.db)
+        .arg(c.path("forged-root.conf"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains(" root?→ft-mallory "), "{table:?}");
     // Mallory cannot register a session: the registry socket is root's.
     let registry = c.socket.with_file_name("registry.sock");
     let probe = format!(
