@@ -1,29 +1,29 @@
 //! The gate between assembled versions and the store: every version is
-//! checked (could this writer have made it?), redacted where the config
-//! says, and counted against its user's quota before it is queued for the
-//! writer. Quotas are charged to the writer's kernel-verified euid.
+//! checked (could this writer have made it?), redacted where its names or
+//! its content are secret ([`Secrets`]), and counted against the quota of
+//! its writer's kernel-verified euid before it is queued for the writer.
 //! Refusals are logged, never silent.
 
 use std::sync::Arc;
 
 use filetrail_wire::path::escape_bytes;
-use filetrail_wire::policy::Globs;
 
 use crate::access;
 use crate::identity::Identity;
 use crate::model::{Draft, NewVersion};
 use crate::quota::{Exceeded, Quotas};
+use crate::secrets::Secrets;
 use crate::writer::VersionSender;
 
 pub struct Intake {
-    redact: Globs,
+    secrets: Secrets,
     quotas: Quotas,
     tx: VersionSender,
 }
 
 impl Intake {
-    pub fn new(redact: Globs, quotas: Quotas, tx: VersionSender) -> Self {
-        Intake { redact, quotas, tx }
+    pub fn new(secrets: Secrets, quotas: Quotas, tx: VersionSender) -> Self {
+        Intake { secrets, quotas, tx }
     }
 
     pub fn submit(&self, draft: Draft, who: &Arc<Identity>) {
@@ -32,8 +32,7 @@ impl Intake {
             tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: this process could not have written that path");
             return;
         }
-        let named_redacted = draft.named_path.as_deref().is_some_and(|n| self.redact.matches(n));
-        let draft = if self.redact.matches(&draft.path) || named_redacted { draft.redacted() } else { draft };
+        let draft = self.secrets.redact(draft);
         let now = jiff::Timestamp::now().as_second();
         // The kernel's euid (SO_PEERCRED), never `uid`: that one may be a
         // value the client claimed.
@@ -53,6 +52,8 @@ impl Intake {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
     use crate::config::Quota;
     use crate::identity::Trust;
@@ -62,7 +63,7 @@ mod tests {
     fn quotas_are_charged_to_the_kernel_euid_not_a_claimed_uid() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let quotas = Quotas::new(Quota { versions_per_minute: 3, bytes_per_day: 1 << 20 });
-        let intake = Intake::new(Globs::default(), quotas, tx);
+        let intake = Intake::new(Secrets::new(Default::default(), HashSet::new()), quotas, tx);
         let dir = tempfile::tempdir().unwrap();
         let draft = |name: &str| {
             let path = dir.path().join(name).into_os_string().into_encoded_bytes();

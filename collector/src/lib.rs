@@ -9,6 +9,7 @@
 //! - [`identity`] — who a peer is: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
 //! - [`quota`] — per-uid limits on versions and bytes.
+//! - [`secrets`] — which contents are redacted: by name, and by hash under any name.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
@@ -33,6 +34,7 @@ pub mod intake;
 pub mod model;
 pub mod print;
 pub mod quota;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod when;

@@ -26,6 +26,7 @@ use crate::identity;
 use crate::intake::Intake;
 use crate::model::{Draft, Side};
 use crate::quota::Quotas;
+use crate::secrets::Secrets;
 use crate::writer::VersionSender;
 use crate::{finisher, holders};
 
@@ -38,9 +39,8 @@ const FRAME_SLACK: u64 = 1 << 20;
 
 /// Binds `socket` and serves until the process is stopped. The socket
 /// appears at its path only once it accepts connections.
-pub fn serve(socket: &Path, config: Config, tx: VersionSender) -> Result<()> {
-    let redact = config.redactions().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
-    let intake = Arc::new(Intake::new(redact, Quotas::new(config.quota), tx));
+pub fn serve(socket: &Path, config: Config, secrets: Secrets, tx: VersionSender) -> Result<()> {
+    let intake = Arc::new(Intake::new(secrets, Quotas::new(config.quota), tx));
     let listener = bind(socket)?;
     tracing::info!(socket = %socket.display(), track = ?config.track, "collector listening");
     let config = Arc::new(config);
