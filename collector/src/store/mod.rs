@@ -280,7 +280,9 @@ fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u
             return Ok(Some(put));
         }
     }
-    let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH);
+    // Filling in an older row: no delta, so that a delta's base is always
+    // an older blob (purging relies on it).
+    let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH && existing.is_none());
     let (codec, data, base_id, depth) = match bytes {
         Some(bytes) => {
             let (codec, data) = blobs::encode(bytes, base.map(|b| b.2));

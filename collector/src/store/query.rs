@@ -32,7 +32,8 @@ pub struct QueryFilter {
 
 const COLUMNS: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
     nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
-    v.before_state, v.before_blob, v.after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
+    CASE WHEN b.redacted THEN 'redacted' ELSE v.before_state END AS before_state, v.before_blob,
+    CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END AS after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
     p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust";
 const JOINS: &str = "JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
     LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
