@@ -19,6 +19,10 @@ pub enum Error {
     /// The version exists but its content was not stored.
     #[error("version {id}: content not stored ({why})")]
     NoContent { id: i64, why: String },
+    /// The version's content is redacted: it was never stored, whatever
+    /// else the store holds.
+    #[error("version {id} is redacted: its content was never stored")]
+    Redacted { id: i64 },
     /// Stored content does not decode (damaged store).
     #[error("corrupt content in the store: {0}")]
     Corrupt(String),

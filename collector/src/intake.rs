@@ -1,31 +1,32 @@
 //! The gate between assembled versions and the store: every version is
-//! checked (could this writer have made it?), redacted where the config
-//! says, and counted against its user's quota before it is queued for the
-//! writer. Refusals are logged, never silent.
+//! checked (could this writer have made it?), redacted where its names or
+//! its content are secret ([`Secrets`]), and counted against the quota of
+//! its writer's kernel-verified euid before it is queued for the writer.
+//! Refusals are logged, never silent.
 
 use std::sync::Arc;
 
 use filetrail_wire::Policy;
 use filetrail_wire::path::escape_bytes;
-use filetrail_wire::policy::Globs;
 
 use crate::access;
 use crate::model::{Draft, NewVersion};
 use crate::quota::{Exceeded, Quotas};
+use crate::secrets::Secrets;
 use crate::who::Identity;
 use crate::writer::VersionSender;
 
 pub struct Intake {
     /// What is tracked: versions of other paths are refused.
     scope: Policy,
-    redact: Globs,
+    secrets: Secrets,
     quotas: Quotas,
     tx: VersionSender,
 }
 
 impl Intake {
-    pub fn new(scope: Policy, redact: Globs, quotas: Quotas, tx: VersionSender) -> Self {
-        Intake { scope, redact, quotas, tx }
+    pub fn new(scope: Policy, secrets: Secrets, quotas: Quotas, tx: VersionSender) -> Self {
+        Intake { scope, secrets, quotas, tx }
     }
 
     pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>) {
@@ -34,19 +35,66 @@ impl Intake {
             tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: {}", why.as_str());
             return;
         }
-        let named_redacted = draft.named_path.as_deref().is_some_and(|n| self.redact.matches(n));
-        let draft = if self.redact.matches(&draft.path) || named_redacted { draft.redacted() } else { draft };
+        let draft = self.secrets.redact(draft);
         let now = jiff::Timestamp::now().as_second();
-        if let Err((kind, first)) = self.quotas.charge(who.uid, draft.content_bytes(), now) {
+        // The kernel's euid (SO_PEERCRED), never `uid`: that one may be a
+        // value the client claimed.
+        if let Err((kind, first)) = self.quotas.charge(who.euid, draft.content_bytes(), now) {
             if first {
                 let what = match kind {
                     Exceeded::VersionsPerMinute => "versions per minute",
                     Exceeded::BytesPerDay => "bytes per day",
                 };
-                tracing::warn!(uid = who.uid, user = %who.user, %path, "quota of {what} exceeded: dropping this user's versions until the window ends");
+                tracing::warn!(euid = who.euid, user = %who.user, %path, "quota of {what} exceeded: dropping this user's versions until the window ends");
             }
             return;
         }
         let _ = self.tx.send(NewVersion { draft, who: who.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::config::Quota;
+    use crate::model::{Action, Side};
+    use crate::who::Trust;
+
+    #[test]
+    fn quotas_are_charged_to_the_kernel_euid_not_a_claimed_uid() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let quotas = Quotas::new(Quota { versions_per_minute: 3, bytes_per_day: 1 << 20 });
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return eprintln!("not root: the access check cannot act as uid 4242; skipped");
+        }
+        let scope = Policy::new(&[dir.path().to_str().unwrap()], &[] as &[&str], 1 << 20).unwrap();
+        let intake = Intake::new(scope, Secrets::new(Default::default(), HashSet::new()), quotas, tx);
+        let draft = |name: &str| {
+            let path = dir.path().join(name).into_os_string().into_encoded_bytes();
+            Draft::new(
+                path,
+                Action::Create,
+                None,
+                Some(Side::from_bytes(b"x".to_vec(), None, true)),
+                jiff::Timestamp::now(),
+            )
+        };
+        // Its process was gone before /proc was read: uid 0 is only claimed.
+        let mut liar = Identity { euid: 4242, uid: 0, gid: 4242, ..Default::default() };
+        liar.trust.insert("uid", Trust::Claimed);
+        let (liar, root) = (Arc::new(liar), Arc::new(Identity::default()));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        for i in 0..10 {
+            intake.submit(draft(&format!("flood{i}")), &liar);
+        }
+        intake.submit(draft("root.conf"), &root);
+        let got: Vec<_> = rx.try_iter().map(|v| (v.who.euid, v.draft.path)).collect();
+        assert_eq!(got.len(), 4, "three of the liar's, then root's: {got:?}");
+        assert_eq!(got[3].0, 0);
     }
 }

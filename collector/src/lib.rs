@@ -13,6 +13,7 @@
 //! - [`registry`] — which audit sessions are real logins (registered by PAM).
 //! - [`quota`] — per-uid limits on versions and bytes.
 //! - [`limits`] — per-user caps on connections and content held in memory.
+//! - [`secrets`] — which contents are redacted: by name, and by hash under any name.
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
@@ -40,6 +41,7 @@ pub mod model;
 pub mod print;
 pub mod quota;
 pub mod registry;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod when;

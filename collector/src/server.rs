@@ -33,6 +33,7 @@ use crate::limits::{self, Limits, Slot};
 use crate::model::{Draft, Side, Stored};
 use crate::quota::Quotas;
 use crate::registry::{self, Registry};
+use crate::secrets::Secrets;
 use crate::writer::VersionSender;
 use crate::{finisher, holders};
 
@@ -59,10 +60,15 @@ struct Shared {
 
 /// Binds `socket` and serves until the process is stopped. The socket
 /// appears at its path only once it accepts connections.
-pub fn serve(socket: &Path, config: Config, tx: VersionSender, registry: Arc<Registry>) -> Result<()> {
-    let redact = config.redactions().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
+pub fn serve(
+    socket: &Path,
+    config: Config,
+    secrets: Secrets,
+    tx: VersionSender,
+    registry: Arc<Registry>,
+) -> Result<()> {
     let scope = config.policy().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
-    let intake = Arc::new(Intake::new(scope, redact, Quotas::new(config.quota), tx));
+    let intake = Arc::new(Intake::new(scope, secrets, Quotas::new(config.quota), tx));
     let nofile = limits::raise_nofile();
     let limits = Arc::new(Limits::new(&config, nofile));
     tracing::info!(

@@ -57,21 +57,20 @@ impl Collector {
         std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
         let socket = dir.path().join("collector.sock");
         let db = dir.path().join("trail.db");
-        let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
-        let child = Command::new(collector_bin())
-            .args(["serve", "--socket"])
-            .arg(&socket)
-            .arg("--db")
-            .arg(&db)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting collector");
+        let child = spawn_collector(dir.path(), &socket, &db);
         let c = Collector { dir, socket, db, track, child };
         c.wait_until(|| c.socket.exists(), "the collector socket to appear");
         c
+    }
+
+    /// Stops the collector (SIGKILL) and starts it again on the same store
+    /// and config, as a reboot or an upgrade would.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn_collector(self.dir.path(), &self.socket, &self.db);
+        self.wait_until(|| self.socket.exists(), "the collector socket to appear again");
     }
 
     fn wait_until(&self, mut ok: impl FnMut() -> bool, what: &str) {
@@ -172,6 +171,23 @@ impl Drop for Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `collector serve` on `socket` and `db` with `dir`/config.toml, logging
+/// (appending) to `dir`/collector.log.
+fn spawn_collector(dir: &Path, socket: &Path, db: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("collector.log")).unwrap();
+    Command::new(collector_bin())
+        .args(["serve", "--socket"])
+        .arg(socket)
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting collector")
 }
 
 /// Compiles a C program into `dir` and returns its path.

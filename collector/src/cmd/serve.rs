@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::config::{self, Config};
+use crate::secrets::Secrets;
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -17,11 +18,12 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
         None => (config::default_path(), true),
     };
     let config = Config::load(&config_path, missing_ok).context("loading the config")?;
-    let store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
+    let mut store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
+    let secrets = Secrets::load(&config, &mut store).context("learning the redacted contents")?;
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
-    crate::server::serve(&cli.socket, config, tx, registry).context("serving")?;
+    crate::server::serve(&cli.socket, config, secrets, tx, registry).context("serving")?;
     let _ = writer.join();
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,9 @@
 //! file as dictionary when that is smaller. Delta chains are capped at
 //! [`MAX_DEPTH`] so reading a version never decodes more than that many.
 //!
+//! A delta's base is always an older blob (smaller id), never one that
+//! holds no data; purging a content (`purge.rs`) relies on both.
+//!
 //! The encoding functions are pure; [`super::Store`] does the SQL.
 
 use crate::error::{Error, Result};

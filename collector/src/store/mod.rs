@@ -3,12 +3,14 @@
 //! reading them back ([`query`]).
 //!
 //! Invariants: every batch is one transaction; a blob is stored once per
-//! distinct SHA-256; the database file is created 0600 from its first byte,
+//! distinct SHA-256; a redacted content's bytes are never stored, under any
+//! name ([`purge`]); the database file is created 0600 from its first byte,
 //! in a 0700 directory (it holds the content of every tracked file), and the
 //! collector refuses to write a store that anyone else could control (see
 //! [`Store::open`]); read-only commands open it read-only.
 
 pub mod blobs;
+mod purge;
 pub mod query;
 pub mod review;
 pub mod schema;
@@ -24,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::model::{NewVersion, Side, Stored};
 use crate::who::Identity;
 
+pub use purge::Hash;
 pub use query::QueryFilter;
 
 pub struct Store {
@@ -31,6 +34,8 @@ pub struct Store {
     path: PathBuf,
     /// Identity key -> (`writers` row, `principals` row), already stored.
     writers: HashMap<u64, (i64, i64)>,
+    /// A purge's WAL truncation could not finish: retried after each batch.
+    scrub_pending: bool,
 }
 
 impl Store {
@@ -52,11 +57,15 @@ impl Store {
         let wrap = |source| Error::Store { path: path.to_path_buf(), source };
         let mut conn = Connection::open(path).map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        // Freed space is zeroed: purged content leaves no trace in free pages.
+        conn.pragma_update(None, "secure_delete", "ON").map_err(wrap)?;
         // FULL: a committed batch survives power loss; batching pays for it.
         conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
         schema::migrate(&mut conn).map_err(wrap)?;
-        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new() })
+        let mut store = Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false };
+        store.purge_leftovers()?;
+        Ok(store)
     }
 
     /// Opens an existing store read-only (review commands).
@@ -73,7 +82,7 @@ impl Store {
                 .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
         schema::check_readable(&conn).map_err(wrap)?;
-        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new() })
+        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false })
     }
 
     pub fn path(&self) -> &Path {
@@ -88,6 +97,7 @@ impl Store {
     pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<i64>> {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
+        let mut purged = false;
         for v in batch {
             let (writer, principal) = match self.writers.get(&v.who.key) {
                 Some(&ids) => ids,
@@ -106,12 +116,19 @@ impl Store {
                 None => None,
             };
             // The after content is delta-encoded against the before content.
-            let base = before.zip(d.before.as_ref().and_then(|s| s.bytes.as_deref()));
+            let base = before
+                .filter(|b| b.data)
+                .zip(d.before.as_ref().and_then(|s| s.bytes.as_deref()))
+                .map(|(b, bytes)| (b.id, b.depth, bytes.as_slice()));
             let after = match &d.after {
-                Some(side) => put_blob(&tx, side, base.map(|(b, bytes)| (b.0, b.1, bytes.as_slice())))?,
+                Some(side) => put_blob(&tx, side, base)?,
                 None => None,
             };
-            let state = |s: &Option<Side>| s.as_ref().map(|s| s.stored.as_str());
+            purged |= [before, after].iter().flatten().any(|b| b.purged);
+            // A content known to be secret is labelled so, whatever the intake thought.
+            let state = |s: &Option<Side>, b: Option<Put>| {
+                s.as_ref().map(|s| if b.is_some_and(|b| b.secret) { Stored::Redacted } else { s.stored }.as_str())
+            };
             let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
             let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
             tx.prepare_cached(
@@ -125,10 +142,10 @@ impl Store {
                 &d.named_path,
                 d.action.as_str(),
                 &d.old_path,
-                before.map(|b| b.0),
-                state(&d.before),
-                after.map(|b| b.0),
-                state(&d.after),
+                before.map(|b| b.id),
+                state(&d.before, before),
+                after.map(|b| b.id),
+                state(&d.after, after),
                 consistent,
                 meta.map(|m| m.mode & 0o7777),
                 meta.map(|m| m.uid),
@@ -139,33 +156,15 @@ impl Store {
             ids.push(tx.last_insert_rowid());
         }
         tx.commit()?;
+        if purged || self.scrub_pending {
+            self.scrub_wal();
+        }
         Ok(ids)
     }
 
     /// The content of blob `id`, following its delta chain.
     pub fn blob_bytes(&self, id: i64) -> Result<Option<Vec<u8>>> {
-        // Walk down to a full blob, then decode back up.
-        let mut chain = Vec::new();
-        let mut next = Some(id);
-        while let Some(id) = next {
-            let row: (i64, i64, Option<i64>, Option<Vec<u8>>) =
-                self.conn.query_row("SELECT size, codec, base, data FROM blobs WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?;
-            let Some(data) = row.3 else { return Ok(None) };
-            let codec =
-                blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
-            next = if codec == blobs::Codec::Delta { row.2 } else { None };
-            chain.push((codec, data, row.0 as usize));
-            if chain.len() as i64 > blobs::MAX_DEPTH + 1 {
-                return Err(Error::Corrupt(format!("blob {id}: delta chain too long")));
-            }
-        }
-        let mut content: Option<Vec<u8>> = None;
-        for (codec, data, size) in chain.into_iter().rev() {
-            content = Some(blobs::decode(codec, &data, size, content.as_deref())?);
-        }
-        Ok(content)
+        blob_bytes(&self.conn, id)
     }
 }
 
@@ -235,6 +234,32 @@ fn prepare(path: &Path) -> Result<PathBuf> {
     Ok(store)
 }
 
+/// The content of blob `id`, following its delta chain; `None` when a blob
+/// on the way holds no data.
+fn blob_bytes(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
+    // Walk down to a full blob, then decode back up.
+    let mut chain = Vec::new();
+    let mut next = Some(id);
+    while let Some(id) = next {
+        let row: (i64, i64, Option<i64>, Option<Vec<u8>>) = conn
+            .prepare_cached("SELECT size, codec, base, data FROM blobs WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let Some(data) = row.3 else { return Ok(None) };
+        let codec =
+            blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
+        next = if codec == blobs::Codec::Delta { row.2 } else { None };
+        chain.push((codec, data, row.0 as usize));
+        if chain.len() as i64 > blobs::MAX_DEPTH + 1 {
+            return Err(Error::Corrupt(format!("blob {id}: delta chain too long")));
+        }
+    }
+    let mut content: Option<Vec<u8>> = None;
+    for (codec, data, size) in chain.into_iter().rev() {
+        content = Some(blobs::decode(codec, &data, size, content.as_deref())?);
+    }
+    Ok(content)
+}
+
 /// Stores the writer of `w` (one per process image) and, unless an equal
 /// one exists, its principal. Returns (writer id, principal id).
 fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)> {
@@ -286,25 +311,50 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
     Ok((tx.last_insert_rowid(), principal))
 }
 
-/// Stores `side`'s content once (by hash) and returns (blob id, delta
-/// depth); `base` is (id, depth, content) of the blob to delta against.
-/// `None` when the content is unknown (unreadable).
-fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u8])>) -> Result<Option<(i64, i64)>> {
+/// Where a side's content went: its blob, how deep in a delta chain,
+/// whether the blob holds data, and whether that content is secret.
+#[derive(Debug, Clone, Copy)]
+struct Put {
+    id: i64,
+    depth: i64,
+    data: bool,
+    /// The content is redacted: never stored, whatever name it came under.
+    secret: bool,
+    /// Storing this side purged data stored earlier under another name.
+    purged: bool,
+}
+
+/// Stores `side`'s content once (by hash); `base` is (id, depth, content)
+/// of the blob to delta against. `None` when the content is unknown
+/// (unreadable). A redacted side marks its content secret: a blob already
+/// holding those bytes is purged; a stored side whose content is secret is
+/// not stored.
+fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u8])>) -> Result<Option<Put>> {
     use rusqlite::OptionalExtension;
     let Some(sha) = side.sha256.as_deref().and_then(|h| hex::decode(h).ok()) else { return Ok(None) };
-    let existing: Option<(i64, i64, bool)> = tx
+    // Empty content hides nothing: never secret (or every empty file would be).
+    let secret = side.stored == Stored::Redacted && side.size > 0;
+    let existing: Option<(i64, i64, bool, bool)> = tx
         .prepare_cached(
-            "SELECT id, depth, data IS NULL FROM blobs WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1",
+            "SELECT id, depth, data IS NOT NULL, redacted FROM blobs
+             WHERE substr(sha256, 1, 8) = substr(?1, 1, 8) AND sha256 = ?1",
         )?
-        .query_row([&sha], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([&sha], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?;
     let bytes = side.bytes.as_deref().filter(|_| side.stored == Stored::Stored);
-    if let Some((id, depth, missing)) = existing
-        && !(missing && bytes.is_some())
-    {
-        return Ok(Some((id, depth)));
+    if let Some((id, depth, data, redacted)) = existing {
+        let put = Put { id, depth, data, secret: redacted, purged: false };
+        if secret && !redacted {
+            purge::purge(tx, id)?;
+            return Ok(Some(Put { depth: 0, data: false, secret: true, purged: data, ..put }));
+        }
+        if redacted || data || bytes.is_none() {
+            return Ok(Some(put));
+        }
     }
-    let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH);
+    // Filling in an older row: no delta, so that a delta's base is always
+    // an older blob (purging relies on it).
+    let base = base.filter(|(_, depth, _)| *depth < blobs::MAX_DEPTH && existing.is_none());
     let (codec, data, base_id, depth) = match bytes {
         Some(bytes) => {
             let (codec, data) = blobs::encode(bytes, base.map(|b| b.2));
@@ -316,12 +366,15 @@ fn put_blob(tx: &rusqlite::Transaction, side: &Side, base: Option<(i64, i64, &[u
         }
         None => (blobs::Codec::Raw as i64, None, None, 0),
     };
-    if let Some((id, _, _)) = existing {
+    let put = |id| Put { id, depth, data: data.is_some(), secret, purged: false };
+    if let Some((id, ..)) = existing {
         tx.prepare_cached("UPDATE blobs SET codec = ?2, base = ?3, depth = ?4, data = ?5 WHERE id = ?1")?
             .execute(params![id, codec, base_id, depth, data])?;
-        return Ok(Some((id, depth)));
+        return Ok(Some(put(id)));
     }
-    tx.prepare_cached("INSERT INTO blobs (sha256, size, codec, base, depth, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-        .execute(params![sha, side.size as i64, codec, base_id, depth, data])?;
-    Ok(Some((tx.last_insert_rowid(), depth)))
+    tx.prepare_cached(
+        "INSERT INTO blobs (sha256, size, codec, base, depth, data, redacted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![sha, side.size as i64, codec, base_id, depth, data, secret])?;
+    Ok(Some(put(tx.last_insert_rowid())))
 }

@@ -32,7 +32,8 @@ pub struct QueryFilter {
 
 const COLUMNS: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
     nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
-    v.before_state, v.before_blob, v.after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
+    CASE WHEN b.redacted THEN 'redacted' ELSE v.before_state END AS before_state, v.before_blob,
+    CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END AS after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
     p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust";
 const JOINS: &str = "JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
     LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
@@ -129,24 +130,32 @@ impl Store {
         self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id))
     }
 
-    /// The exact bytes of a version's after (or before) content.
+    /// The exact bytes of a version's after (or before) content. A redacted
+    /// side is refused whatever its hash points at.
     pub fn content(&self, id: i64, before: bool) -> Result<Vec<u8>> {
         let side = if before { "before" } else { "after" };
-        let (blob, state): (Option<i64>, Option<String>) = self
+        let (blob, state, secret): (Option<i64>, Option<String>, Option<bool>) = self
             .conn()
-            .query_row(&format!("SELECT {side}_blob, {side}_state FROM versions WHERE id = ?1"), [id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                &format!(
+                    "SELECT v.{side}_blob, v.{side}_state, b.redacted FROM versions v
+                     LEFT JOIN blobs b ON b.id = v.{side}_blob WHERE v.id = ?1"
+                ),
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .map_err(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
                 e => e.into(),
             })?;
+        if state.as_deref() == Some("redacted") || secret == Some(true) {
+            return Err(Error::Redacted { id });
+        }
         let why = |state: Option<&str>| match state {
             None => {
                 format!("the file did not exist {}", if before { "before this change" } else { "after this change" })
             }
             Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
-            Some("redacted") => "the path is redacted by config; only its hash was recorded".into(),
             Some("unreadable") => "the writing process could not read it".into(),
             Some(s) => format!("content not stored ({s})"),
         };
@@ -214,6 +223,12 @@ impl Store {
         )?;
         for id in stmt.query_map([], |r| r.get::<_, i64>(0))? {
             report.problems.push(format!("version {}: its content is missing from the store", id?));
+        }
+        let mut stmt = self
+            .conn()
+            .prepare("SELECT lower(hex(sha256)) FROM blobs WHERE redacted = 1 AND data IS NOT NULL ORDER BY id")?;
+        for sha in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            report.problems.push(format!("content {}: redacted, yet its bytes are stored", sha?));
         }
         report.versions = self.conn().query_row("SELECT count(*) FROM versions", [], |r| r.get::<_, i64>(0))? as u64;
         Ok(report)
