@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use filetrail_wire::Policy;
-use filetrail_wire::path::escape_bytes;
+use filetrail_wire::path::quote;
 
 use crate::access;
 use crate::model::{Draft, NewVersion};
@@ -30,7 +30,7 @@ impl Intake {
     }
 
     pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>) {
-        let path = escape_bytes(&draft.path);
+        let path = quote(&draft.path).into_owned();
         if let Err(why) = access::check(&self.scope, who, &mut draft) {
             tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: {}", why.as_str());
             return;

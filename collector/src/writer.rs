@@ -48,7 +48,7 @@ fn commit(store: &mut Store, batch: &[NewVersion]) {
                 for (v, id) in batch.iter().zip(ids) {
                     tracing::info!(
                         id,
-                        path = %filetrail_wire::path::escape_bytes(&v.draft.path),
+                        path = %filetrail_wire::path::quote(&v.draft.path),
                         action = v.draft.action.as_str(),
                         user = %v.who.user,
                         pid = v.who.pid,
