@@ -39,16 +39,20 @@ impl Intake {
         let now = jiff::Timestamp::now().as_second();
         // The kernel's euid (SO_PEERCRED), never `uid`: that one may be a
         // value the client claimed.
-        if let Err((kind, first)) = self.quotas.charge(who.euid, draft.content_bytes(), now) {
-            if first {
-                let what = match kind {
-                    Exceeded::VersionsPerMinute => "versions per minute",
-                    Exceeded::BytesPerDay => "bytes per day",
-                };
-                tracing::warn!(euid = who.euid, user = %who.user, %path, "quota of {what} exceeded: dropping this user's versions until the window ends");
+        let draft = match self.quotas.charge(who.euid, draft.content_bytes(), now) {
+            Ok(()) => draft,
+            Err((kind, first)) => {
+                if first {
+                    let what = match kind {
+                        Exceeded::VersionsPerMinute => "versions per minute",
+                        Exceeded::BytesPerDay => "bytes per day",
+                    };
+                    tracing::warn!(euid = who.euid, user = %who.user, %path, "quota of {what} exceeded: this user's versions are recorded without content until the window ends");
+                }
+                // Never hidden: who, when, what and the hashes stay.
+                draft.over_quota()
             }
-            return;
-        }
+        };
         let _ = self.tx.send(NewVersion { draft, who: who.clone() });
     }
 }
@@ -59,7 +63,7 @@ mod tests {
 
     use super::*;
     use crate::config::Quota;
-    use crate::model::{Action, Side};
+    use crate::model::{Action, Side, Stored};
     use crate::who::Trust;
 
     #[test]
@@ -93,8 +97,11 @@ mod tests {
             intake.submit(draft(&format!("flood{i}")), &liar);
         }
         intake.submit(draft("root.conf"), &root);
-        let got: Vec<_> = rx.try_iter().map(|v| (v.who.euid, v.draft.path)).collect();
-        assert_eq!(got.len(), 4, "three of the liar's, then root's: {got:?}");
-        assert_eq!(got[3].0, 0);
+        let got: Vec<_> = rx.try_iter().map(|v| (v.who.euid, v.draft)).collect();
+        assert_eq!(got.len(), 11, "every version is recorded: {got:?}");
+        let with_content: Vec<_> =
+            got.iter().filter(|v| v.1.after.as_ref().unwrap().stored == Stored::Stored).collect();
+        assert_eq!(with_content.len(), 4, "three of the liar's with content, then root's: {got:?}");
+        assert_eq!(with_content[3].0, 0);
     }
 }

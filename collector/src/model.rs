@@ -42,6 +42,8 @@ pub enum Stored {
     Unreadable,
     /// The path matches a `redact` glob: hash and metadata only.
     Redacted,
+    /// Over the user's quota: hash and metadata only.
+    Quota,
 }
 
 impl Stored {
@@ -51,6 +53,7 @@ impl Stored {
             Stored::HashOnly => "hash_only",
             Stored::Unreadable => "unreadable",
             Stored::Redacted => "redacted",
+            Stored::Quota => "quota",
         }
     }
 }
@@ -112,9 +115,14 @@ impl Side {
 
 impl Side {
     /// The same side without its content (hash and metadata stay).
-    pub fn redacted(mut self) -> Side {
+    pub fn redacted(self) -> Side {
+        self.without_content(Stored::Redacted)
+    }
+
+    /// The same side without its content, labelled `why`, where it had some.
+    fn without_content(mut self, why: Stored) -> Side {
         if self.stored == Stored::Stored {
-            self.stored = Stored::Redacted;
+            self.stored = why;
         }
         self.bytes = None;
         self
@@ -139,6 +147,14 @@ impl Draft {
     pub fn redacted(mut self) -> Draft {
         self.before = self.before.map(Side::redacted);
         self.after = self.after.map(Side::redacted);
+        self
+    }
+
+    /// Both sides without content, over the user's quota: the version is
+    /// still recorded (who, when, path, hashes).
+    pub fn over_quota(mut self) -> Draft {
+        self.before = self.before.map(|s| s.without_content(Stored::Quota));
+        self.after = self.after.map(|s| s.without_content(Stored::Quota));
         self
     }
 

@@ -1,6 +1,8 @@
 //! Per-uid quotas: versions per minute and bytes of content per day, so one
-//! user's runaway script cannot flood the store. Exceeding either drops the
-//! version with one clear log line per window.
+//! user's runaway script cannot fill the store. Beyond either, a version is
+//! still recorded (who, when, path, action, hashes) but its content is not
+//! stored (`content: "quota"`), with one clear log line per window: a quota
+//! never hides a change.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

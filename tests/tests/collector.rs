@@ -169,17 +169,26 @@ fn malformed_truncated_and_oversized_frames_close_only_that_connection() {
     c.assert_version(&v[0], "write", "f", Some(b"a"), Some(b"b\n"));
 }
 
+/// A flood cannot hide a change: beyond the quota, versions are recorded
+/// without their content (issue 10's evasion recipe: 100 junk edits, then
+/// the one that matters).
 #[test]
-fn per_user_quota_drops_excess_with_a_log_line() {
-    let c = Collector::start_with("[quota]\nversions_per_minute = 3\n");
-    c.sh("for i in 1 2 3 4 5 6; do echo $i > f$i; done; echo done > marker");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !c.log().contains("quota of versions per minute exceeded") {
-        assert!(std::time::Instant::now() < deadline, "no quota log line: {}", c.log());
-        std::thread::sleep(std::time::Duration::from_millis(50));
+fn over_quota_versions_are_recorded_without_content() {
+    let c = Collector::start_with("[quota]\nversions_per_minute = 20\n");
+    std::fs::write(c.path("sudoers"), "root ALL=(ALL) ALL\n").unwrap();
+    for i in 1..=100 {
+        std::fs::write(c.path(&format!("junk{i}")), "").unwrap();
     }
-    // Every version has passed the intake by now; the writer may still be committing.
-    assert_eq!(c.wait_versions(3).len(), 3);
+    c.sh("for i in $(seq 1 100); do echo junk $i > junk$i; done; echo 'mallory ALL=(ALL) NOPASSWD: ALL' >> sudoers");
+    let v = c.wait_versions(101);
+    assert_eq!(v.len(), 101, "every change leaves a trace");
+    let sudoers = v.iter().find(|x| x["path"] == c.path("sudoers").display().to_string().as_str()).expect("sudoers");
+    assert_eq!(sudoers["content"], "quota");
+    assert_eq!(sudoers["after"], sha256(b"root ALL=(ALL) ALL\nmallory ALL=(ALL) NOPASSWD: ALL\n").as_str());
+    assert_eq!(v.iter().filter(|x| x["content"] == "stored").count(), 20);
+    assert!(c.log().contains("recorded without content"), "{}", c.log());
+    let show = cli(&c, &["show", &sudoers["id"].to_string()]);
+    assert!(!show.status.success() && String::from_utf8_lossy(&show.stderr).contains("quota"), "{show:?}");
 }
 
 #[test]
