@@ -270,3 +270,81 @@ fn a_full_disk_delays_versions_and_loses_none() {
     stop(&mut c);
     verify(&c.db);
 }
+
+#[test]
+fn a_socket_passed_by_systemd_is_used_and_left_in_place() {
+    if Command::new("systemd-socket-activate").arg("--help").output().is_err() {
+        eprintln!("systemd-socket-activate not installed; skipped");
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("filetrail-activate").tempdir().unwrap();
+    let (track, socket, db) = (dir.path().join("track"), dir.path().join("s.sock"), dir.path().join("t.db"));
+    std::fs::create_dir(&track).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("track = [{:?}]\n", track.display().to_string())).unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    // It binds the socket, then execs the collector with it as fd 3
+    // (LISTEN_FDS=1, LISTEN_PID) at the first connection, as systemd does.
+    let mut activator = Reap(vec![
+        Command::new("systemd-socket-activate")
+            .arg("-l")
+            .arg(&socket)
+            .arg(collector_bin())
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .arg("--db")
+            .arg(&db)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the activator did not bind");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let edit = |content: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo {content} > f"))
+            .current_dir(&track)
+            .env("LD_PRELOAD", filetrail_e2e::library())
+            .env("FILETRAIL_SOCKET", &socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    };
+    let count = || {
+        let out = Command::new(collector_bin()).args(["query", "--json", "--db"]).arg(&db).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let wait_count = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count() < n {
+            let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "{n} versions; log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    edit("one");
+    wait_count(1);
+    let child = &mut activator.0[0];
+    let ok = Command::new("kill").arg(child.id().to_string()).status().unwrap().success();
+    assert!(ok);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "the collector did not exit within 5 s");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success());
+    assert!(socket.exists(), "systemd's socket is systemd's to remove");
+    assert_eq!(wal_len(&db), 0);
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains(r#"from="systemd""#), "the socket is taken from LISTEN_FDS: {log}");
+}
