@@ -58,7 +58,8 @@ pub fn stopping() -> bool {
 
 /// Until when a stopping collector still reads what peers sent.
 pub fn deadline() -> Option<Instant> {
-    *lock(&state().deadline)
+    // Read on every socket read: no lock until a stop.
+    if stopping() { *lock(&state().deadline) } else { None }
 }
 
 fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> i32 {

@@ -308,9 +308,12 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             {
                 let open = asm.abandon(*token).into_iter().collect();
                 let (who, intake, max_size) = (who.clone(), intake.clone(), config.max_size);
-                let waiting = std::thread::Builder::new()
-                    .name("finish-wait".into())
-                    .spawn(move || finish_holding(None, others, open, who, max_size, intake, extra));
+                // A stop waits for this thread: its opens may have to be handed off.
+                let task = lifecycle::task();
+                let waiting = std::thread::Builder::new().name("finish-wait".into()).spawn(move || {
+                    let _task = task;
+                    finish_holding(None, others, open, who, max_size, intake, extra)
+                });
                 if let Err(e) = waiting {
                     tracing::error!("cannot start a finisher thread: {e}");
                 }
