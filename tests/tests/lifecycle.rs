@@ -216,6 +216,8 @@ fn a_full_disk_delays_versions_and_loses_none() {
         return;
     }
     // Declared first, dropped last: unmounted after the collector is gone.
+    // 4 MiB: room enough, once the filler is gone, for the final checkpoint
+    // to copy the ~1.6 MB the WAL then holds into the database.
     let Some(fs) = Tmpfs::mount("4m") else {
         eprintln!("cannot mount a tmpfs here; skipped");
         return;
