@@ -131,7 +131,8 @@ snapshot() {
         [ -f "$f" ] && sha256sum "$f"
     done
     for p in /etc/filetrail /usr/local/lib/filetrail /usr/local/bin/collector /var/lib/filetrail /var/log/filetrail \
-             /run/filetrail /etc/systemd/system/filetrail-collector.service /etc/ssh/sshd_config.d/filetrail.conf; do
+             /run/filetrail /etc/systemd/system/filetrail-collector.service /etc/systemd/system/filetrail.service \
+             /etc/systemd/system/filetrail.socket /etc/ssh/sshd_config.d/filetrail.conf; do
         [ -e "$p" ] && echo "present $p"
     done
     true

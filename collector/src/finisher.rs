@@ -6,7 +6,7 @@
 //! read is recorded as unreadable, whatever was swapped under the path.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 
@@ -14,14 +14,15 @@ use filetrail_wire::Meta;
 
 use crate::assemble::{Unfinished, complete};
 use crate::asuser::{Creds, as_user};
-use crate::identity;
 use crate::intake::Intake;
 use crate::model::{Side, Stored};
 use crate::who::Identity;
+use crate::{handoff, identity, lifecycle};
 
 /// Waits (on its own thread) for the writer (`writer`, its pidfd, when its
 /// connection ended) and every process behind `others` to exit, then
-/// completes each unfinished open from what its file holds.
+/// completes each unfinished open from what its file holds. If the
+/// collector stops first, the opens are [`handoff::keep`]-ed for the next.
 pub fn spawn(
     writer: Option<OwnedFd>,
     others: Vec<OwnedFd>,
@@ -30,15 +31,20 @@ pub fn spawn(
     max_size: u64,
     intake: Arc<Intake>,
 ) {
+    let task = lifecycle::task();
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
+        let _task = task;
         // The writer may have exec'd the program that really writes
         // (`sh -c 'exec cat src > f'`): name that program, read while it lives.
         let who = match &writer {
             Some(fd) => Arc::new(identity::with_program_now(&who, fd)),
             None => who,
         };
-        for fd in writer.iter().chain(&others) {
-            wait_exit(fd);
+        let all: Vec<&OwnedFd> = writer.iter().chain(&others).collect();
+        if !lifecycle::wait_exit(&all) {
+            // The collector stops while they live: the next one finishes.
+            handoff::keep(writer.as_ref(), &others, unfinished, &who);
+            return;
         }
         let creds = Creds::of(&who);
         for u in unfinished {
@@ -50,17 +56,6 @@ pub fn spawn(
     });
     if let Err(e) = spawned {
         tracing::error!("cannot start a finisher thread: {e}");
-    }
-}
-
-fn wait_exit(pidfd: &OwnedFd) {
-    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    loop {
-        // SAFETY: pfd is a valid pollfd array of length 1.
-        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return;
-        }
     }
 }
 

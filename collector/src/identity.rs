@@ -40,6 +40,14 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
 
+/// True while the process behind `pidfd` has not exited (a pidfd is
+/// readable once it has).
+pub fn is_alive(pidfd: &impl std::os::fd::AsFd) -> bool {
+    let mut pfd = libc::pollfd { fd: pidfd.as_fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: pfd is a valid pollfd array of length 1.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 0 }
+}
+
 /// `SO_PEERPIDFD` (Linux 6.5+; not in every libc's headers).
 const SO_PEERPIDFD: libc::c_int = 77;
 
@@ -120,7 +128,7 @@ fn peer_pidfd(sock: &impl AsRawFd) -> io::Result<OwnedFd> {
 
 /// Field 22 of `/proc/PID/stat`: when the process started (clock ticks
 /// since boot); with the pid it names one process for the life of the host.
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = read_proc(pid, "stat")?;
     let stat = lossy(&stat);
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()

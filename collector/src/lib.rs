@@ -6,6 +6,10 @@
 //! - [`cli`] and [`cmd`] — argument parsing and one module per subcommand.
 //! - [`config`] — the collector's TOML config: what is tracked.
 //! - [`server`] — the socket, one thread per client connection.
+//! - [`lifecycle`] — stopping without losing anything (drain, then commit).
+//! - [`activation`] — the listening socket across restarts (signals,
+//!   `LISTEN_FDS`, re-exec on SIGHUP).
+//! - [`handoff`] — opens still held at a stop, finished by the next collector.
 //! - [`who`] — who made a change, as plain data (identity and trust labels).
 //! - [`identity`] — how we learn it: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
@@ -26,6 +30,7 @@
 //! - [`when`] — `--since`/`--until` times.
 
 pub mod access;
+pub mod activation;
 pub mod assemble;
 pub mod asuser;
 pub mod cli;
@@ -33,9 +38,11 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod finisher;
+pub mod handoff;
 pub mod holders;
 pub mod identity;
 pub mod intake;
+pub mod lifecycle;
 pub mod limits;
 pub mod model;
 pub mod print;

@@ -30,7 +30,6 @@
 //!   versions are still recorded.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -378,17 +377,6 @@ fn once_a_minute(last: &Mutex<Option<Instant>>) -> bool {
     }
     *last = Some(Instant::now());
     true
-}
-
-/// Waits until every process behind `pidfds` has exited.
-pub fn wait_exit(pidfds: &[OwnedFd]) {
-    for fd in pidfds {
-        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: pfd is a valid pollfd array of length 1.
-        while unsafe { libc::poll(&mut pfd, 1, -1) } < 0
-            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-        {}
-    }
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ impl Side {
     }
 
     /// The same side without its content, labelled `why`, where it had some.
-    fn without_content(mut self, why: Stored) -> Side {
+    pub fn without_content(mut self, why: Stored) -> Side {
         if self.stored == Stored::Stored {
             self.stored = why;
         }

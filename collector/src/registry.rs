@@ -193,8 +193,9 @@ impl Registry {
     }
 }
 
-/// Binds the registry socket (root only) and serves it on its own thread.
-pub fn serve(socket: &Path, registry: Arc<Registry>) -> Result<()> {
+/// Binds the registry socket (root only) and serves it on its own thread;
+/// returns the socket file, to remove at a stop.
+pub fn serve(socket: &Path, registry: Arc<Registry>) -> Result<crate::activation::Bound> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket).map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
@@ -207,7 +208,7 @@ pub fn serve(socket: &Path, registry: Arc<Registry>) -> Result<()> {
             }
         })
         .map_err(|e| Error::io("starting the registry thread", e))?;
-    Ok(())
+    Ok(crate::activation::Bound::at(socket))
 }
 
 #[cfg(test)]

@@ -7,9 +7,14 @@
 //! A malformed or oversized frame gets an `Error` reply and ends that
 //! connection only. When the connection ends, parked versions are released
 //! and unfinished opens go to the [`finisher`](crate::finisher).
+//!
+//! At a stop ([`lifecycle`]) the accept loop ends, each connection reads
+//! what its peer already sent and ends as if the peer had closed, and
+//! [`serve`] returns once they have (bounded): the caller commits and
+//! exits, or re-executes with the listening socket.
 
 use std::io::{self, BufReader, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -24,6 +29,7 @@ use filetrail_wire::{
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
+use crate::activation::{Bound, Inherited, Signal, Signals};
 use crate::assemble::{Assembler, Opened, Unfinished};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -35,7 +41,7 @@ use crate::quota::Quotas;
 use crate::registry::{self, Registry};
 use crate::secrets::Secrets;
 use crate::writer::VersionSender;
-use crate::{finisher, holders};
+use crate::{finisher, handoff, holders, lifecycle};
 
 /// How long a client may take to say hello, or to finish a frame it started
 /// (in total, however slowly the bytes come).
@@ -49,6 +55,10 @@ const MAX_OPENS: usize = 1024;
 const PATH_MAX: usize = 4096;
 /// Frame payload allowance beyond two `max_size` snapshots.
 const FRAME_SLACK: u64 = 1 << 20;
+/// At a stop: how long connections may go on reading what their peers
+/// sent, and how long connections and finishers have to end.
+const DRAIN: Duration = Duration::from_millis(1500);
+const WIND_DOWN: Duration = Duration::from_millis(2500);
 
 /// What every connection thread shares.
 struct Shared {
@@ -58,15 +68,37 @@ struct Shared {
     registry: Arc<Registry>,
 }
 
-/// Binds `socket` and serves until the process is stopped. The socket
-/// appears at its path only once it accepts connections.
+/// How [`serve`] ended.
+pub enum Ended {
+    /// SIGTERM/SIGINT: the socket file (if ours) is gone.
+    Stopped,
+    /// SIGHUP: the listening socket, to pass to the next image.
+    Restart { listener: UnixListener, owned: Option<Bound> },
+}
+
+/// What [`serve`] starts from besides the config.
+pub struct Setup<'a> {
+    /// The socket path (bound here unless `inherited`).
+    pub socket: &'a Path,
+    /// A listening socket passed in (`LISTEN_FDS`).
+    pub inherited: Option<Inherited>,
+    /// Where unfinished opens are handed from one collector to the next.
+    pub handoff: &'a Path,
+    pub signals: &'a Signals,
+}
+
+/// Binds the socket (or takes the one passed in) and serves until a signal.
+/// The socket appears at its path only once it accepts connections. Before
+/// returning it stops accepting and lets connections and finishers wind
+/// down (see the module doc); the writer still has to commit.
 pub fn serve(
-    socket: &Path,
+    setup: Setup,
     config: Config,
     secrets: Secrets,
     tx: VersionSender,
     registry: Arc<Registry>,
-) -> Result<()> {
+) -> Result<Ended> {
+    let socket = setup.socket;
     let scope = config.policy().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
     let intake = Arc::new(Intake::new(scope, secrets, Quotas::new(config.quota), tx));
     let nofile = limits::raise_nofile();
@@ -78,20 +110,69 @@ pub fn serve(
         held_bytes_per_uid = config.max_held_bytes_per_uid,
         "descriptor limit raised to the hard limit; connection caps set"
     );
-    let listener = bind(socket)?;
-    registry::serve(&registry::socket_path(socket), registry.clone())?;
-    tracing::info!(socket = %socket.display(), track = ?config.track, "collector listening");
+    let (listener, owned) = match setup.inherited {
+        Some(i) => (i.listener, i.owned),
+        None => {
+            let listener = bind(socket)?;
+            (listener, Some(Bound::at(socket)))
+        }
+    };
+    listener.set_nonblocking(true).map_err(|e| Error::io("setting the listener non-blocking", e))?;
+    let registry_socket = registry::serve(&registry::socket_path(socket), registry.clone())?;
     let shared = Arc::new(Shared { config, intake, limits, registry });
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => accept(stream, &shared),
+    match handoff::resume(setup.handoff, &shared.intake, shared.config.max_size) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(opens = n, "took over the opens the previous collector could not finish"),
+        Err(e) => tracing::error!("handoff file not read: {e}"),
+    }
+    tracing::info!(socket = %socket.display(), track = ?shared.config.track, "collector listening");
+    let signal = loop {
+        match setup.signals.wait(&listener) {
+            Some(signal) => break signal,
+            None => accept_all(&listener, &shared),
+        }
+    };
+    let started = Instant::now();
+    tracing::info!(?signal, "stopping: reading what connections sent, finishing what can be finished");
+    registry_socket.remove();
+    if signal == Signal::Stop {
+        // No new connection from here on; those already queued are served.
+        if let Some(owned) = &owned {
+            owned.remove();
+        }
+        lifecycle::stop(DRAIN);
+        accept_all(&listener, &shared);
+    } else {
+        lifecycle::stop(DRAIN);
+    }
+    let left = lifecycle::wait_tasks(started + WIND_DOWN);
+    if left > 0 {
+        tracing::warn!(left, "connections or finishers still busy at the end of the stop: not waited for");
+    }
+    Ok(match signal {
+        Signal::Stop => Ended::Stopped,
+        Signal::Restart => Ended::Restart { listener, owned },
+    })
+}
+
+/// Accepts every connection waiting in the backlog.
+fn accept_all(listener: &UnixListener, shared: &Arc<Shared>) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(false).is_ok() {
+                    accept(stream, shared);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
+                return;
             }
         }
     }
-    Ok(())
 }
 
 /// Admits a new connection under its user's caps and starts its thread, or
@@ -112,8 +193,11 @@ fn accept(stream: UnixStream, shared: &Arc<Shared>) {
         }
     };
     let shared = shared.clone();
-    let spawned =
-        std::thread::Builder::new().name("conn".into()).spawn(move || serve_conn(stream, cred, slot, &shared));
+    let task = lifecycle::task();
+    let spawned = std::thread::Builder::new().name("conn".into()).spawn(move || {
+        let _task = task;
+        serve_conn(stream, cred, slot, &shared)
+    });
     if let Err(e) = spawned {
         tracing::error!("cannot start a connection thread: {e}");
     }
@@ -191,7 +275,10 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     };
     loop {
         reader.get_mut().stop();
-        if reader.buffer().is_empty() && !readable(&stream, TICK_MS) {
+        if reader.buffer().is_empty() && !lifecycle::readable(&*stream, TICK_MS) {
+            if lifecycle::stopping() {
+                break; // everything the peer sent has been read
+            }
             store(asm.tick(Timestamp::now()));
             continue;
         }
@@ -200,6 +287,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
         let (msg, sides) = match read_event(&mut reader, max_payload, &slot) {
             Ok(event) => event,
             Err(FrameError::Eof) => break,
+            Err(_) if lifecycle::stopping() => break,
             Err(e) => {
                 let why = if reader.get_ref().expired() {
                     format!("frame not complete within {} s", CLIENT_TIMEOUT.as_secs())
@@ -226,9 +314,12 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             {
                 let open = asm.abandon(*token).into_iter().collect();
                 let (who, intake, max_size) = (who.clone(), intake.clone(), config.max_size);
-                let waiting = std::thread::Builder::new()
-                    .name("finish-wait".into())
-                    .spawn(move || finish_holding(None, others, open, who, max_size, intake, extra));
+                // A stop waits for this thread: its opens may have to be handed off.
+                let task = lifecycle::task();
+                let waiting = std::thread::Builder::new().name("finish-wait".into()).spawn(move || {
+                    let _task = task;
+                    finish_holding(None, others, open, who, max_size, intake, extra)
+                });
                 if let Err(e) = waiting {
                     tracing::error!("cannot start a finisher thread: {e}");
                 }
@@ -284,7 +375,8 @@ fn finish_holding(
 ) {
     let copies: Vec<OwnedFd> = writer.iter().chain(&others).filter_map(|fd| fd.try_clone().ok()).collect();
     finisher::spawn(writer, others, open, who, max_size, intake);
-    limits::wait_exit(&copies);
+    // At a stop the finisher hands its opens to the next collector.
+    lifecycle::wait_exit(&copies);
     drop(slot);
 }
 
@@ -367,14 +459,9 @@ fn refuse(stream: &UnixStream, pid: i32, why: &str) {
     let _ = write_frame(&mut &*stream, &ServerMsg::Error { message: why.to_owned() }, &[]);
 }
 
-fn readable(stream: &UnixStream, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: pfd is a valid pollfd array of length 1.
-    unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
-}
-
-/// Reads from the socket within an overall deadline, when one is set: each
-/// read waits at most for what is left of it.
+/// Reads from the socket within an overall deadline, when one is set, and
+/// within the drain deadline of a stopping collector: each read waits at
+/// most for what is left of it.
 struct Timed<'a> {
     stream: &'a UnixStream,
     limit: Duration,
@@ -398,7 +485,7 @@ impl<'a> Timed<'a> {
 
 impl Read for Timed<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = self.deadline.into_iter().chain(lifecycle::deadline()).min() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());

@@ -5,7 +5,7 @@
 //! `scripts/test` builds them before running the tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,6 +40,7 @@ pub struct Collector {
     pub socket: PathBuf,
     pub db: PathBuf,
     pub track: PathBuf,
+    config: PathBuf,
     child: Child,
 }
 
@@ -50,15 +51,20 @@ impl Collector {
 
     /// Starts a collector; `extra_config` is appended to its TOML config.
     pub fn start_with(extra_config: &str) -> Collector {
+        Self::start_with_db(extra_config, None)
+    }
+
+    /// Starts a collector whose store is `db` (default: in its directory).
+    pub fn start_with_db(extra_config: &str, db: Option<&Path>) -> Collector {
         let dir = tempfile::Builder::new().prefix("filetrail-test").tempdir().expect("tempdir");
         let track = dir.path().join("track");
         std::fs::create_dir(&track).unwrap();
         let config = dir.path().join("config.toml");
         std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
         let socket = dir.path().join("collector.sock");
-        let db = dir.path().join("trail.db");
-        let child = spawn_collector(dir.path(), &socket, &db);
-        let c = Collector { dir, socket, db, track, child };
+        let db = db.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("trail.db"));
+        let child = launch(dir.path(), &socket, &db, &config);
+        let c = Collector { dir, socket, db, track, config, child };
         c.wait_until(|| c.socket.exists(), "the collector socket to appear");
         c
     }
@@ -69,11 +75,38 @@ impl Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
-        self.child = spawn_collector(self.dir.path(), &self.socket, &self.db);
-        self.wait_until(|| self.socket.exists(), "the collector socket to appear again");
+        self.start_again();
     }
 
-    fn wait_until(&self, mut ok: impl FnMut() -> bool, what: &str) {
+    /// Starts the collector again with the same socket, store and config
+    /// (after [`Collector::wait_exit`]); its log goes on in the same file.
+    pub fn start_again(&mut self) {
+        self.child = launch(self.dir.path(), &self.socket, &self.db, &self.config);
+        self.wait_until(|| self.socket.exists(), "the collector socket to appear");
+    }
+
+    /// Sends signal `name` (`TERM`, `HUP`, ...) to the collector.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args(["-s", name]).arg(self.pid().to_string()).status().unwrap().success();
+        assert!(ok, "kill -s {name} {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the collector to exit; its status, or None.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Polls `ok` for up to 5 s; panics (with the log) when it stays false.
+    pub fn wait_until(&self, mut ok: impl FnMut() -> bool, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !ok() {
             assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
@@ -166,16 +199,8 @@ impl Collector {
     }
 }
 
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `collector serve` on `socket` and `db` with `dir`/config.toml, logging
-/// (appending) to `dir`/collector.log.
-fn spawn_collector(dir: &Path, socket: &Path, db: &Path) -> Child {
+/// Starts `collector serve`; its stderr goes on `dir/collector.log`.
+fn launch(dir: &Path, socket: &Path, db: &Path, config: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("collector.log")).unwrap();
     Command::new(collector_bin())
         .args(["serve", "--socket"])
@@ -183,11 +208,18 @@ fn spawn_collector(dir: &Path, socket: &Path, db: &Path) -> Child {
         .arg("--db")
         .arg(db)
         .arg("--config")
-        .arg(dir.join("config.toml"))
+        .arg(config)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("starting collector")
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Compiles a C program into `dir` and returns its path.

@@ -1,18 +1,31 @@
-//! `collector serve`: the daemon.
+//! `collector serve`: the daemon. It ends at SIGTERM/SIGINT after a
+//! graceful stop (exit 0), and re-executes itself at SIGHUP keeping its
+//! listening socket (see `activation`, `lifecycle`).
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::activation::{self, Signals};
 use crate::cli::Cli;
 use crate::config::{self, Config};
+use crate::handoff;
 use crate::secrets::Secrets;
+use crate::server::{self, Ended, Setup};
 use crate::store::Store;
+
+/// How long the writer has, at a stop, to commit and checkpoint.
+const COMMIT_TIME: Duration = Duration::from_secs(2);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
 pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
+    // First, while this is the only thread: the environment is read and
+    // changed here, and a signal from now on means a graceful stop.
+    let inherited = activation::inherited(&cli.socket).context("taking the socket passed in (LISTEN_FDS)")?;
+    let signals = Signals::install().context("installing signal handlers")?;
     let (config_path, missing_ok) = match &cli.config {
         Some(p) => (p.clone(), false),
         None => (config::default_path(), true),
@@ -23,7 +36,27 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
-    crate::server::serve(&cli.socket, config, secrets, tx, registry).context("serving")?;
-    let _ = writer.join();
-    Ok(ExitCode::SUCCESS)
+    let handoff = handoff::path_for(&cli.db);
+    let setup = Setup { socket: &cli.socket, inherited, handoff: &handoff, signals: &signals };
+    let ended = server::serve(setup, config, secrets, tx, registry).context("serving")?;
+    match handoff::write(&handoff) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(opens = n, file = %handoff.display(), "opens still held by live processes handed to the next collector")
+        }
+        Err(e) => tracing::error!("cannot write the handoff file, opens still held are lost: {e}"),
+    }
+    if !writer.finish(Instant::now() + COMMIT_TIME) {
+        tracing::error!("the writer did not finish committing in time");
+    }
+    match ended {
+        Ended::Stopped => {
+            tracing::info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ended::Restart { listener, owned } => {
+            let err = activation::reexec(listener, owned.as_ref());
+            Err(anyhow::Error::new(err).context("re-executing the collector"))
+        }
+    }
 }

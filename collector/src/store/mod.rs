@@ -94,19 +94,19 @@ impl Store {
     }
 
     /// Stores a batch of versions in one transaction; returns their ids.
+    /// A batch that fails is rolled back whole and leaves no trace (not even
+    /// in the cache of writers stored), so it can be tried again.
     pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<i64>> {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
         let mut purged = false;
+        let mut fresh: HashMap<u64, (i64, i64)> = HashMap::new();
         for v in batch {
-            let (writer, principal) = match self.writers.get(&v.who.key) {
+            let (writer, principal) = match self.writers.get(&v.who.key).or(fresh.get(&v.who.key)) {
                 Some(&ids) => ids,
                 None => {
                     let ids = insert_writer(&tx, &v.who)?;
-                    if self.writers.len() > 10_000 {
-                        self.writers.clear();
-                    }
-                    self.writers.insert(v.who.key, ids);
+                    fresh.insert(v.who.key, ids);
                     ids
                 }
             };
@@ -156,10 +156,26 @@ impl Store {
             ids.push(tx.last_insert_rowid());
         }
         tx.commit()?;
+        if self.writers.len() + fresh.len() > 10_000 {
+            self.writers.clear();
+        }
+        self.writers.extend(fresh);
         if purged || self.scrub_pending {
             self.scrub_wal();
         }
         Ok(ids)
+    }
+
+    /// Copies the WAL into the database and truncates it (at a stop).
+    pub fn checkpoint(&self) -> Result<()> {
+        let busy: i64 = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(Error::Sql(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("a reader kept the WAL from being truncated".into()),
+            )));
+        }
+        Ok(())
     }
 
     /// The content of blob `id`, following its delta chain.
