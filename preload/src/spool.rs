@@ -75,7 +75,8 @@ fn open_dir(socket: &[u8]) -> Result<Fd, String> {
     let dir = spool::dir_of(socket);
     let shown = String::from_utf8_lossy(&dir).into_owned();
     let path = CString::new(dir).map_err(|_| "the socket path holds a NUL byte".to_string())?;
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // O_PATH: the directory is only searchable (1733), not readable.
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     let fd =
         sys::openat(libc::AT_FDCWD, &path, flags).map_err(|e| format!("spool directory {shown}: {}", os_error(e)))?;
     let st = sys::fstat(fd.raw()).map_err(|e| format!("spool directory {shown}: {}", os_error(e)))?;

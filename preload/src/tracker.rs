@@ -124,10 +124,11 @@ fn ready(p: &mut Process) -> Option<&Policy> {
                 p.phase = Phase::Ready { policy, conn: Some(conn) };
             }
             // spool: no collector answers; spool, or else stop recording.
-            Err(why) if start_spooling(p, &why) => {}
             Err(why) => {
-                debug(|| format!("collector unavailable, not recording this process: {why}"));
-                turn_off(p);
+                if let Err(no) = start_spooling(p, &why) {
+                    debug(|| format!("collector unavailable, not recording this process: {why} (cannot spool: {no})"));
+                    turn_off(p);
+                }
             }
         }
     }
@@ -188,49 +189,36 @@ fn send(p: &mut Process, msg: ClientMsg, snaps: &[&Snap]) {
     };
     if let Err(why) = conn.send(&msg, &payload, &mut p.budget) {
         // spool: the collector went away or the budget is spent.
-        if start_spooling(p, &why)
-            && let Some(spool) = &mut p.spool
-        {
+        let spooling = start_spooling(p, &why);
+        if let Some(spool) = &mut p.spool {
             return spool.append(&msg, &payload);
         }
         p.dropped += 1;
         let dropped = p.dropped;
-        debug(|| format!("lost {dropped} event(s), not recording this process any more: {why}"));
+        let no = spooling.err().unwrap_or_default();
+        debug(|| format!("lost {dropped} event(s), not recording this process any more: {why} (cannot spool: {no})"));
         turn_off(p);
     }
 }
 
 /// spool: from now on this process writes its events to a spool file of
 /// its own, with the policy it has, or else the one the collector left in
-/// the spool directory. False when it cannot (no spool directory, no
-/// policy, no room); the caller then stops recording.
-fn start_spooling(p: &mut Process, why: &str) -> bool {
+/// the spool directory. Fails (saying why) when it cannot: no spool
+/// directory, no policy, no room; the caller then stops recording.
+fn start_spooling(p: &mut Process, why: &str) -> Result<(), String> {
     let socket = &settings().socket;
     let policy = match &p.phase {
         Phase::Ready { .. } => None,
-        _ => match spool::policy(socket) {
-            Ok(policy) => Some(policy),
-            Err(e) => {
-                debug(|| format!("cannot spool ({e})"));
-                return false;
-            }
-        },
+        _ => Some(spool::policy(socket)?),
     };
-    match Spool::create(socket, sys::getpid()) {
-        Ok(s) => {
-            debug(|| format!("collector unavailable ({why}): spooling to {}", s.name()));
-            p.spool = Some(s);
-        }
-        Err(e) => {
-            debug(|| format!("cannot spool ({e})"));
-            return false;
-        }
-    }
+    let s = Spool::create(socket, sys::getpid())?;
+    debug(|| format!("collector unavailable ({why}): spooling to {}", s.name()));
+    p.spool = Some(s);
     drop_conn(p, LetGo::Close);
     if let Some(policy) = policy {
         p.phase = Phase::Ready { policy, conn: None };
     }
-    true
+    Ok(())
 }
 
 /// Once per process, at first use: a silent panic hook (this library's std

@@ -40,7 +40,8 @@ pub struct Collector {
     pub socket: PathBuf,
     pub db: PathBuf,
     pub track: PathBuf,
-    child: Child,
+    /// None while not started ([`Collector::prepare_with`]) or after [`Collector::kill`].
+    child: Option<Child>,
 }
 
 impl Collector {
@@ -50,6 +51,13 @@ impl Collector {
 
     /// Starts a collector; `extra_config` is appended to its TOML config.
     pub fn start_with(extra_config: &str) -> Collector {
+        let mut c = Self::prepare_with(extra_config);
+        c.start_prepared();
+        c
+    }
+
+    /// The directory, config and paths of a collector, not started.
+    pub fn prepare_with(extra_config: &str) -> Collector {
         let dir = tempfile::Builder::new().prefix("filetrail-test").tempdir().expect("tempdir");
         let track = dir.path().join("track");
         std::fs::create_dir(&track).unwrap();
@@ -57,21 +65,38 @@ impl Collector {
         std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
         let socket = dir.path().join("collector.sock");
         let db = dir.path().join("trail.db");
-        let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
+        Collector { dir, socket, db, track, child: None }
+    }
+
+    /// Starts `collector serve` on this socket, db and config (again, after
+    /// [`Collector::kill`]); returns once a new socket is in place.
+    pub fn start_prepared(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        assert!(self.child.is_none(), "already running");
+        let stale = std::fs::metadata(&self.socket).ok().map(|m| m.ino());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("collector.log"));
         let child = Command::new(collector_bin())
             .args(["serve", "--socket"])
-            .arg(&socket)
+            .arg(&self.socket)
             .arg("--db")
-            .arg(&db)
+            .arg(&self.db)
             .arg("--config")
-            .arg(&config)
+            .arg(self.dir.path().join("config.toml"))
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log.unwrap())
             .spawn()
             .expect("starting collector");
-        let c = Collector { dir, socket, db, track, child };
-        c.wait_until(|| c.socket.exists(), "the collector socket to appear");
-        c
+        self.child = Some(child);
+        let placed = || std::fs::metadata(&self.socket).is_ok_and(|m| Some(m.ino()) != stale);
+        self.wait_until(placed, "the collector socket to appear");
+    }
+
+    /// Kills the collector (SIGKILL), leaving its socket file behind.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn wait_until(&self, mut ok: impl FnMut() -> bool, what: &str) {
@@ -84,7 +109,7 @@ impl Collector {
 
     /// The collector process's pid (to read its memory use in /proc).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().expect("collector running").id()
     }
 
     pub fn log(&self) -> String {
@@ -169,8 +194,7 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

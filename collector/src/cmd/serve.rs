@@ -21,6 +21,7 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
+    crate::spool::start(&cli.socket, &cli.db, &config).context("starting the spool replay")?;
     crate::server::serve(&cli.socket, config, tx, registry).context("serving")?;
     let _ = writer.join();
     Ok(ExitCode::SUCCESS)

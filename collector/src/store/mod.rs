@@ -9,6 +9,7 @@
 //! [`Store::open`]); read-only commands open it read-only.
 
 pub mod blobs;
+pub mod gaps;
 pub mod query;
 pub mod review;
 pub mod schema;
