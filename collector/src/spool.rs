@@ -37,7 +37,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use filetrail_wire::frame::READ_CHUNK;
 use filetrail_wire::{ClientMsg, FrameError, PROTOCOL_VERSION, Policy, ServerMsg, read_frame, spool, write_frame};
@@ -61,6 +61,8 @@ const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// An empty spool file older than this is a writer that died before it
 /// wrote anything.
 const EMPTY_GRACE: Duration = Duration::from_secs(60);
+/// The longest a replay waits for a claimed pid to exit.
+const MAX_WAIT: Duration = Duration::from_secs(600);
 /// Most opens one spool file may hold at once (as on a connection).
 const MAX_OPENS: usize = 1024;
 
@@ -88,21 +90,7 @@ pub fn start(socket: &Path, db: &Path, config: &Config) -> Result<()> {
     {
         tracing::error!(dir = %beside.display(), "cannot leave the policy for libraries in the spool: {e}");
     }
-    let config_err = |e: glob::PatternError| Error::Config { path: db.into(), message: e.to_string() };
-    let policy = config.policy().map_err(config_err)?;
-    let redact = config.redactions().map_err(config_err)?;
-    let store = Store::open(db)?;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let intake = Intake::new(policy.clone(), redact, Quotas::new(config.quota), tx);
-    let mut replay = Replay {
-        store,
-        intake,
-        rx,
-        policy,
-        max_size: config.max_size,
-        waiting: HashMap::new(),
-        warned: HashMap::new(),
-    };
+    let mut replay = Replay::new(db, config)?;
     std::thread::Builder::new()
         .name("spool".into())
         .spawn(move || {
@@ -168,8 +156,10 @@ struct Replay {
     rx: crossbeam_channel::Receiver<NewVersion>,
     policy: Policy,
     max_size: u64,
-    /// Files replayed once their claimed writer (pid) has exited.
-    waiting: HashMap<Vec<u8>, i32>,
+    /// Files replayed once their claimed writer (pid) has exited, or
+    /// [`MAX_WAIT`] after they were first seen (the pid is a claim, and may
+    /// name another process by now).
+    waiting: HashMap<Vec<u8>, (i32, Instant)>,
     /// Files whose failure was logged already (by name).
     warned: HashMap<Vec<u8>, ()>,
 }
@@ -202,6 +192,18 @@ struct Contents {
 }
 
 impl Replay {
+    /// A replayer with its own connection to the store at `db`.
+    fn new(db: &Path, config: &Config) -> Result<Replay> {
+        let config_err = |e: glob::PatternError| Error::Config { path: db.into(), message: e.to_string() };
+        let policy = config.policy().map_err(config_err)?;
+        let redact = config.redactions().map_err(config_err)?;
+        let store = Store::open(db)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let intake = Intake::new(policy.clone(), redact, Quotas::new(config.quota), tx);
+        let max_size = config.max_size;
+        Ok(Replay { store, intake, rx, policy, max_size, waiting: HashMap::new(), warned: HashMap::new() })
+    }
+
     fn dir(&mut self, dir: &Path) {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let Ok(dirfd) = rustix::fs::open(dir, flags, Mode::empty()) else { return };
@@ -261,8 +263,10 @@ impl Replay {
             return Ok(Outcome::Aside(format!("larger than {} bytes", spool::MAX_FILE)));
         }
         let pid = spool::pid_of(&String::from_utf8_lossy(name.as_bytes())).unwrap_or(0);
-        if let Some(&waited) = self.waiting.get(name.as_bytes())
+        let waiting = self.waiting.get(name.as_bytes()).copied();
+        if let Some((waited, since)) = waiting
             && alive_as(waited, st.st_uid)
+            && since.elapsed() < MAX_WAIT
         {
             return Ok(Outcome::Later);
         }
@@ -286,9 +290,10 @@ impl Replay {
                 return Ok(Outcome::Aside(why));
             }
         };
-        if !unfinished.is_empty() && alive_as(pid, st.st_uid) {
+        let waited_enough = waiting.is_some_and(|(_, since)| since.elapsed() >= MAX_WAIT);
+        if !unfinished.is_empty() && alive_as(pid, st.st_uid) && !waited_enough {
             // It exec'd and the program still runs: finish when it exits.
-            self.waiting.insert(name.as_bytes().to_vec(), pid);
+            self.waiting.entry(name.as_bytes().to_vec()).or_insert((pid, Instant::now()));
             return Ok(Outcome::Later);
         }
         let creds = Creds::of(&who);
@@ -457,4 +462,142 @@ fn alive_as(pid: i32, uid: u32) -> bool {
         return false;
     }
     std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|md| md.uid() == uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use filetrail_wire::{SnapState, Snapshot, WirePath};
+
+    use super::*;
+
+    struct Place {
+        dir: tempfile::TempDir,
+        replay: Replay,
+    }
+
+    impl Place {
+        fn new() -> Place {
+            let dir = tempfile::tempdir().unwrap();
+            let track = dir.path().join("track");
+            std::fs::create_dir(&track).unwrap();
+            std::fs::create_dir(dir.path().join("spool")).unwrap();
+            let config = Config { track: vec![track.display().to_string()], ..Config::default() };
+            let replay = Replay::new(&dir.path().join("db").join("t.db"), &config).unwrap();
+            Place { dir, replay }
+        }
+        fn spool(&self) -> PathBuf {
+            self.dir.path().join("spool")
+        }
+        fn track(&self, name: &str) -> Vec<u8> {
+            self.dir.path().join("track").join(name).into_os_string().into_encoded_bytes()
+        }
+        /// Writes a spool file of these frames (0600) and returns its path.
+        fn file(&self, name: &str, frames: &[(ClientMsg, &[u8])]) -> PathBuf {
+            let path = self.spool().join(name);
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+            for (msg, payload) in frames {
+                write_frame(&mut f, msg, &[payload]).unwrap();
+            }
+            path
+        }
+        fn count(&self, sql: &str) -> i64 {
+            self.replay.store.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+        }
+    }
+
+    fn create(path: Vec<u8>, content: &'static [u8]) -> [(ClientMsg, &'static [u8]); 4] {
+        let n = content.len() as u64;
+        let after = Snapshot { state: SnapState::Stored, len: n, size: Some(n), ..Snapshot::absent() };
+        let begin = ClientMsg::Begin {
+            token: 1,
+            path: WirePath(path),
+            named: None,
+            file: None,
+            flags: libc::O_WRONLY | libc::O_CREAT,
+            before: Snapshot::absent(),
+        };
+        [
+            (ClientMsg::Clock { time_us: 1_700_000_000_000_000 }, b""),
+            (begin, b""),
+            (ClientMsg::Clock { time_us: 1_700_000_000_500_000 }, b""),
+            (ClientMsg::Close { token: 1, after, shared: false }, content),
+        ]
+    }
+
+    const HELLO: (ClientMsg, &[u8]) = (ClientMsg::Hello { version: 1 }, b"");
+
+    #[test]
+    fn a_replayed_version_keeps_its_time_and_the_file_goes() {
+        let mut p = Place::new();
+        let [c1, b, c2, close] = create(p.track("a"), b"one\n");
+        let file = p.file("10.1.ftspool", &[HELLO, c1, b, c2, close]);
+        p.replay.dir(&p.spool());
+        assert!(!file.exists());
+        assert_eq!(p.count("SELECT count(*) FROM versions WHERE time_us = 1700000000500000"), 1);
+        assert_eq!(p.count("SELECT pid FROM writers"), 10);
+    }
+
+    #[test]
+    fn a_locked_or_empty_file_waits() {
+        let mut p = Place::new();
+        let [c1, b, c2, close] = create(p.track("a"), b"one\n");
+        let file = p.file("11.1.ftspool", &[HELLO, c1, b, c2, close]);
+        let empty = p.file("12.1.ftspool", &[]);
+        let held = std::fs::File::open(&file).unwrap();
+        rustix::fs::flock(&held, FlockOperation::LockExclusive).unwrap();
+        p.replay.dir(&p.spool());
+        assert!(file.exists() && empty.exists());
+        assert_eq!(p.count("SELECT count(*) FROM versions"), 0);
+        drop(held);
+        p.replay.dir(&p.spool());
+        assert!(!file.exists() && empty.exists());
+        assert_eq!(p.count("SELECT count(*) FROM versions"), 1);
+    }
+
+    #[test]
+    fn a_cut_off_frame_keeps_what_came_before_and_leaves_a_gap() {
+        let mut p = Place::new();
+        let [c1, b, c2, close] = create(p.track("a"), b"one\n");
+        let lost = (ClientMsg::Lost { versions: 4, bytes: 40 }, &b""[..]);
+        let [d1, _, _, _] = create(p.track("b"), b"two\n");
+        let file = p.file("13.1.ftspool", &[HELLO, c1, b, c2, close, lost, d1]);
+        // The writer died in the middle of its next frame.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+        f.write_all(&[200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'{']).unwrap();
+        p.replay.dir(&p.spool());
+        assert!(!file.exists());
+        assert_eq!(p.count("SELECT count(*) FROM versions"), 1);
+        assert_eq!(p.count("SELECT versions FROM gaps WHERE what = 'lost_in_library'"), 4);
+        assert_eq!(p.count("SELECT count(*) FROM gaps WHERE what = 'spool_truncated'"), 1);
+    }
+
+    #[test]
+    fn a_file_others_may_write_or_without_hello_is_moved_aside() {
+        let mut p = Place::new();
+        let [c1, b, c2, close] = create(p.track("a"), b"one\n");
+        let open = p.file("14.1.ftspool", &[HELLO, c1.clone(), b.clone(), c2.clone(), close.clone()]);
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o622)).unwrap();
+        p.file("15.1.ftspool", &[c1, b, c2, close]);
+        p.replay.dir(&p.spool());
+        assert!(p.spool().join("14.1.ftspool.bad").exists());
+        assert!(p.spool().join("15.1.ftspool.bad").exists());
+        assert_eq!(p.count("SELECT count(*) FROM versions"), 0);
+        assert_eq!(p.count("SELECT count(*) FROM gaps WHERE what = 'spool_malformed'"), 1);
+    }
+
+    #[test]
+    fn the_writer_is_the_owner_and_nothing_else_is_verified() {
+        let who = writer(0, 77);
+        assert_eq!((who.uid, who.euid, who.gid, who.pid), (0, 0, 0, 77));
+        assert_eq!(who.trust["uid"], Trust::Verified);
+        assert_eq!(who.trust["euid"], Trust::Verified);
+        for f in TRUST_FIELDS.iter().filter(|f| !["uid", "euid"].contains(f)) {
+            assert_eq!(who.trust[f], Trust::Claimed, "{f}");
+        }
+        // An owner the user database does not know: no group at all.
+        let nobody = writer(4_000_000_000, 1);
+        assert_eq!((nobody.gid, nobody.groups.len()), (65534, 0));
+    }
 }
