@@ -10,6 +10,7 @@
 //! max_connections_per_uid = 64        # root: 4x; see limits.rs
 //! max_held_bytes_per_uid = 268435456  # content held in memory; root: 4x
 //! idle_timeout_secs = 600             # idle connections give way only at the cap
+//! spool_dir = "/var/spool/filetrail"  # one more spool directory to replay (see spool.rs)
 //!
 //! [quota]                             # per uid; root too
 //! versions_per_minute = 6000
@@ -62,6 +63,12 @@ pub struct Config {
     /// process keeps its connection for life, and idle shells are normal).
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// One more spool directory the collector creates (root, 1733) and
+    /// replays, besides `spool/` beside the socket. Libraries always write
+    /// beside the socket (they cannot ask a collector that is not running);
+    /// this is for spool files placed there some other way.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
 }
 
 /// Per-uid limits on what one user's processes may add.
@@ -125,6 +132,7 @@ impl Default for Config {
             max_connections_per_uid: default_max_connections_per_uid(),
             max_held_bytes_per_uid: default_max_held_bytes_per_uid(),
             idle_timeout_secs: default_idle_timeout_secs(),
+            spool_dir: None,
         }
     }
 }

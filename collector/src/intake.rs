@@ -19,13 +19,13 @@ use crate::writer::VersionSender;
 pub struct Intake {
     /// What is tracked: versions of other paths are refused.
     scope: Policy,
-    secrets: Secrets,
+    secrets: Arc<Secrets>,
     quotas: Quotas,
     tx: VersionSender,
 }
 
 impl Intake {
-    pub fn new(scope: Policy, secrets: Secrets, quotas: Quotas, tx: VersionSender) -> Self {
+    pub fn new(scope: Policy, secrets: Arc<Secrets>, quotas: Quotas, tx: VersionSender) -> Self {
         Intake { scope, secrets, quotas, tx }
     }
 
@@ -76,7 +76,7 @@ mod tests {
             return eprintln!("not root: the access check cannot act as uid 4242; skipped");
         }
         let scope = Policy::new(&[dir.path().to_str().unwrap()], &[] as &[&str], 1 << 20).unwrap();
-        let intake = Intake::new(scope, Secrets::new(Default::default(), HashSet::new()), quotas, tx);
+        let intake = Intake::new(scope, Arc::new(Secrets::new(Default::default(), HashSet::new())), quotas, tx);
         let draft = |name: &str| {
             let path = dir.path().join(name).into_os_string().into_encoded_bytes();
             Draft::new(

@@ -21,6 +21,7 @@
 //! - [`intake`] — the gate applying those checks and redaction before the store.
 //! - [`assemble`] — turns a connection's events into versions (temp-file
 //!   saves, backup renames, deletes): the rules of "what one version is".
+//! - [`spool`] — replays what libraries spooled while no collector answered.
 //! - [`finisher`] — completes versions whose writer exited without closing.
 //! - [`holders`] — other processes still holding a file open for writing.
 //! - [`writer`] — the single thread that writes batches in transactions.
@@ -50,6 +51,7 @@ pub mod quota;
 pub mod registry;
 pub mod secrets;
 pub mod server;
+pub mod spool;
 pub mod store;
 pub mod when;
 pub mod who;

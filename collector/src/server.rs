@@ -94,7 +94,7 @@ pub struct Setup<'a> {
 pub fn serve(
     setup: Setup,
     config: Config,
-    secrets: Secrets,
+    secrets: Arc<Secrets>,
     tx: VersionSender,
     registry: Arc<Registry>,
 ) -> Result<Ended> {
@@ -431,7 +431,7 @@ fn hashed<R: Read>(r: &mut R, snap: &Snapshot) -> Result<Side, FrameError> {
 
 /// Applies one event to the assembler; `sides` are the event's snapshots
 /// in [`ClientMsg::snapshots`] order.
-fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>>, now: Timestamp) -> Vec<Draft> {
+pub(crate) fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>>, now: Timestamp) -> Vec<Draft> {
     let mut sides = sides.into_iter();
     let mut side = || sides.next().flatten();
     match msg {
@@ -450,7 +450,8 @@ fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>>, now: Tim
             let (before, after) = (side(), side());
             asm.truncate(path.0, before, after, now)
         }
-        ClientMsg::Hello { .. } | ClientMsg::Unknown => Vec::new(),
+        // Clock and Lost only appear in spool files (`spool.rs`).
+        ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => Vec::new(),
     }
 }
 

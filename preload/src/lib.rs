@@ -13,6 +13,7 @@
 //! - [`fdtable`] — which descriptors belong to which tracked open.
 //! - [`snapshot`] — reads what a path holds, bounded and consistent.
 //! - [`client`] — the connection to the collector, with a time budget.
+//! - [`spool`] — where events go when no collector answers.
 //! - [`sys`] — raw system calls the library makes for itself, never through
 //!   the hooked libc entry points.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -23,5 +24,6 @@ mod config;
 mod fdtable;
 mod lock;
 mod snapshot;
+mod spool;
 mod sys;
 mod tracker;

@@ -82,6 +82,77 @@ pub fn pread(fd: c_int, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     }
 }
 
+// Spool files (`spool.rs`): created, appended to, truncated back, locked.
+
+/// `openat` with a creation mode (for `O_CREAT`).
+pub fn create_at(dirfd: c_int, path: &CStr, flags: c_int, mode: u32) -> Result<Fd, Errno> {
+    // SAFETY: path is a valid NUL-terminated string for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_openat, dirfd as c_long, path.as_ptr(), flags as c_long, mode as c_long) };
+    check(r).map(|fd| Fd(fd as c_int))
+}
+
+/// Writes all of `parts` back to back (`writev`, again after a short
+/// write). On error, some of the bytes may have been written.
+pub fn write_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
+    let mut iov: Vec<libc::iovec> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+        .collect();
+    let mut start = 0;
+    while start < iov.len() {
+        let count = (iov.len() - start).min(libc::UIO_MAXIOV as usize);
+        // SAFETY: the iov entries point into `parts`, which outlive the call.
+        let r = unsafe { libc::syscall(libc::SYS_writev, fd as c_long, iov[start..].as_ptr(), count as c_long) };
+        let mut done = match check(r) {
+            Ok(0) => return Err(libc::EIO),
+            Ok(n) => n as usize,
+            Err(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        };
+        while start < iov.len() && done >= iov[start].iov_len {
+            done -= iov[start].iov_len;
+            start += 1;
+        }
+        if done > 0 {
+            let v = &mut iov[start];
+            // SAFETY: done < iov_len, so the advanced pointer stays in the buffer.
+            v.iov_base = unsafe { (v.iov_base as *mut u8).add(done) } as *mut libc::c_void;
+            v.iov_len -= done;
+        }
+    }
+    Ok(())
+}
+
+pub fn ftruncate(fd: c_int, len: u64) -> Result<(), Errno> {
+    // SAFETY: no memory is passed.
+    check(unsafe { libc::syscall(libc::SYS_ftruncate, fd as c_long, len as libc::off_t) }).map(drop)
+}
+
+/// `flock(fd, op)`; with `LOCK_NB` it never waits.
+pub fn flock(fd: c_int, op: c_int) -> Result<(), Errno> {
+    // SAFETY: no memory is passed.
+    check(unsafe { libc::syscall(libc::SYS_flock, fd as c_long, op as c_long) }).map(drop)
+}
+
+/// (bytes free for unprivileged users, total bytes) of the file system of `fd`.
+pub fn fs_space(fd: c_int) -> Result<(u64, u64), Errno> {
+    // SAFETY: all-zero is a valid statfs.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a writable statfs buffer.
+    check(unsafe { libc::syscall(libc::SYS_fstatfs, fd as c_long, &mut st as *mut libc::statfs) })?;
+    let bsize = st.f_bsize as u64;
+    Ok((st.f_bavail as u64 * bsize, st.f_blocks as u64 * bsize))
+}
+
+/// Wall-clock nanoseconds since the epoch, from the vDSO.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
 pub fn getpid() -> i32 {
     // SAFETY: getpid cannot fail.
     unsafe { libc::syscall(libc::SYS_getpid) as i32 }

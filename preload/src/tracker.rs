@@ -9,7 +9,9 @@
 //!   child never inherits it half-changed; a `vfork` child (same memory,
 //!   other pid) never touches the state;
 //! - a process whose collector is missing, slow or run by another user
-//!   (neither root nor its own) turns itself off for good
+//!   (neither root nor its own) spools its events instead ([`spool`]), and
+//!   keeps spooling until it exits or `exec`s (one ordered stream per
+//!   file); when it cannot spool either, it turns itself off for good
 //!   ([`off`]), after at most its time budget.
 
 use std::ffi::CStr;
@@ -23,6 +25,7 @@ use crate::config::{debug, settings};
 use crate::fdtable::FdTable;
 use crate::lock::{Lock, LockGuard};
 use crate::snapshot::{self, Follow, Snap};
+use crate::spool::{self, Spool};
 use crate::sys;
 
 static STATE: Lock<Process> = Lock::new(Process::new());
@@ -41,6 +44,8 @@ struct Process {
     next_token: u64,
     budget: Budget,
     dropped: u64,
+    /// Set once no collector answers: every later event goes here.
+    spool: Option<Spool>,
 }
 
 enum Phase {
@@ -54,7 +59,14 @@ enum Phase {
 
 impl Process {
     const fn new() -> Self {
-        Process { phase: Phase::New, fds: FdTable::new(), next_token: 1, budget: Budget::new(0), dropped: 0 }
+        Process {
+            phase: Phase::New,
+            fds: FdTable::new(),
+            next_token: 1,
+            budget: Budget::new(0),
+            dropped: 0,
+            spool: None,
+        }
     }
 }
 
@@ -100,8 +112,9 @@ fn ready(p: &mut Process) -> Option<&Policy> {
             p.budget = Budget::new(settings().budget_ms);
             true
         }
-        // A fork child, or the program closed our socket: reconnect.
-        Phase::Ready { conn: None, .. } => true,
+        // A fork child, or the program closed our socket: reconnect
+        // (spool: unless this process spools).
+        Phase::Ready { conn: None, .. } => p.spool.is_none(),
         _ => false,
     };
     if connect {
@@ -110,9 +123,12 @@ fn ready(p: &mut Process) -> Option<&Policy> {
                 SOCKET_FD.store(conn.fd(), Relaxed);
                 p.phase = Phase::Ready { policy, conn: Some(conn) };
             }
+            // spool: no collector answers; spool, or else stop recording.
             Err(why) => {
-                debug(|| format!("collector unavailable, not recording this process: {why}"));
-                turn_off(p);
+                if let Err(no) = start_spooling(p, &why) {
+                    debug(|| format!("collector unavailable, not recording this process: {why} (cannot spool: {no})"));
+                    turn_off(p);
+                }
             }
         }
     }
@@ -163,16 +179,46 @@ fn payload<'a>(snaps: &[&'a Snap]) -> Vec<&'a [u8]> {
 /// under FILETRAIL_DEBUG, with how many events were lost).
 fn send(p: &mut Process, msg: ClientMsg, snaps: &[&Snap]) {
     let payload = payload(snaps);
+    // spool: once spooling, every event goes to the spool file.
+    if let Some(spool) = &mut p.spool {
+        return spool.append(&msg, &payload);
+    }
     let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else {
         p.dropped += 1;
         return;
     };
     if let Err(why) = conn.send(&msg, &payload, &mut p.budget) {
+        // spool: the collector went away or the budget is spent.
+        let spooling = start_spooling(p, &why);
+        if let Some(spool) = &mut p.spool {
+            return spool.append(&msg, &payload);
+        }
         p.dropped += 1;
         let dropped = p.dropped;
-        debug(|| format!("lost {dropped} event(s), not recording this process any more: {why}"));
+        let no = spooling.err().unwrap_or_default();
+        debug(|| format!("lost {dropped} event(s), not recording this process any more: {why} (cannot spool: {no})"));
         turn_off(p);
     }
+}
+
+/// spool: from now on this process writes its events to a spool file of
+/// its own, with the policy it has, or else the one the collector left in
+/// the spool directory. Fails (saying why) when it cannot: no spool
+/// directory, no policy, no room; the caller then stops recording.
+fn start_spooling(p: &mut Process, why: &str) -> Result<(), String> {
+    let socket = &settings().socket;
+    let policy = match &p.phase {
+        Phase::Ready { .. } => None,
+        _ => Some(spool::policy(socket)?),
+    };
+    let s = Spool::create(socket, sys::getpid())?;
+    debug(|| format!("collector unavailable ({why}): spooling to {}", s.name()));
+    p.spool = Some(s);
+    drop_conn(p, LetGo::Close);
+    if let Some(policy) = policy {
+        p.phase = Phase::Ready { policy, conn: None };
+    }
+    Ok(())
 }
 
 /// Once per process, at first use: a silent panic hook (this library's std
@@ -203,6 +249,8 @@ extern "C" fn fork_child() {
     // connection to the process that opened it).
     drop_conn(p, LetGo::Close);
     p.fds.clear();
+    // spool: the parent's file (and lock) is the parent's; close our copy.
+    p.spool = None;
     p.budget = Budget::new(settings().budget_ms);
     TRACKED_FDS.store(0, Relaxed);
     STATE.release();

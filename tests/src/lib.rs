@@ -41,7 +41,8 @@ pub struct Collector {
     pub db: PathBuf,
     pub track: PathBuf,
     config: PathBuf,
-    child: Child,
+    /// None while not started ([`Collector::prepare_with`]) or after [`Collector::kill`].
+    child: Option<Child>,
 }
 
 impl Collector {
@@ -56,6 +57,17 @@ impl Collector {
 
     /// Starts a collector whose store is `db` (default: in its directory).
     pub fn start_with_db(extra_config: &str, db: Option<&Path>) -> Collector {
+        let mut c = Self::prepare_with_db(extra_config, db);
+        c.start_prepared();
+        c
+    }
+
+    /// The directory, config and paths of a collector, not started.
+    pub fn prepare_with(extra_config: &str) -> Collector {
+        Self::prepare_with_db(extra_config, None)
+    }
+
+    fn prepare_with_db(extra_config: &str, db: Option<&Path>) -> Collector {
         let dir = tempfile::Builder::new().prefix("filetrail-test").tempdir().expect("tempdir");
         let track = dir.path().join("track");
         std::fs::create_dir(&track).unwrap();
@@ -63,26 +75,34 @@ impl Collector {
         std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
         let socket = dir.path().join("collector.sock");
         let db = db.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("trail.db"));
-        let child = launch(dir.path(), &socket, &db, &config);
-        let c = Collector { dir, socket, db, track, config, child };
-        c.wait_until(|| c.socket.exists(), "the collector socket to appear");
-        c
+        Collector { dir, socket, db, track, config, child: None }
+    }
+
+    /// Starts `collector serve` on this socket, db and config (again, after
+    /// [`Collector::kill`] or [`Collector::wait_exit`]); its log goes on in
+    /// the same file. Returns once a new socket is in place.
+    pub fn start_prepared(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let stale = std::fs::metadata(&self.socket).ok().map(|m| m.ino());
+        self.child = Some(launch(self.dir.path(), &self.socket, &self.db, &self.config));
+        let placed = || std::fs::metadata(&self.socket).is_ok_and(|m| Some(m.ino()) != stale);
+        self.wait_until(placed, "the collector socket to appear");
+    }
+
+    /// Kills the collector (SIGKILL), leaving its socket file behind.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops the collector (SIGKILL) and starts it again on the same store
     /// and config, as a reboot or an upgrade would.
     pub fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_file(&self.socket);
-        self.start_again();
-    }
-
-    /// Starts the collector again with the same socket, store and config
-    /// (after [`Collector::wait_exit`]); its log goes on in the same file.
-    pub fn start_again(&mut self) {
-        self.child = launch(self.dir.path(), &self.socket, &self.db, &self.config);
-        self.wait_until(|| self.socket.exists(), "the collector socket to appear");
+        self.start_prepared();
     }
 
     /// Sends signal `name` (`TERM`, `HUP`, ...) to the collector.
@@ -95,7 +115,7 @@ impl Collector {
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 return Some(status);
             }
             if Instant::now() >= deadline {
@@ -116,7 +136,7 @@ impl Collector {
 
     /// The collector process's pid (to read its memory use in /proc).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().expect("collector running").id()
     }
 
     pub fn log(&self) -> String {
@@ -217,8 +237,7 @@ fn launch(dir: &Path, socket: &Path, db: &Path, config: &Path) -> Child {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

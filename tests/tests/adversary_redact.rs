@@ -88,8 +88,9 @@ fn copies_and_renames_of_a_redacted_file_store_nothing_of_it() {
     c.sh("mv ssl/late.key ssl/late.old");
     let v = c.wait_versions(3);
     let want = [("backup/tls.key.bak", &key), ("ssl/tls.old", &key), ("ssl/late.old", &late)];
-    for (v, (name, content)) in v.iter().zip(want) {
-        assert_eq!(path_of(v), c.path(name).display().to_string());
+    for (name, content) in want {
+        let path = c.path(name).display().to_string();
+        let v = v.iter().find(|v| path_of(v) == path).unwrap_or_else(|| panic!("no version of {name}: {v:?}"));
         assert_eq!(v["content"], "redacted", "{v}");
         assert_eq!(v["after"], sha256(content).as_str(), "the hash is kept");
         assert_show_refused(&c, v, false);

@@ -119,7 +119,7 @@ f.write('second\n'); f.close()
     assert_eq!(std::fs::metadata(&handoff).unwrap().mode() & 0o777, 0o600);
     assert!(c.versions().is_empty(), "no version yet: the file is still being written");
 
-    c.start_again();
+    c.start_prepared();
     std::fs::write(&go, "").unwrap();
     assert!(holder.0[0].wait().unwrap().success());
     let v = c.wait_versions(1);

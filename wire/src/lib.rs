@@ -31,10 +31,22 @@
 //!
 //! Unknown message kinds are skipped by the reader ([`ClientMsg::Unknown`]),
 //! so a newer library can talk to an older collector.
+//!
+//! # Spool files
+//! When no collector answers (none at connect, the connection broke, or the
+//! process's time budget is spent), the library appends what it would have
+//! sent to a spool file instead, which the collector replays later
+//! ([`spool`] has the names and places). A spool file is the same frames as
+//! the socket: a [`ClientMsg::Hello`], then each event preceded by a
+//! [`ClientMsg::Clock`] (so a replayed version keeps the time it was made),
+//! and a [`ClientMsg::Lost`] wherever events could not even be spooled.
+//! Content over the library's spool bounds is written as `hash_only`
+//! snapshots: the fact that a version existed is kept, its bytes are not.
 
 pub mod frame;
 pub mod path;
 pub mod policy;
+pub mod spool;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +103,14 @@ pub enum ClientMsg {
     /// A new name `new` was linked to an existing file (`link`, `linkat`,
     /// including an `O_TMPFILE` file made visible); `after` is its content.
     Link { new: WirePath, after: Snapshot },
+    /// Spool files only: the wall-clock time (microseconds since the epoch)
+    /// at which the library made the event that follows. A claim of the
+    /// writer, like everything in a spool file but its owner.
+    Clock { time_us: i64 },
+    /// Events the library could not deliver nor spool (spool bound reached,
+    /// disk full): how many, and how many content bytes they carried. Counts
+    /// add up; the collector records them as a gap.
+    Lost { versions: u64, bytes: u64 },
     /// A kind this reader does not know; skipped.
     #[serde(other)]
     Unknown,
@@ -186,7 +206,19 @@ impl ClientMsg {
             ClientMsg::Rename { before, after, .. } | ClientMsg::Truncate { before, after, .. } => {
                 vec![before, after]
             }
-            ClientMsg::Hello { .. } | ClientMsg::Unknown => vec![],
+            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => vec![],
+        }
+    }
+
+    /// The same snapshots as [`ClientMsg::snapshots`], to change them.
+    pub fn snapshots_mut(&mut self) -> Vec<&mut Snapshot> {
+        match self {
+            ClientMsg::Begin { before, .. } | ClientMsg::Delete { before, .. } => vec![before],
+            ClientMsg::Close { after, .. } | ClientMsg::Link { after, .. } => vec![after],
+            ClientMsg::Rename { before, after, .. } | ClientMsg::Truncate { before, after, .. } => {
+                vec![before, after]
+            }
+            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => vec![],
         }
     }
 

@@ -32,10 +32,11 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     };
     let config = Config::load(&config_path, missing_ok).context("loading the config")?;
     let mut store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
-    let secrets = Secrets::load(&config, &mut store).context("learning the redacted contents")?;
+    let secrets = std::sync::Arc::new(Secrets::load(&config, &mut store).context("learning the redacted contents")?);
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
+    crate::spool::start(&cli.socket, &cli.db, &config, secrets.clone()).context("starting the spool replay")?;
     let handoff = handoff::path_for(&cli.db);
     let setup = Setup { socket: &cli.socket, inherited, handoff: &handoff, signals: &signals };
     let ended = server::serve(setup, config, secrets, tx, registry).context("serving")?;

@@ -33,6 +33,24 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         )?;
         writeln!(out, "oldest:       {}", s.oldest.as_deref().unwrap_or("-"))?;
         writeln!(out, "newest:       {}", s.newest.as_deref().unwrap_or("-"))?;
+        if s.gaps.is_empty() {
+            writeln!(out, "gaps:         none")?;
+        }
+        for g in &s.gaps {
+            // Names from the user database or numbers: quoted like any name.
+            let users: Vec<String> =
+                g.users.iter().map(|u| filetrail_wire::path::quote(u.as_bytes()).into_owned()).collect();
+            writeln!(
+                out,
+                "gaps:         {}: at least {} versions not recorded ({} bytes of content) in {} records, by {}; last {}",
+                g.what,
+                g.versions,
+                g.bytes,
+                g.records,
+                users.join(", "),
+                g.last.as_deref().unwrap_or("-")
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

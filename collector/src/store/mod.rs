@@ -10,6 +10,7 @@
 //! [`Store::open`]); read-only commands open it read-only.
 
 pub mod blobs;
+pub mod gaps;
 mod purge;
 pub mod query;
 pub mod review;

@@ -247,6 +247,8 @@ pub struct Stats {
     pub disk_bytes: u64,
     pub oldest: Option<String>,
     pub newest: Option<String>,
+    /// What could not be recorded, by kind (`store/gaps.rs`).
+    pub gaps: Vec<super::gaps::GapSummary>,
 }
 
 impl Store {
@@ -272,6 +274,7 @@ impl Store {
             disk_bytes,
             oldest: time("SELECT min(time_us) FROM versions")?,
             newest: time("SELECT max(time_us) FROM versions")?,
+            gaps: self.gap_summary()?,
         })
     }
 }
