@@ -14,14 +14,18 @@ use filetrail_wire::Meta;
 
 use crate::assemble::{Unfinished, complete};
 use crate::asuser::{Creds, as_user};
+use crate::delivery::{Delivery, Origin, Receipt};
 use crate::identity;
 use crate::intake::Intake;
-use crate::model::{Side, Stored};
+use crate::model::{Draft, Side, Stored};
 use crate::who::Identity;
 
 /// Waits (on its own thread) for the writer (`writer`, its pidfd, when its
 /// connection ended) and every process behind `others` to exit, then
-/// completes each unfinished open from what its file holds.
+/// completes each unfinished open from what its file holds. A version is
+/// named (`origin`) after its open's `Begin`, like the one its `Close` would
+/// have made; `held`, the connection's claim on its ack, is settled once
+/// they are all stored.
 pub fn spawn(
     writer: Option<OwnedFd>,
     others: Vec<OwnedFd>,
@@ -29,6 +33,7 @@ pub fn spawn(
     who: Arc<Identity>,
     max_size: u64,
     intake: Arc<Intake>,
+    (origin, held): (Option<Origin>, Option<Receipt>),
 ) {
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
         // The writer may have exec'd the program that really writes
@@ -41,11 +46,25 @@ pub fn spawn(
             wait_exit(fd);
         }
         let creds = Creds::of(&who);
-        for u in unfinished {
-            let after = as_user(&creds, || snapshot(&u.path, max_size)).ok().flatten();
-            if let Some(draft) = complete(u, after, jiff::Timestamp::now()) {
-                intake.submit(draft, &who);
-            }
+        let drafts: Vec<Draft> = unfinished
+            .into_iter()
+            .filter_map(|u| {
+                let after = as_user(&creds, || snapshot(&u.path, max_size)).ok().flatten();
+                complete(u, after, jiff::Timestamp::now())
+            })
+            .collect();
+        // The writer commits in order: the last one stored means all are.
+        let mut held = held;
+        let last = drafts.len().saturating_sub(1);
+        for (i, draft) in drafts.into_iter().enumerate() {
+            let delivery = origin
+                .as_ref()
+                .filter(|_| draft.seq != 0)
+                .map(|o| Delivery { origin: o.key(draft.seq), receipt: if i == last { held.take() } else { None } });
+            intake.submit(draft, &who, delivery);
+        }
+        if let Some(r) = held {
+            r.done();
         }
     });
     if let Err(e) = spawned {

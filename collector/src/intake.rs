@@ -10,6 +10,7 @@ use filetrail_wire::path::escape_bytes;
 use filetrail_wire::policy::Globs;
 
 use crate::access;
+use crate::delivery::Delivery;
 use crate::model::{Draft, NewVersion};
 use crate::quota::{Exceeded, Quotas};
 use crate::who::Identity;
@@ -28,10 +29,16 @@ impl Intake {
         Intake { scope, redact, quotas, tx }
     }
 
-    pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>) {
+    /// Checks and queues one version. `delivery` (from a client that numbers
+    /// its events) is settled here when the version is refused for good;
+    /// else the writer settles it.
+    pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>, delivery: Option<Delivery>) {
         let path = escape_bytes(&draft.path);
         if let Err(why) = access::check(&self.scope, who, &mut draft) {
             tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: {}", why.as_str());
+            if let Some(d) = delivery {
+                d.done();
+            }
             return;
         }
         let named_redacted = draft.named_path.as_deref().is_some_and(|n| self.redact.matches(n));
@@ -45,8 +52,11 @@ impl Intake {
                 };
                 tracing::warn!(uid = who.uid, user = %who.user, %path, "quota of {what} exceeded: dropping this user's versions until the window ends");
             }
+            if let Some(d) = delivery {
+                d.done();
+            }
             return;
         }
-        let _ = self.tx.send(NewVersion { draft, who: who.clone() });
+        let _ = self.tx.send(NewVersion { draft, who: who.clone(), delivery });
     }
 }

@@ -37,23 +37,35 @@ fn run(store: &mut Store, rx: Receiver<NewVersion>) {
                 Err(_) => break,
             }
         }
-        commit(store, &batch);
+        commit(store, batch);
     }
 }
 
-fn commit(store: &mut Store, batch: &[NewVersion]) {
+/// Commits `batch`; then each version's delivery is settled (its
+/// connection may be acknowledged past it). A batch given up on settles
+/// nothing: those connections are never acknowledged past it.
+fn commit(store: &mut Store, batch: Vec<NewVersion>) {
     for attempt in 1..=RETRIES {
-        match store.insert(batch) {
+        match store.insert(&batch) {
             Ok(ids) => {
-                for (v, id) in batch.iter().zip(ids) {
-                    tracing::info!(
-                        id,
-                        path = %filetrail_wire::path::escape_bytes(&v.draft.path),
-                        action = v.draft.action.as_str(),
-                        user = %v.who.user,
-                        pid = v.who.pid,
-                        "recorded"
-                    );
+                let repeats = ids.iter().filter(|id| id.is_none()).count();
+                if repeats > 0 {
+                    tracing::info!(repeats, "versions sent again (after a reconnect) were stored already: ignored");
+                }
+                for (v, id) in batch.into_iter().zip(ids) {
+                    if let Some(id) = id {
+                        tracing::info!(
+                            id,
+                            path = %filetrail_wire::path::escape_bytes(&v.draft.path),
+                            action = v.draft.action.as_str(),
+                            user = %v.who.user,
+                            pid = v.who.pid,
+                            "recorded"
+                        );
+                    }
+                    if let Some(d) = v.delivery {
+                        d.done();
+                    }
                 }
                 return;
             }

@@ -13,6 +13,8 @@
 //! - [`fdtable`] — which descriptors belong to which tracked open.
 //! - [`snapshot`] — reads what a path holds, bounded and consistent.
 //! - [`client`] — the connection to the collector, with a time budget.
+//! - [`unacked`] — events the collector has not acknowledged, kept to be
+//!   sent again after a reconnect (bounded).
 //! - [`sys`] — raw system calls the library makes for itself, never through
 //!   the hooked libc entry points.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -25,3 +27,4 @@ mod lock;
 mod snapshot;
 mod sys;
 mod tracker;
+mod unacked;

@@ -57,21 +57,25 @@ impl Collector {
         std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
         let socket = dir.path().join("collector.sock");
         let db = dir.path().join("trail.db");
-        let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
-        let child = Command::new(collector_bin())
-            .args(["serve", "--socket"])
-            .arg(&socket)
-            .arg("--db")
-            .arg(&db)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting collector");
+        let child = serve(dir.path(), &socket, &db);
         let c = Collector { dir, socket, db, track, child };
         c.wait_until(|| c.socket.exists(), "the collector socket to appear");
         c
+    }
+
+    /// Kills the collector with SIGKILL (nothing it held is saved; its
+    /// socket file stays behind).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new collector with the same socket, store and config (killing
+    /// the running one first, if any); returns once it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.child = serve(self.dir.path(), &self.socket, &self.db);
+        self.wait_until(|| std::os::unix::net::UnixStream::connect(&self.socket).is_ok(), "the new collector");
     }
 
     fn wait_until(&self, mut ok: impl FnMut() -> bool, what: &str) {
@@ -165,6 +169,23 @@ impl Collector {
             }
         }
     }
+}
+
+/// `collector serve` on `socket` and `db` with `dir/config.toml`, logging
+/// to `dir/collector.log` (appended: a restarted collector logs after the last).
+fn serve(dir: &Path, socket: &Path, db: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("collector.log")).unwrap();
+    Command::new(collector_bin())
+        .args(["serve", "--socket"])
+        .arg(socket)
+        .arg("--db")
+        .arg(db)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting collector")
 }
 
 impl Drop for Collector {
