@@ -181,14 +181,14 @@ impl Acks {
     }
 
     /// The ack to send now, if the mark moved: everything below the lowest
-    /// pin (`held`, the assembler's; and the writer's) is done. While events
-    /// keep coming (`busy`), at most once per [`ACK_EVERY`].
-    pub fn due(&mut self, held: Option<u64>, busy: bool) -> Option<u64> {
+    /// pin (`held()`, the assembler's; and the writer's) is done. While
+    /// events keep coming (`busy`), at most once per [`ACK_EVERY`].
+    pub fn due(&mut self, held: impl FnOnce() -> Option<u64>, busy: bool) -> Option<u64> {
         if busy && self.checked.elapsed() < ACK_EVERY {
             return None;
         }
         self.checked = Instant::now();
-        let lowest = [held, self.inflight.lowest()].into_iter().flatten().min();
+        let lowest = [held(), self.inflight.lowest()].into_iter().flatten().min();
         let mark = lowest.map_or(self.received, |p| p.saturating_sub(1).min(self.received));
         (mark > self.acked && mark >= self.first).then_some(mark)
     }
@@ -210,32 +210,32 @@ mod tests {
             a.received(seq);
         }
         // The assembler holds event 2 (an open): 1 is done.
-        assert_eq!(a.due(Some(2), false), Some(1));
+        assert_eq!(a.due(|| Some(2), false), Some(1));
         a.sent(1);
         let r4 = a.hold(4).unwrap();
         let r4b = a.hold(4).unwrap();
-        assert_eq!(a.due(None, false), Some(3));
+        assert_eq!(a.due(|| None, false), Some(3));
         a.sent(3);
         r4.done();
-        assert_eq!(a.due(None, false), None, "one version of pin 4 still in flight");
+        assert_eq!(a.due(|| None, false), None, "one version of pin 4 still in flight");
         assert!(a.waiting());
         r4b.done();
-        assert_eq!(a.due(None, false), Some(5));
+        assert_eq!(a.due(|| None, false), Some(5));
         a.sent(5);
-        assert_eq!(a.due(None, false), None);
+        assert_eq!(a.due(|| None, false), None);
         // A connection that starts at event 10 (9 were acknowledged before)
         // is acknowledged from 10 on.
         let mut b = Acks::new(Origin::new(1, 2, 3));
         b.received(10);
         let r = b.hold(10).unwrap();
-        assert_eq!(b.due(None, false), None);
+        assert_eq!(b.due(|| None, false), None);
         r.done();
-        assert_eq!(b.due(None, false), Some(10));
+        assert_eq!(b.due(|| None, false), Some(10));
         // A receipt dropped unsettled (the writer gave up) holds the ack for good.
         a.received(6);
         drop(a.hold(6));
         a.received(7);
-        assert_eq!(a.due(None, false), None);
+        assert_eq!(a.due(|| None, false), None);
     }
 
     #[test]

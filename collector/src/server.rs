@@ -196,7 +196,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
         reader.get_mut().stop();
         let idle = reader.buffer().is_empty();
         if let Some(a) = &mut acks
-            && let Some(upto) = a.due(asm.pinned(), !idle)
+            && let Some(upto) = a.due(|| asm.pinned(), !idle)
             && send_ack(&stream, upto)
         {
             a.sent(upto);
