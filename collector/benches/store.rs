@@ -87,7 +87,7 @@ fn size_vs_git(dir: &Path) {
             Some(Side::from_bytes(next.clone(), None, true)),
             jiff::Timestamp::now(),
         );
-        store.insert(&[NewVersion { draft, who: identity(n, "alice") }]).unwrap();
+        store.insert(&[NewVersion { draft, who: identity(n, "alice"), delivery: None }]).unwrap();
         prev = next;
     }
     let insert = t.elapsed();
@@ -142,7 +142,7 @@ fn queries(dir: &Path) {
                 Some(Side::from_bytes(content, None, true)),
                 t0.checked_add(jiff::SignedDuration::from_secs(3 * n as i64)).unwrap(),
             );
-            versions.push(NewVersion { draft, who: ids[(n / 7) % ids.len()].clone() });
+            versions.push(NewVersion { draft, who: ids[(n / 7) % ids.len()].clone(), delivery: None });
         }
         store.insert(&versions).unwrap();
     }

@@ -17,7 +17,12 @@
 //! - anything parked is released as it stands when the connection ends
 //!   (the process exited or exec'd) or after [`PARK_WINDOW`].
 //!
-//! Pure logic: no I/O, time is passed in.
+//! Each version carries the `seq` it is named after and the first event it
+//! depends on (its pin); [`Assembler::pinned`] is the lowest event an open
+//! or a parked item still needs, which the connection must not acknowledge
+//! (`delivery.rs`).
+//!
+//! Pure logic: no I/O, time and the current event's `seq` are passed in.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,6 +47,9 @@ pub struct Opened {
     pub named: Option<Vec<u8>>,
     pub file: Option<FileId>,
     pub before: Option<Side>,
+    /// The `Begin`'s `seq` (0: none): a version completing this open is
+    /// named after it, whoever completes it.
+    pub seq: u64,
 }
 
 /// An open whose version must be finished from the file itself: its writer
@@ -83,12 +91,39 @@ impl Parked {
 pub struct Assembler {
     policy: Policy,
     opens: HashMap<u64, Opened>,
+    /// Open token -> the first event that open depends on.
+    pins: HashMap<u64, u64>,
     parked: Vec<Parked>,
+    /// `seq` of the event being applied.
+    seq: u64,
+}
+
+/// The lower of two event numbers, 0 meaning none.
+fn lower(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
 }
 
 impl Assembler {
     pub fn new(policy: Policy) -> Self {
-        Assembler { policy, opens: HashMap::new(), parked: Vec::new() }
+        Assembler { policy, opens: HashMap::new(), pins: HashMap::new(), parked: Vec::new(), seq: 0 }
+    }
+
+    /// The next calls apply the event numbered `seq` (0: unnumbered).
+    pub fn event(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// A draft made by the current event, depending on events from `pin` on.
+    fn made(&self, draft: Draft, pin: u64) -> Draft {
+        Draft { seq: self.seq, pin: lower(pin, self.seq), ..draft }
+    }
+
+    /// The lowest event an open or a parked item still depends on.
+    pub fn pinned(&self) -> Option<u64> {
+        self.pins.values().copied().chain(self.parked.iter().map(|p| p.draft().pin)).filter(|&p| p != 0).min()
     }
 
     fn take_parked(&mut self, pred: impl Fn(&Parked) -> bool) -> Option<Parked> {
@@ -104,11 +139,12 @@ impl Assembler {
     }
 
     /// What `path` held before this process moved it aside or unlinked it
-    /// in the middle of a save; `None` when no such save is under way.
-    fn take_previous(&mut self, path: &[u8]) -> Option<Option<Side>> {
+    /// in the middle of a save, and the event that depends on from; `None`
+    /// when no such save is under way.
+    fn take_previous(&mut self, path: &[u8]) -> Option<(Option<Side>, u64)> {
         match self.take_parked(|p| matches!(p, Parked::MovedAside(_) | Parked::Deleted(_)) && p.subject() == path)? {
-            Parked::MovedAside(d) => Some(d.after),
-            Parked::Deleted(d) => Some(d.before),
+            Parked::MovedAside(d) => Some((d.after, d.pin)),
+            Parked::Deleted(d) => Some((d.before, d.pin)),
             Parked::Created(_) => None,
         }
     }
@@ -116,13 +152,16 @@ impl Assembler {
     /// An open for writing began (`before` is what the path held).
     pub fn begin(&mut self, token: u64, mut open: Opened) -> Vec<Draft> {
         let mut out = Vec::new();
+        let mut pin = self.seq;
         if open.before.is_none()
-            && let Some(previous) = self.take_previous(&open.path)
+            && let Some((previous, since)) = self.take_previous(&open.path)
         {
             open.before = previous;
+            pin = lower(pin, since);
         }
         self.flush_path(&open.path, &mut out);
         self.opens.insert(token, open);
+        self.pins.insert(token, pin);
         out
     }
 
@@ -136,9 +175,11 @@ impl Assembler {
         self.opens.get(&token)?.file
     }
 
-    /// Takes open `token` out, to be finished from the file itself.
-    pub fn abandon(&mut self, token: u64) -> Option<Unfinished> {
-        self.opens.remove(&token)
+    /// Takes open `token` out, to be finished from the file itself; with
+    /// the first event it depends on.
+    pub fn abandon(&mut self, token: u64) -> Option<(Unfinished, u64)> {
+        let pin = self.pins.remove(&token).unwrap_or(0);
+        Some((self.opens.remove(&token)?, pin))
     }
 
     /// A new name was linked to a file (an `O_TMPFILE` file made visible, a
@@ -146,15 +187,21 @@ impl Assembler {
     pub fn link(&mut self, new: Vec<u8>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let mut out = Vec::new();
         self.flush_path(&new, &mut out);
-        self.parked.push(Parked::Created(Draft::new(new, Action::Create, None, after, now)));
+        self.parked.push(Parked::Created(self.made(Draft::new(new, Action::Create, None, after, now), 0)));
         finish(out)
     }
 
     /// The last descriptor of open `token` closed; `after` is what it holds.
     pub fn close(&mut self, token: u64, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let Some(open) = self.opens.remove(&token) else { return Vec::new() };
+        let pin = self.pins.remove(&token).unwrap_or(0);
         let action = if open.before.is_some() { Action::Write } else { Action::Create };
-        let draft = Draft { named_path: open.named, ..Draft::new(open.path, action, open.before, after, now) };
+        let draft = Draft {
+            named_path: open.named,
+            seq: open.seq,
+            pin: lower(pin, open.seq),
+            ..Draft::new(open.path, action, open.before, after, now)
+        };
         if action == Action::Create {
             self.parked.push(Parked::Created(draft));
             Vec::new()
@@ -173,20 +220,23 @@ impl Assembler {
         now: Timestamp,
     ) -> Vec<Draft> {
         let mut out = Vec::new();
+        let mut pin = 0;
         if before.is_none()
-            && let Some(previous) = self.take_previous(&new)
+            && let Some((previous, since)) = self.take_previous(&new)
         {
             before = previous;
+            pin = since;
         }
-        if self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()).is_some() {
+        if let Some(temp) = self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()) {
             self.flush_path(&new, &mut out);
             let action = if before.is_some() { Action::Write } else { Action::Create };
-            out.push(Draft::new(new, action, before, after, now));
+            out.push(self.made(Draft::new(new, action, before, after, now), lower(pin, temp.draft().pin)));
             return finish(out);
         }
         self.flush_path(&old, &mut out);
         self.flush_path(&new, &mut out);
-        let draft = Draft { old_path: Some(old), ..Draft::new(new, Action::Rename, before, after, now) };
+        let draft =
+            self.made(Draft { old_path: Some(old), ..Draft::new(new, Action::Rename, before, after, now) }, pin);
         let aside = draft.old_path.as_deref().is_some_and(|o| !self.policy.is_ignored(o))
             && self.policy.is_ignored(&draft.path);
         if aside {
@@ -204,7 +254,7 @@ impl Assembler {
         }
         let mut out = Vec::new();
         self.flush_path(&path, &mut out);
-        self.parked.push(Parked::Deleted(Draft::new(path, Action::Delete, before, None, now)));
+        self.parked.push(Parked::Deleted(self.made(Draft::new(path, Action::Delete, before, None, now), 0)));
         finish(out)
     }
 
@@ -212,7 +262,7 @@ impl Assembler {
     pub fn truncate(&mut self, path: Vec<u8>, before: Option<Side>, after: Option<Side>, now: Timestamp) -> Vec<Draft> {
         let mut out = Vec::new();
         self.flush_path(&path, &mut out);
-        out.push(Draft::new(path, Action::Truncate, before, after, now));
+        out.push(self.made(Draft::new(path, Action::Truncate, before, after, now), 0));
         finish(out)
     }
 
@@ -238,7 +288,7 @@ impl Assembler {
 /// Completes an unfinished open with what the file holds now.
 pub fn complete(u: Unfinished, after: Option<Side>, now: Timestamp) -> Option<Draft> {
     let action = if u.before.is_some() { Action::Write } else { Action::Create };
-    finish(vec![Draft { named_path: u.named, ..Draft::new(u.path, action, u.before, after, now) }]).pop()
+    finish(vec![Draft { named_path: u.named, seq: u.seq, ..Draft::new(u.path, action, u.before, after, now) }]).pop()
 }
 
 fn finish(drafts: Vec<Draft>) -> Vec<Draft> {
@@ -263,7 +313,7 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + secs).unwrap()
     }
     fn opened(path: &str, before: Option<Side>) -> Opened {
-        Opened { path: p(path), named: None, file: None, before }
+        Opened { path: p(path), named: None, file: None, before, seq: 0 }
     }
     fn summary(d: &Draft) -> (String, Action, Option<String>) {
         let text =
@@ -378,7 +428,7 @@ mod tests {
     #[test]
     fn symlinked_name_is_kept() {
         let mut a = asm();
-        a.begin(1, Opened { path: p("/run/real"), named: Some(p("/etc/link")), file: None, before: side("a") });
+        a.begin(1, Opened { path: p("/run/real"), named: Some(p("/etc/link")), file: None, before: side("a"), seq: 0 });
         let v = a.close(1, side("b"), t(0));
         assert_eq!(v[0].path, p("/run/real"));
         assert_eq!(v[0].named_path, Some(p("/etc/link")));
@@ -408,6 +458,52 @@ mod tests {
         assert_eq!(unfinished, vec![opened("/etc/g", side("before"))]);
         let d = complete(unfinished[0].clone(), side("after"), t(1)).unwrap();
         assert_eq!(d.action, Action::Write);
+    }
+
+    #[test]
+    fn versions_are_named_after_their_event_and_pin_what_they_need() {
+        let numbered = |a: &mut Assembler, seq| a.event(seq);
+        // In place: named after the Begin (a finisher completing the same
+        // open names it alike); the open pins its Begin until the close.
+        let mut a = asm();
+        numbered(&mut a, 5);
+        a.begin(1, Opened { seq: 5, ..opened("/etc/f", side("old")) });
+        assert_eq!(a.pinned(), Some(5));
+        numbered(&mut a, 6);
+        let v = a.close(1, side("new"), t(0));
+        assert_eq!((v[0].seq, v[0].pin, a.pinned()), (5, 5, None));
+
+        // Temp file + rename: named after the rename, depends on the temp's Begin.
+        let mut a = asm();
+        numbered(&mut a, 1);
+        a.begin(1, Opened { seq: 1, ..opened("/etc/.tmp", None) });
+        numbered(&mut a, 2);
+        assert!(a.close(1, side("x"), t(0)).is_empty());
+        assert_eq!(a.pinned(), Some(1), "the parked temp file needs its Begin");
+        numbered(&mut a, 3);
+        let v = a.rename(p("/etc/.tmp"), p("/etc/f"), side("old"), side("x"), t(0));
+        assert_eq!((v[0].seq, v[0].pin, a.pinned()), (3, 1, None));
+
+        // vim: the backup rename is needed until the new file is closed.
+        let mut a = asm();
+        numbered(&mut a, 1);
+        assert!(a.rename(p("/etc/f"), p("/etc/f~"), None, side("old"), t(0)).is_empty());
+        numbered(&mut a, 2);
+        a.begin(7, Opened { seq: 2, ..opened("/etc/f", None) });
+        assert_eq!(a.pinned(), Some(1));
+        numbered(&mut a, 3);
+        let v = a.close(7, side("new"), t(0));
+        assert_eq!((v[0].seq, v[0].pin, v[0].before.clone()), (2, 1, side("old")));
+        assert_eq!(a.pinned(), None);
+
+        // An open handed to the finisher gives back its pin; completed, it
+        // is named after its Begin like the Close would have.
+        let mut a = asm();
+        numbered(&mut a, 9);
+        a.begin(3, Opened { seq: 9, ..opened("/etc/g", side("a")) });
+        let (u, pin) = a.abandon(3).unwrap();
+        assert_eq!((pin, a.pinned()), (9, None));
+        assert_eq!(complete(u, side("b"), t(1)).unwrap().seq, 9);
     }
 
     /// A fuzz target run by `cargo test`: arbitrary sequences of events
@@ -504,11 +600,11 @@ mod tests {
                         Event::Begin(token, path, named, before) => {
                             given.push(path.clone());
                             given.extend(named.clone());
-                            a.begin(token, Opened { path, named, file: None, before })
+                            a.begin(token, Opened { path, named, file: None, before, seq: 0 })
                         }
                         Event::Close(token, after) => a.close(token, after, now),
                         Event::Abandon(token) => {
-                            unfinished.extend(a.abandon(token));
+                            unfinished.extend(a.abandon(token).map(|(u, _)| u));
                             Vec::new()
                         }
                         Event::Link(path, after) => {

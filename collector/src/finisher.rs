@@ -14,8 +14,9 @@ use filetrail_wire::Meta;
 
 use crate::assemble::{Unfinished, complete};
 use crate::asuser::{Creds, as_user};
+use crate::delivery::{Delivery, Origin, Receipt};
 use crate::intake::Intake;
-use crate::model::{Side, Stored};
+use crate::model::{Draft, Side, Stored};
 use crate::who::Identity;
 use crate::{handoff, identity, lifecycle};
 
@@ -23,6 +24,9 @@ use crate::{handoff, identity, lifecycle};
 /// connection ended) and every process behind `others` to exit, then
 /// completes each unfinished open from what its file holds. If the
 /// collector stops first, the opens are [`handoff::keep`]-ed for the next.
+/// A version is named (`origin`) after its open's `Begin`, like the one its
+/// `Close` would have made; `held`, the connection's claim on its ack, is
+/// settled once they are all stored.
 pub fn spawn(
     writer: Option<OwnedFd>,
     others: Vec<OwnedFd>,
@@ -30,6 +34,7 @@ pub fn spawn(
     who: Arc<Identity>,
     max_size: u64,
     intake: Arc<Intake>,
+    (origin, held): (Option<Origin>, Option<Receipt>),
 ) {
     let task = lifecycle::task();
     let spawned = std::thread::Builder::new().name("finisher".into()).spawn(move || {
@@ -43,15 +48,29 @@ pub fn spawn(
         let all: Vec<&OwnedFd> = writer.iter().chain(&others).collect();
         if !lifecycle::wait_exit(&all) {
             // The collector stops while they live: the next one finishes.
-            handoff::keep(writer.as_ref(), &others, unfinished, &who);
+            handoff::keep(writer.as_ref(), &others, unfinished, &who, origin.as_ref());
             return;
         }
         let creds = Creds::of(&who);
-        for u in unfinished {
-            let after = as_user(&creds, || snapshot(&u.path, max_size)).ok().flatten();
-            if let Some(draft) = complete(u, after, jiff::Timestamp::now()) {
-                intake.submit(draft, &who);
-            }
+        let drafts: Vec<Draft> = unfinished
+            .into_iter()
+            .filter_map(|u| {
+                let after = as_user(&creds, || snapshot(&u.path, max_size)).ok().flatten();
+                complete(u, after, jiff::Timestamp::now())
+            })
+            .collect();
+        // The writer commits in order: the last one stored means all are.
+        let mut held = held;
+        let last = drafts.len().saturating_sub(1);
+        for (i, draft) in drafts.into_iter().enumerate() {
+            let delivery = origin
+                .as_ref()
+                .filter(|_| draft.seq != 0)
+                .map(|o| Delivery { origin: o.key(draft.seq), receipt: if i == last { held.take() } else { None } });
+            intake.submit(draft, &who, delivery);
+        }
+        if let Some(r) = held {
+            r.done();
         }
     });
     if let Err(e) = spawned {

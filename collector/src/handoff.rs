@@ -29,6 +29,7 @@ use filetrail_wire::{FrameError, Meta, read_frame, write_frame};
 use serde::{Deserialize, Serialize};
 
 use crate::assemble::Unfinished;
+use crate::delivery::Origin;
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::intake::Intake;
@@ -161,6 +162,9 @@ struct Before {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Open {
+    /// The event the open's version is named after (0: none).
+    #[serde(default)]
+    seq: u64,
     path: WirePath,
     named: Option<WirePath>,
     file: Option<(u64, u64)>,
@@ -171,6 +175,10 @@ struct Open {
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     who: Who,
+    /// (pid, start, image) of the writer's origin, so a library that sends
+    /// the same open again to the next collector gets one version.
+    #[serde(default)]
+    origin: Option<(i32, u64, u64)>,
     writer: Option<Proc>,
     others: Vec<Proc>,
     opens: Vec<Open>,
@@ -191,11 +199,18 @@ static KEPT: Mutex<Vec<Kept>> = Mutex::new(Vec::new());
 
 /// A finisher's opens, kept for the next collector: the collector stops
 /// while `writer` or some of `others` still live.
-pub fn keep<F: AsFd>(writer: Option<&F>, others: &[F], opens: Vec<Unfinished>, who: &Identity) {
+pub fn keep<F: AsFd>(
+    writer: Option<&F>,
+    others: &[F],
+    opens: Vec<Unfinished>,
+    who: &Identity,
+    origin: Option<&Origin>,
+) {
     let mut contents = Vec::new();
     let opens = opens
         .into_iter()
         .map(|u| Open {
+            seq: u.seq,
             path: WirePath(u.path),
             named: u.named.map(WirePath),
             file: u.file,
@@ -215,6 +230,7 @@ pub fn keep<F: AsFd>(writer: Option<&F>, others: &[F], opens: Vec<Unfinished>, w
         .collect();
     let record = Record {
         who: Who::from(who),
+        origin: origin.map(|o| o.parts),
         writer: writer.and_then(Proc::of),
         others: others.iter().filter_map(Proc::of).collect(),
         opens,
@@ -300,7 +316,8 @@ pub fn resume(path: &Path, intake: &Arc<Intake>, max_size: u64) -> Result<usize>
                 let writer = record.writer.and_then(|p| p.open());
                 let others = record.others.iter().filter_map(Proc::open).collect();
                 let who = Arc::new(record.who.identity());
-                crate::finisher::spawn(writer, others, unfinished, who, max_size, intake.clone());
+                let origin = record.origin.map(|(pid, start, image)| Origin::new(pid, start, image));
+                crate::finisher::spawn(writer, others, unfinished, who, max_size, intake.clone(), (origin, None));
             }
             None => tracing::error!(file = %path.display(), "a record of the handoff file does not decode: skipped"),
         }
@@ -345,7 +362,13 @@ fn decode(header: &[u8], payload: Vec<u8>) -> Option<(Record, Vec<Unfinished>)> 
                 })
             }
         };
-        unfinished.push(Unfinished { path: open.path.0, named: open.named.map(|n| n.0), file: open.file, before });
+        unfinished.push(Unfinished {
+            seq: open.seq,
+            path: open.path.0,
+            named: open.named.map(|n| n.0),
+            file: open.file,
+            before,
+        });
     }
     Some((record, unfinished))
 }
@@ -362,13 +385,18 @@ mod tests {
             Identity { pid: 42, euid: 1000, user: "alice".into(), groups: vec![1000, 27], ..Default::default() };
         who.trust.insert("euid", Trust::Verified);
         who.argv = vec!["sh".into(), "-c".into(), "exec 3>f".into()];
-        let open =
-            |p: &str, before: Option<Side>| Unfinished { path: p.into(), named: None, file: Some((1, 2)), before };
+        let open = |p: &str, before: Option<Side>| Unfinished {
+            seq: 0,
+            path: p.into(),
+            named: None,
+            file: Some((1, 2)),
+            before,
+        };
         let before = Side::from_bytes(b"old \xff content".to_vec(), None, true);
         let hashed = Side { bytes: None, stored: Stored::HashOnly, ..before.clone() };
         let opens =
             vec![open("/etc/a", Some(before.clone())), open("/etc/b\u{1}", None), open("/etc/c", Some(hashed.clone()))];
-        keep::<OwnedFd>(None, &[], opens.clone(), &who);
+        keep::<OwnedFd>(None, &[], opens.clone(), &who, None);
         assert_eq!(write(&path).unwrap(), 3);
         let md = std::fs::metadata(&path).unwrap();
         assert_eq!(md.mode() & 0o777, 0o600);

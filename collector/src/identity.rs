@@ -86,6 +86,13 @@ impl Peer {
         !exited && self.start.is_some() && start_time(self.cred.pid) == self.start
     }
 
+    /// The process's start time (clock ticks since boot) when we first
+    /// looked; with the pid it names one process for the life of the host
+    /// (check [`Peer::alive`] after using it).
+    pub fn start(&self) -> Option<u64> {
+        self.start
+    }
+
     /// The pidfd, to wait for the peer's exit.
     pub fn into_pidfd(self) -> Option<OwnedFd> {
         self.pidfd

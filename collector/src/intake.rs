@@ -10,6 +10,7 @@ use filetrail_wire::Policy;
 use filetrail_wire::path::quote;
 
 use crate::access;
+use crate::delivery::Delivery;
 use crate::model::{Draft, NewVersion};
 use crate::quota::{Exceeded, Quotas};
 use crate::secrets::Secrets;
@@ -29,10 +30,16 @@ impl Intake {
         Intake { scope, secrets, quotas, tx }
     }
 
-    pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>) {
+    /// Checks and queues one version. `delivery` (from a client that numbers
+    /// its events) is settled here when the version is refused for good;
+    /// else the writer settles it.
+    pub fn submit(&self, mut draft: Draft, who: &Arc<Identity>, delivery: Option<Delivery>) {
         let path = quote(&draft.path).into_owned();
         if let Err(why) = access::check(&self.scope, who, &mut draft) {
             tracing::warn!(pid = who.pid, euid = who.euid, %path, "rejected a version: {}", why.as_str());
+            if let Some(d) = delivery {
+                d.done();
+            }
             return;
         }
         let draft = self.secrets.redact(draft);
@@ -53,7 +60,7 @@ impl Intake {
                 draft.over_quota()
             }
         };
-        let _ = self.tx.send(NewVersion { draft, who: who.clone() });
+        let _ = self.tx.send(NewVersion { draft, who: who.clone(), delivery });
     }
 }
 
@@ -94,9 +101,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         for i in 0..10 {
-            intake.submit(draft(&format!("flood{i}")), &liar);
+            intake.submit(draft(&format!("flood{i}")), &liar, None);
         }
-        intake.submit(draft("root.conf"), &root);
+        intake.submit(draft("root.conf"), &root, None);
         let got: Vec<_> = rx.try_iter().map(|v| (v.who.euid, v.draft)).collect();
         assert_eq!(got.len(), 11, "every version is recorded: {got:?}");
         let with_content: Vec<_> =

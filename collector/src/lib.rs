@@ -24,6 +24,8 @@
 //! - [`spool`] — replays what libraries spooled while no collector answered.
 //! - [`finisher`] — completes versions whose writer exited without closing.
 //! - [`holders`] — other processes still holding a file open for writing.
+//! - [`delivery`] — acknowledgements, and the origin that keeps a version
+//!   sent twice stored once.
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
@@ -37,6 +39,7 @@ pub mod asuser;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod finisher;
 pub mod handoff;

@@ -7,6 +7,7 @@ use filetrail_wire::{Meta, SnapState, Snapshot};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::delivery::Delivery;
 use crate::who::Identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,6 +141,14 @@ pub struct Draft {
     pub before: Option<Side>,
     pub after: Option<Side>,
     pub time: jiff::Timestamp,
+    /// The event this version is named after, for the store to keep it once
+    /// (see `delivery.rs`): the open's `Begin` for a version that completes
+    /// an open (whether its `Close` or the collector finished it), else the
+    /// event that made it. 0: none (an older client, or `restore`).
+    pub seq: u64,
+    /// The first event this version depends on (its connection is not
+    /// acknowledged past it until the version is committed). 0: none.
+    pub pin: u64,
 }
 
 impl Draft {
@@ -170,7 +179,7 @@ impl Draft {
         after: Option<Side>,
         time: jiff::Timestamp,
     ) -> Draft {
-        Draft { path, named_path: None, action, old_path: None, before, after, time }
+        Draft { path, named_path: None, action, old_path: None, before, after, time, seq: 0, pin: 0 }
     }
 
     /// True when nothing changed (same content before and after).
@@ -180,11 +189,13 @@ impl Draft {
     }
 }
 
-/// A version ready to store: the draft and who made it.
-#[derive(Debug, Clone)]
+/// A version ready to store: the draft, who made it, and (from a client
+/// that numbers its events) its origin and claim on the connection's ack.
+#[derive(Debug)]
 pub struct NewVersion {
     pub draft: Draft,
     pub who: Arc<Identity>,
+    pub delivery: Option<Delivery>,
 }
 
 /// A stored version as the CLI shows it; field names are the `query --json`

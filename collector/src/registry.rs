@@ -73,7 +73,7 @@ pub struct Registry {
     db: Mutex<Connection>,
 }
 
-fn boot_id() -> String {
+pub(crate) fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|b| b.trim().to_owned()).unwrap_or_default()
 }
 

@@ -12,9 +12,12 @@
 //! what its peer already sent and ends as if the peer had closed, and
 //! [`serve`] returns once they have (bounded): the caller commits and
 //! exits, or re-executes with the listening socket.
+//!
+//! A client that numbers its events gets `Ack`s as they become due
+//! (`delivery.rs`).
 
 use std::io::{self, BufReader, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 use filetrail_wire::frame::{READ_CHUNK, read_bytes, read_head};
 use filetrail_wire::path::quote;
 use filetrail_wire::{
-    ClientMsg, FrameError, PROTOCOL_VERSION, ServerMsg, SnapState, Snapshot, read_frame, write_frame,
+    ClientMsg, FrameError, PROTOCOL_VERSION, ServerMsg, SnapState, Snapshot, frame_prefix, read_frame, write_frame,
 };
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -32,6 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::activation::{Bound, Inherited, Signal, Signals};
 use crate::assemble::{Assembler, Opened, Unfinished};
 use crate::config::Config;
+use crate::delivery::{Acks, Origin, Receipt};
 use crate::error::{Error, Result};
 use crate::identity::{self, Identity};
 use crate::intake::Intake;
@@ -48,6 +52,9 @@ use crate::{finisher, handoff, holders, lifecycle};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an idle connection releases parked versions that are due.
 const TICK_MS: i32 = 500;
+/// How often a connection looks whether its versions in flight are
+/// committed (to acknowledge them).
+const ACK_POLL_MS: i32 = 20;
 /// Most tracked files one process may hold open for writing at once (the
 /// collector keeps their paths until the close).
 const MAX_OPENS: usize = 1024;
@@ -239,8 +246,8 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     let mut reader = BufReader::with_capacity(READ_CHUNK, Timed::new(&stream, CLIENT_TIMEOUT));
     reader.get_mut().start();
     // The process is alive and blocked on our answer: /proc tells who it is.
-    match read_frame(&mut reader, 0).and_then(|f| f.parse::<ClientMsg>()) {
-        Ok(ClientMsg::Hello { .. }) => {}
+    let image = match read_frame(&mut reader, 0).and_then(|f| f.parse::<ClientMsg>()) {
+        Ok(ClientMsg::Hello { image, .. }) => image,
         Ok(other) => return refuse(&stream, pid, &format!("expected hello, got {other:?}")),
         Err(e) => return refuse(&stream, pid, &e.to_string()),
     };
@@ -255,6 +262,9 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     }
     shared.registry.vouch(&mut who);
     let who = Arc::new(who);
+    // A client that numbers its events: name its versions, acknowledge them.
+    let origin = peer.start().filter(|_| image != 0).map(|start| Origin::new(pid, start, image));
+    let mut acks = origin.clone().map(Acks::new);
     let pidfd = peer.into_pidfd();
     let welcome = ServerMsg::Welcome {
         version: PROTOCOL_VERSION,
@@ -268,18 +278,27 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     let Ok(policy) = config.policy() else { return };
     let mut asm = Assembler::new(policy);
     let max_payload = config.max_size.saturating_mul(2).saturating_add(FRAME_SLACK);
-    let store = |drafts: Vec<Draft>| {
+    let store = |drafts: Vec<Draft>, acks: &Option<Acks>| {
         for draft in drafts {
-            intake.submit(draft, &who);
+            let delivery = acks.as_ref().and_then(|a| a.delivery(&draft));
+            intake.submit(draft, &who, delivery);
         }
     };
     loop {
         reader.get_mut().stop();
-        if reader.buffer().is_empty() && !lifecycle::readable(&*stream, TICK_MS) {
+        let idle = reader.buffer().is_empty();
+        if let Some(a) = &mut acks
+            && let Some(upto) = a.due(|| asm.pinned(), !idle)
+            && send_ack(&stream, upto)
+        {
+            a.sent(upto);
+        }
+        let wait = if acks.as_ref().is_some_and(Acks::waiting) { ACK_POLL_MS } else { TICK_MS };
+        if idle && !lifecycle::readable(&*stream, wait) {
             if lifecycle::stopping() {
                 break; // everything the peer sent has been read
             }
-            store(asm.tick(Timestamp::now()));
+            store(asm.tick(Timestamp::now()), &acks);
             continue;
         }
         // A frame started must be complete within CLIENT_TIMEOUT, in total.
@@ -299,6 +318,10 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             }
         };
         slot.touch();
+        if let Some(a) = &mut acks {
+            a.received(msg.seq());
+        }
+        asm.event(msg.seq());
         // A close while children still hold the file for writing: the
         // version ends when they exit, from the file itself. After a fork
         // (`shared`) children may have been re-parented: look everywhere.
@@ -312,13 +335,15 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             if !others.is_empty()
                 && let Some(extra) = shared.limits.extra(cred.uid)
             {
-                let open = asm.abandon(*token).into_iter().collect();
+                let (open, pin) = asm.abandon(*token).unzip();
+                // Not acknowledged until the finisher has stored it.
+                let claim = (origin.clone(), acks.as_ref().and_then(|a| a.hold(pin.unwrap_or(0))));
                 let (who, intake, max_size) = (who.clone(), intake.clone(), config.max_size);
                 // A stop waits for this thread: its opens may have to be handed off.
                 let task = lifecycle::task();
                 let waiting = std::thread::Builder::new().name("finish-wait".into()).spawn(move || {
                     let _task = task;
-                    finish_holding(None, others, open, who, max_size, intake, extra)
+                    finish_holding(None, others, open.into_iter().collect(), who, max_size, intake, extra, claim)
                 });
                 if let Err(e) = waiting {
                     tracing::error!("cannot start a finisher thread: {e}");
@@ -340,14 +365,14 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
                 continue;
             }
         }
-        store(apply(&mut asm, msg, sides, Timestamp::now()));
+        store(apply(&mut asm, msg, sides, Timestamp::now()), &acks);
     }
     // The socket is closed now; the slot stays taken while a finisher waits.
     drop(reader);
     slot.release_stream();
     drop(stream);
     let (drafts, unfinished) = asm.finish();
-    store(drafts);
+    store(drafts, &acks);
     if !unfinished.is_empty() {
         // Wait for the writer (it may have exec'd) and for any descendant
         // that still holds one of the files.
@@ -357,13 +382,16 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
                 others.extend(holders::writers_among(holders::descendants(who.pid), file));
             }
         }
-        finish_holding(pidfd, others, unfinished, who.clone(), config.max_size, intake.clone(), slot);
+        let claim = (origin, None);
+        finish_holding(pidfd, others, unfinished, who.clone(), config.max_size, intake.clone(), slot, claim);
     }
 }
 
 /// Hands `open` to the [`finisher`], and keeps `slot` (one of the writer's
 /// user's) taken until every process it waits on has exited, so that
 /// waiting finishers count against their user's cap like connections.
+/// `claim`: the writer's origin and the connection's claim on its ack.
+#[allow(clippy::too_many_arguments)]
 fn finish_holding(
     writer: Option<OwnedFd>,
     others: Vec<OwnedFd>,
@@ -372,9 +400,10 @@ fn finish_holding(
     max_size: u64,
     intake: Arc<Intake>,
     slot: Slot,
+    claim: (Option<Origin>, Option<Receipt>),
 ) {
     let copies: Vec<OwnedFd> = writer.iter().chain(&others).filter_map(|fd| fd.try_clone().ok()).collect();
-    finisher::spawn(writer, others, open, who, max_size, intake);
+    finisher::spawn(writer, others, open, who, max_size, intake, claim);
     // At a stop the finisher hands its opens to the next collector.
     lifecycle::wait_exit(&copies);
     drop(slot);
@@ -435,9 +464,9 @@ pub(crate) fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>
     let mut sides = sides.into_iter();
     let mut side = || sides.next().flatten();
     match msg {
-        ClientMsg::Begin { token, path, named, file, .. } => asm.begin(
+        ClientMsg::Begin { seq, token, path, named, file, .. } => asm.begin(
             token,
-            Opened { path: path.0, named: named.map(|n| n.0), file: file.map(|m| (m.dev, m.ino)), before: side() },
+            Opened { path: path.0, named: named.map(|n| n.0), file: file.map(|m| (m.dev, m.ino)), before: side(), seq },
         ),
         ClientMsg::Link { new, .. } => asm.link(new.0, side(), now),
         ClientMsg::Close { token, .. } => asm.close(token, side(), now),
@@ -452,6 +481,24 @@ pub(crate) fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>
         }
         // Clock and Lost only appear in spool files (`spool.rs`).
         ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => Vec::new(),
+    }
+}
+
+/// Sends `Ack { upto }` without waiting: a frame this small enters a Unix
+/// stream socket whole or not at all (`EAGAIN` when the client has not read
+/// what was sent before; a later, cumulative ack replaces it). False when
+/// not sent.
+fn send_ack(stream: &UnixStream, upto: u64) -> bool {
+    let Ok(frame) = frame_prefix(&ServerMsg::Ack { upto }, &[]) else { return false };
+    // SAFETY: frame is readable for its length.
+    let sent = unsafe {
+        libc::send(stream.as_raw_fd(), frame.as_ptr().cast(), frame.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    match usize::try_from(sent) {
+        Ok(n) if n == frame.len() => true,
+        // Never seen; if the kernel ever splits it, finish it (write timeout).
+        Ok(n) => std::io::Write::write_all(&mut &*stream, &frame[n..]).is_ok(),
+        Err(_) => false,
     }
 }
 

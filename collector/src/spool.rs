@@ -48,6 +48,7 @@ use rustix::io::Errno;
 use crate::assemble::{Assembler, Unfinished, complete};
 use crate::asuser::{Creds, as_user};
 use crate::config::Config;
+use crate::delivery::{Delivery, Origin};
 use crate::error::{Error, Result};
 use crate::intake::Intake;
 use crate::model::{Draft, NewVersion, Side};
@@ -190,6 +191,10 @@ struct Contents {
     truncated: bool,
     /// The time of the last `Clock`.
     last: Timestamp,
+    /// The writer's image and start time from its `Hello` (0: none): with
+    /// the pid they name its versions as its live connection would have,
+    /// so what it sent before spooling is stored once.
+    named: (u64, u64),
 }
 
 impl Replay {
@@ -285,7 +290,7 @@ impl Replay {
         let mtime = Timestamp::from_second(st.st_mtime).unwrap_or_else(|_| Timestamp::now());
         let file = std::fs::File::from(fd);
         let read = self.read(&file, mtime);
-        let Contents { drafts, unfinished, lost, truncated, last } = match read {
+        let Contents { drafts, unfinished, lost, truncated, last, named } = match read {
             Ok(r) => r,
             Err(Malformed(why)) => {
                 self.gap("spool_malformed", st.st_uid, 0, None, name)?;
@@ -304,8 +309,13 @@ impl Replay {
             complete(u, after, last)
         });
         let drafts: Vec<Draft> = drafts.into_iter().chain(finished.collect::<Vec<_>>()).collect();
+        let origin = (named.0 != 0 && named.1 != 0).then(|| Origin::new(pid, named.1, named.0));
         for draft in drafts {
-            self.intake.submit(draft, &who);
+            let delivery = origin
+                .as_ref()
+                .filter(|_| draft.seq != 0)
+                .map(|o| Delivery { origin: o.key(draft.seq), receipt: None });
+            self.intake.submit(draft, &who, delivery);
         }
         let batch: Vec<NewVersion> = self.rx.try_iter().collect();
         if !batch.is_empty() {
@@ -342,10 +352,10 @@ impl Replay {
     fn read(&self, file: &std::fs::File, mtime: Timestamp) -> Result<Contents, Malformed> {
         let mut r = BufReader::with_capacity(READ_CHUNK, file.take(spool::MAX_FILE));
         let bad = |e: FrameError| Malformed(e.to_string());
-        match read_frame(&mut r, 0).map_err(bad)?.parse::<ClientMsg>().map_err(bad)? {
-            ClientMsg::Hello { .. } => {}
+        let named = match read_frame(&mut r, 0).map_err(bad)?.parse::<ClientMsg>().map_err(bad)? {
+            ClientMsg::Hello { image, start, .. } => (image, start),
             other => return Err(Malformed(format!("starts with {other:?}, not hello"))),
-        }
+        };
         let mut asm = Assembler::new(self.policy.clone());
         let mut drafts = Vec::new();
         let mut now = mtime;
@@ -389,7 +399,7 @@ impl Replay {
         }
         let (parked, unfinished) = asm.finish();
         drafts.extend(parked);
-        Ok(Contents { drafts, unfinished, lost, truncated, last: now })
+        Ok(Contents { drafts, unfinished, lost, truncated, last: now, named })
     }
 
     fn gap_of(
@@ -514,6 +524,7 @@ mod tests {
         let n = content.len() as u64;
         let after = Snapshot { state: SnapState::Stored, len: n, size: Some(n), ..Snapshot::absent() };
         let begin = ClientMsg::Begin {
+            seq: 0,
             token: 1,
             path: WirePath(path),
             named: None,
@@ -525,11 +536,11 @@ mod tests {
             (ClientMsg::Clock { time_us: 1_700_000_000_000_000 }, b""),
             (begin, b""),
             (ClientMsg::Clock { time_us: 1_700_000_000_500_000 }, b""),
-            (ClientMsg::Close { token: 1, after, shared: false }, content),
+            (ClientMsg::Close { seq: 0, token: 1, after, shared: false }, content),
         ]
     }
 
-    const HELLO: (ClientMsg, &[u8]) = (ClientMsg::Hello { version: 1 }, b"");
+    const HELLO: (ClientMsg, &[u8]) = (ClientMsg::Hello { version: 1, image: 0, start: 0 }, b"");
 
     #[test]
     fn a_replayed_version_keeps_its_time_and_the_file_goes() {

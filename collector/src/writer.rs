@@ -110,21 +110,29 @@ impl Held {
     fn commit(&mut self, store: &mut Store) {
         while !self.queue.is_empty() {
             let n = self.queue.len().min(MAX_BATCH);
-            let batch: Vec<NewVersion> = self.queue.range(..n).cloned().collect();
+            let batch: Vec<NewVersion> = self.queue.drain(..n).collect();
             match store.insert(&batch) {
                 Ok(ids) => {
-                    for (v, id) in batch.iter().zip(ids) {
-                        tracing::info!(
-                            id,
-                            path = %filetrail_wire::path::quote(&v.draft.path),
-                            action = v.draft.action.as_str(),
-                            user = %v.who.user,
-                            pid = v.who.pid,
-                            "recorded"
-                        );
+                    let repeats = ids.iter().filter(|id| id.is_none()).count();
+                    if repeats > 0 {
+                        tracing::info!(repeats, "versions sent again (after a reconnect) were stored already: ignored");
                     }
-                    for v in self.queue.drain(..n) {
+                    for (v, id) in batch.into_iter().zip(ids) {
                         self.bytes -= v.draft.content_bytes();
+                        if let Some(id) = id {
+                            tracing::info!(
+                                id,
+                                path = %filetrail_wire::path::quote(&v.draft.path),
+                                action = v.draft.action.as_str(),
+                                user = %v.who.user,
+                                pid = v.who.pid,
+                                "recorded"
+                            );
+                        }
+                        // Committed: its connection may be acknowledged past it.
+                        if let Some(d) = v.delivery {
+                            d.done();
+                        }
                     }
                     if let Some(Failing { since, .. }) = self.failing.take() {
                         tracing::warn!(
@@ -138,6 +146,9 @@ impl Held {
                     }
                 }
                 Err(e) => {
+                    for v in batch.into_iter().rev() {
+                        self.queue.push_front(v);
+                    }
                     let e = match std::error::Error::source(&e) {
                         Some(cause) => format!("{e}: {cause}"),
                         None => e.to_string(),
@@ -228,7 +239,7 @@ mod tests {
     fn version(content: &[u8]) -> NewVersion {
         let after = Some(Side::from_bytes(content.to_vec(), None, true));
         let draft = Draft::new(b"/etc/f".to_vec(), Action::Create, None, after, jiff::Timestamp::now());
-        NewVersion { draft, who: Arc::new(Default::default()) }
+        NewVersion { draft, who: Arc::new(Default::default()), delivery: None }
     }
 
     #[test]

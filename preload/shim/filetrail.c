@@ -119,7 +119,7 @@ static int load_core_now(void) {
 
 /* Enters the core for a call that may change a file, loading it on first
  * need. Returns 0 (call libc only) when re-entered, when the core cannot be
- * loaded, in a vfork child that has not loaded it, or when it is off. */
+ * loaded, in a vfork child that has not loaded it, or while it is off. */
 static int enter(void) {
     if (inside) return 0;
     int state = atomic_load_explicit(&core_state, memory_order_acquire);
@@ -134,9 +134,8 @@ static int enter(void) {
         if (!ok) { inside = 0; return 0; }
     }
     if (core_fns.off()) {
-        /* The core gave up on the collector for this process (and its
-         * forks): stop calling it at all. */
-        atomic_store_explicit(&core_state, 2, memory_order_release);
+        /* No collector answered this process yet, and it is not time to
+         * try again (the core retries at most once a second): libc only. */
         inside = 0;
         return 0;
     }

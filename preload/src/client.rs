@@ -4,14 +4,16 @@
 //! process's own user, checked (`SO_PEERCRED`) before it sends a byte; the
 //! socket is close-on-exec and lives at a high descriptor number; every
 //! send uses `MSG_NOSIGNAL`; no call blocks in the kernel beyond the
-//! process's remaining time budget (`FILETRAIL_TIMEOUT_MS`, 1 s by
-//! default), which every wait — connect, `Welcome`, room in the socket
-//! buffer — draws from, and once the budget is spent the process stops
-//! talking to the collector. Before each send the descriptor is checked to
-//! still be our socket, so a program that closed or replaced it never
-//! receives our bytes.
+//! process's time budget ([`Budget`]: `FILETRAIL_TIMEOUT_MS`, 1 s by
+//! default, refilled at that much per minute), which every wait — connect,
+//! `Welcome`, room in the socket buffer — draws from; a reconnect attempt
+//! waits at most what its caller allows of it. Acks are read only when
+//! they have arrived, never waited for. Before each send or read the
+//! descriptor is checked to still be our socket, so a program that closed
+//! or replaced it never receives our bytes nor loses its own.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use filetrail_wire::{ClientMsg, PROTOCOL_VERSION, Policy, ServerMsg, frame_prefix, read_frame};
 
@@ -22,18 +24,51 @@ use crate::sys::{self, Errno};
 const HIGH_FD: i32 = 900;
 /// Largest `Welcome` the library accepts.
 const MAX_REPLY: u64 = 0; // a Welcome has no payload
+/// Largest reply header read after `Welcome` (an `Ack`, an `Error`).
+const MAX_REPLY_HEADER: usize = 64 * 1024;
+/// A spent budget is whole again after this long.
+const REFILL_NS: u64 = 60_000_000_000;
 
-/// Time this process may still spend waiting on the collector, in total.
+/// Time this process may spend waiting on the collector: a bucket of
+/// `FILETRAIL_TIMEOUT_MS` that refills at that much per minute. A collector
+/// that hangs costs a long-lived process at most the bucket at first and
+/// then that much per minute.
 pub struct Budget {
     left_ns: u64,
+    cap_ns: u64,
+    /// When the bucket was last refilled (0: not yet).
+    at_ns: u64,
 }
 
 impl Budget {
     pub const fn new(ms: u64) -> Self {
-        Budget { left_ns: ms.saturating_mul(1_000_000) }
+        let cap_ns = ms.saturating_mul(1_000_000);
+        Budget { left_ns: cap_ns, cap_ns, at_ns: 0 }
     }
     pub fn exhausted(&self) -> bool {
         self.left_ns == 0
+    }
+    /// Adds what the time since the last refill earned.
+    fn refill(&mut self) {
+        let now = sys::now_ns();
+        if self.at_ns == 0 || self.left_ns >= self.cap_ns {
+            self.at_ns = now;
+            return;
+        }
+        let earned = u128::from(now.saturating_sub(self.at_ns)) * u128::from(self.cap_ns) / u128::from(REFILL_NS);
+        if earned > 0 {
+            self.left_ns = self.cap_ns.min(self.left_ns.saturating_add(earned as u64));
+            self.at_ns = now;
+        }
+    }
+    /// Runs `op` with at most `cap_ns` of this budget and charges what it spent.
+    fn within<T>(&mut self, cap_ns: u64, op: impl FnOnce(&mut Budget) -> T) -> T {
+        self.refill();
+        let mut part = Budget { left_ns: self.left_ns.min(cap_ns), cap_ns: 0, at_ns: 0 };
+        let given = part.left_ns;
+        let r = op(&mut part);
+        self.left_ns -= given - part.left_ns;
+        r
     }
     /// Runs `op`, which may block for the time left (its argument, in ns),
     /// and charges the time it took.
@@ -63,6 +98,10 @@ impl Budget {
 pub struct Conn {
     fd: i32,
     ino: u64,
+    /// Bytes of replies received but not yet a whole frame.
+    inbox: Vec<u8>,
+    /// The collector acknowledges events (protocol 2): keep them until it does.
+    pub acks: bool,
 }
 
 /// The socket, with the budget its waits draw from.
@@ -98,9 +137,43 @@ fn io_error(e: Errno) -> io::Error {
     }
 }
 
+/// Why a connection is unusable.
+pub struct Failure {
+    pub why: String,
+    /// The collector refused what this process sent (an `Error` reply):
+    /// sending it again would not help.
+    pub refused: bool,
+}
+
+impl Failure {
+    fn broken(why: String) -> Failure {
+        Failure { why, refused: false }
+    }
+}
+
+/// A random number naming this process image to the collector (drawn once;
+/// an `exec` loads the library anew and draws another). Never 0.
+pub(crate) fn image() -> u64 {
+    static IMAGE: AtomicU64 = AtomicU64::new(0);
+    let drawn = IMAGE.load(Relaxed);
+    if drawn != 0 {
+        return drawn;
+    }
+    let fresh = sys::random_u64().unwrap_or_else(|| sys::now_ns() ^ (sys::getpid() as u64).rotate_left(32)) | 1;
+    match IMAGE.compare_exchange(0, fresh, Relaxed, Relaxed) {
+        Ok(_) => fresh,
+        Err(other) => other,
+    }
+}
+
 impl Conn {
-    /// Connects, checks who listens, says hello and learns what to track.
-    pub fn open(socket: &[u8], budget: &mut Budget) -> Result<(Conn, Policy), String> {
+    /// Connects, checks who listens, says hello and learns what to track,
+    /// waiting at most `cap_ns` of the budget.
+    pub fn open(socket: &[u8], budget: &mut Budget, cap_ns: u64) -> Result<(Conn, Policy), String> {
+        budget.within(cap_ns, |budget| Conn::open_within(socket, budget))
+    }
+
+    fn open_within(socket: &[u8], budget: &mut Budget) -> Result<(Conn, Policy), String> {
         if budget.exhausted() {
             return Err("time budget spent".into());
         }
@@ -115,18 +188,19 @@ impl Conn {
             Err(_) => fd.into_raw(),
         };
         let ino = sys::fstat(fd).map(|st| st.st_ino).unwrap_or(0);
-        let conn = Conn { fd, ino };
+        let mut conn = Conn { fd, ino, inbox: Vec::new(), acks: false };
         let mut io = SockIo { fd, budget };
-        let hello = io.send_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]);
+        let hello = io.send_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION, image: image(), start: 0 }, &[]);
         let reply = hello.map_err(|e| e.to_string()).and_then(|()| {
             read_frame(&mut io, MAX_REPLY).and_then(|f| f.parse::<ServerMsg>()).map_err(|e| e.to_string())
         });
         let policy = match reply {
-            Ok(ServerMsg::Welcome { track, ignore, max_size, .. }) => {
+            Ok(ServerMsg::Welcome { version, track, ignore, max_size }) => {
+                conn.acks = version >= 2;
                 Policy::new(&track, &ignore, max_size).map_err(|e| format!("bad ignore glob: {e}"))
             }
             Ok(ServerMsg::Error { message }) => Err(format!("collector refused: {message}")),
-            Ok(ServerMsg::Unknown) => Err("collector sent an unknown reply".into()),
+            Ok(ServerMsg::Ack { .. } | ServerMsg::Unknown) => Err("collector sent an unknown reply".into()),
             Err(e) => Err(format!("handshake failed: {e}")),
         };
         match policy {
@@ -143,16 +217,63 @@ impl Conn {
         self.fd
     }
 
-    /// Sends one event. On failure the connection is unusable. A send that
-    /// fits the socket buffer costs one `fstat` and one `sendmsg`.
-    pub fn send(&mut self, msg: &ClientMsg, payload: &[&[u8]], budget: &mut Budget) -> Result<(), String> {
-        if budget.exhausted() {
-            return Err("time budget spent".into());
-        }
+    /// Sends one event, after reading the acks that have arrived; returns
+    /// the highest one. On failure the connection is unusable. A send that
+    /// fits the socket buffer costs one `fstat`, one `recvfrom` (usually
+    /// `EAGAIN`) and one `sendmsg`; only room in a full socket buffer is
+    /// waited for (from the budget).
+    pub fn send(&mut self, msg: &ClientMsg, payload: &[&[u8]], budget: &mut Budget) -> Result<Option<u64>, Failure> {
         if !sys::fstat(self.fd).is_ok_and(|st| st.st_ino == self.ino && st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
-            return Err("socket descriptor was closed or replaced by the program".into());
+            return Err(Failure::broken("socket descriptor was closed or replaced by the program".into()));
         }
-        SockIo { fd: self.fd, budget }.send_frame(msg, payload).map_err(|e| format!("send failed: {e}"))
+        let acked = self.read_acks()?;
+        budget.refill();
+        SockIo { fd: self.fd, budget }
+            .send_frame(msg, payload)
+            .map_err(|e| Failure::broken(format!("send failed: {e}")))?;
+        Ok(acked)
+    }
+
+    /// Reads what replies have arrived, without waiting: the highest `Ack`.
+    /// An error when the collector closed the connection or refused us.
+    fn read_acks(&mut self) -> Result<Option<u64>, Failure> {
+        let mut buf = [0u8; 512];
+        loop {
+            match sys::recv(self.fd, &mut buf, || Err(libc::EAGAIN)) {
+                Ok(0) => break,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(libc::EAGAIN) => return self.parse_replies(),
+                Err(e) => return Err(Failure::broken(format!("reading from the collector: {}", io_error(e)))),
+            }
+        }
+        // The collector closed the connection: an `Error` may say why.
+        self.parse_replies()?;
+        Err(Failure::broken("the collector closed the connection".into()))
+    }
+
+    fn parse_replies(&mut self) -> Result<Option<u64>, Failure> {
+        let unexpected = || Failure::broken("the collector sent an unexpected reply".into());
+        let mut acked = None;
+        while self.inbox.len() >= 12 {
+            let header_len = u32::from_le_bytes(self.inbox[..4].try_into().expect("4 bytes")) as usize;
+            if header_len > MAX_REPLY_HEADER || self.inbox[4..12] != [0; 8] {
+                return Err(unexpected());
+            }
+            if self.inbox.len() < 12 + header_len {
+                break;
+            }
+            let reply = read_frame(&mut &self.inbox[..12 + header_len], 0).and_then(|f| f.parse::<ServerMsg>());
+            self.inbox.drain(..12 + header_len);
+            match reply {
+                Ok(ServerMsg::Ack { upto }) => acked = acked.max(Some(upto)),
+                Ok(ServerMsg::Error { message }) => {
+                    return Err(Failure { why: format!("collector refused: {message}"), refused: true });
+                }
+                Ok(_) => {}
+                Err(_) => return Err(unexpected()),
+            }
+        }
+        Ok(acked)
     }
 
     /// Closes the socket (only ours: checked like `send`).

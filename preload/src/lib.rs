@@ -14,6 +14,8 @@
 //! - [`snapshot`] — reads what a path holds, bounded and consistent.
 //! - [`client`] — the connection to the collector, with a time budget.
 //! - [`spool`] — where events go when no collector answers.
+//! - [`unacked`] — events the collector has not acknowledged, kept to be
+//!   sent again after a reconnect (bounded).
 //! - [`sys`] — raw system calls the library makes for itself, never through
 //!   the hooked libc entry points.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -27,3 +29,4 @@ mod snapshot;
 mod spool;
 mod sys;
 mod tracker;
+mod unacked;

@@ -177,8 +177,16 @@ fn hash_only(fd: i32) -> Option<(Vec<u8>, Option<String>, u64)> {
         hasher.update(&chunk[..n]);
         at += n as u64;
     }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Some((Vec::new(), Some(digest), at))
+    Some((Vec::new(), Some(hex(&hasher.finalize())), at))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

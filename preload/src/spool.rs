@@ -129,6 +129,14 @@ pub fn policy(socket: &[u8]) -> Result<Policy, String> {
     }
 }
 
+/// This process's start time (`/proc/self/stat` field 22), 0 when unknown.
+fn start_time() -> u64 {
+    let stat = crate::snapshot::of_path(b"/proc/self/stat", 4096, crate::snapshot::Follow::Yes).bytes;
+    let Some(end) = stat.iter().rposition(|&b| b == b')') else { return 0 };
+    let rest = String::from_utf8_lossy(&stat[end + 1..]).into_owned();
+    rest.split_whitespace().nth(19).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
 impl Spool {
     /// Creates, locks and starts (`Hello`) process `pid`'s spool file in the
     /// spool directory beside `socket`.
@@ -164,7 +172,11 @@ impl Spool {
         sys::flock(fd.raw(), libc::LOCK_EX | libc::LOCK_NB)
             .map_err(|e| format!("cannot lock spool file {name}: {}", os_error(e)))?;
         let mut s = Spool { fd, name, len: 0, content: 0, limits, lost_versions: 0, lost_bytes: 0 };
-        let hello = frame_prefix(&ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]).map_err(|e| e.to_string())?;
+        let hello = frame_prefix(
+            &ClientMsg::Hello { version: PROTOCOL_VERSION, image: crate::client::image(), start: start_time() },
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
         s.write(&[&hello]).map_err(|e| format!("cannot write spool file {}: {}", s.name, os_error(e)))?;
         Ok(s)
     }
@@ -275,7 +287,7 @@ mod tests {
 
     fn close_msg(n: usize) -> (ClientMsg, Vec<u8>) {
         let after = Snapshot { state: SnapState::Stored, len: n as u64, size: Some(n as u64), ..Snapshot::absent() };
-        (ClientMsg::Close { token: 1, after, shared: false }, vec![b'x'; n])
+        (ClientMsg::Close { seq: 0, token: 1, after, shared: false }, vec![b'x'; n])
     }
 
     /// The frames of the only spool file in `dir/spool`.
@@ -307,7 +319,7 @@ mod tests {
         s.append(&msg, &[&content]);
         let f = frames(dir.path());
         assert_eq!(f.len(), 3);
-        assert_eq!(f[0].0, ClientMsg::Hello { version: PROTOCOL_VERSION });
+        assert!(matches!(f[0].0, ClientMsg::Hello { version: PROTOCOL_VERSION, .. }));
         assert!(matches!(f[1].0, ClientMsg::Clock { time_us } if time_us > 1_600_000_000_000_000));
         assert_eq!((&f[2].0, &f[2].1), (&msg, &content));
         let md = std::fs::metadata(dir.path().join("spool").join(s.name())).unwrap();

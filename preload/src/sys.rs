@@ -367,6 +367,15 @@ pub fn connect_unix(path: &[u8], timeout_ns: u64) -> Result<Fd, Errno> {
     }
 }
 
+/// Eight random bytes from the kernel (`getrandom`, never blocking);
+/// `None` before the pool is ready.
+pub fn random_u64() -> Option<u64> {
+    let mut b = [0u8; 8];
+    // SAFETY: b is writable for 8 bytes.
+    let r = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), libc::GRND_NONBLOCK as c_long) };
+    (r == 8).then(|| u64::from_ne_bytes(b))
+}
+
 /// Monotonic nanoseconds, from the vDSO.
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -9,24 +9,39 @@
 //!   child never inherits it half-changed; a `vfork` child (same memory,
 //!   other pid) never touches the state;
 //! - a process whose collector is missing, slow or run by another user
-//!   (neither root nor its own) spools its events instead ([`spool`]), and
-//!   keeps spooling until it exits or `exec`s (one ordered stream per
-//!   file); when it cannot spool either, it turns itself off for good
-//!   ([`off`]), after at most its time budget.
+//!   (neither root nor its own) passes everything through ([`off`]) and
+//!   tries again at most once a second, when a tracked change happens,
+//!   within its time budget; a process that had a collector keeps what it
+//!   reports (bounded, [`Unacked`]) until it is acknowledged, and sends it
+//!   again after reconnecting;
+//! - when the collector it had goes away, or none answers at all, a process
+//!   spools its events instead ([`spool`]; what it kept unacknowledged
+//!   first) and keeps spooling until it exits or `exec`s (one ordered
+//!   stream per file, replayed by the collector once the process is done);
+//! - the hot path never waits for an acknowledgement: acks are read when
+//!   they have arrived, as the next event is sent.
 
 use std::ffi::CStr;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use filetrail_wire::{ClientMsg, Policy, SnapState, WirePath, policy};
 
-use crate::client::{Budget, Conn};
+use crate::client::{Budget, Conn, Failure};
 use crate::config::{debug, settings};
 use crate::fdtable::FdTable;
 use crate::lock::{Lock, LockGuard};
 use crate::snapshot::{self, Follow, Snap};
 use crate::spool::{self, Spool};
 use crate::sys;
+use crate::unacked::Unacked;
+
+/// No connection attempt sooner than this after one failed.
+const RETRY_NS: u64 = 1_000_000_000;
+/// The most one reconnect attempt (connect, `Hello`, `Welcome`) waits. A
+/// process's first attempt may use its whole budget (a collector busy at
+/// start-up still gets the process).
+const ATTEMPT_NS: u64 = 100_000_000;
 
 static STATE: Lock<Process> = Lock::new(Process::new());
 /// The pid that owns STATE; another pid in this memory is a vfork child.
@@ -35,25 +50,43 @@ static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 static TRACKED_FDS: AtomicUsize = AtomicUsize::new(0);
 /// The library's own socket descriptor, or -1.
 static SOCKET_FD: AtomicI32 = AtomicI32::new(-1);
-/// This process no longer talks to the collector.
+/// No collector has answered this process yet ([`Phase::Off`]) ...
 static OFF: AtomicBool = AtomicBool::new(false);
+/// ... and it is not worth asking again before this (monotonic ns).
+static RETRY_AT: AtomicU64 = AtomicU64::new(0);
 
 struct Process {
     phase: Phase,
     fds: FdTable,
     next_token: u64,
     budget: Budget,
+    /// Events lost for good (not delivered and not kept).
     dropped: u64,
     /// Set once no collector answers: every later event goes here.
     spool: Option<Spool>,
+    /// The next event's number: 1 first, never reused in this process
+    /// image (kept across reconnects).
+    next_seq: u64,
+    /// Events the collector has not acknowledged, to send again after a
+    /// reconnect.
+    unacked: Unacked,
+    /// The last collector acknowledges events (so they are worth keeping).
+    acks: bool,
+    /// The last attempt to connect failed, or the connection broke: the
+    /// next attempt waits at most [`ATTEMPT_NS`], and not before `retry_at`.
+    failing: bool,
+    retry_at: u64,
 }
 
 enum Phase {
     /// Nothing tracked yet: no connection, no policy.
     New,
-    /// Connected (or, in a fresh fork child, about to reconnect).
+    /// The policy of the last collector that answered; connected, or not
+    /// (a fresh fork child, a program that closed our socket, a collector
+    /// gone away): events are then kept to be sent after a reconnect.
     Ready { policy: Policy, conn: Option<Conn> },
-    /// No collector: pass everything through.
+    /// No collector answered yet: pass everything through until it is time
+    /// to try again.
     Off,
 }
 
@@ -66,13 +99,19 @@ impl Process {
             budget: Budget::new(0),
             dropped: 0,
             spool: None,
+            next_seq: 1,
+            unacked: Unacked::new(),
+            acks: false,
+            failing: false,
+            retry_at: 0,
         }
     }
 }
 
-/// True once this process has given up on the collector.
+/// True while this process has no collector and it is not yet time to try
+/// again (one clock read; one load when there is a collector).
 pub fn off() -> bool {
-    OFF.load(Relaxed)
+    OFF.load(Relaxed) && sys::now_ns() < RETRY_AT.load(Relaxed)
 }
 
 /// Whether `close(fd)` (or replacing `fd`) can matter to the library.
@@ -104,38 +143,114 @@ extern "C" fn on_load() {
 #[unsafe(link_section = ".init_array")]
 static ON_LOAD: extern "C" fn() = on_load;
 
-/// The policy, connecting on first use. `None` when the process is off.
+/// The policy, connecting on first use (or reconnecting, when it is time).
+/// `None` while no collector has answered this process.
 fn ready(p: &mut Process) -> Option<&Policy> {
-    let connect = match p.phase {
-        Phase::New => {
-            start_process();
-            p.budget = Budget::new(settings().budget_ms);
-            true
-        }
-        // A fork child, or the program closed our socket: reconnect
-        // (spool: unless this process spools).
-        Phase::Ready { conn: None, .. } => p.spool.is_none(),
-        _ => false,
-    };
-    if connect {
-        match Conn::open(&settings().socket, &mut p.budget) {
-            Ok((conn, policy)) => {
-                SOCKET_FD.store(conn.fd(), Relaxed);
-                p.phase = Phase::Ready { policy, conn: Some(conn) };
-            }
-            // spool: no collector answers; spool, or else stop recording.
-            Err(why) => {
-                if let Err(no) = start_spooling(p, &why) {
-                    debug(|| format!("collector unavailable, not recording this process: {why} (cannot spool: {no})"));
-                    turn_off(p);
-                }
-            }
-        }
+    if let Phase::New = p.phase {
+        start_process();
+        p.budget = Budget::new(settings().budget_ms);
+    }
+    // spool: a process that spools goes on spooling; one that no collector
+    // has answered spools with the policy the collector left there.
+    if p.spool.is_none() && !connect(p) && !matches!(p.phase, Phase::Ready { .. }) {
+        let _ = start_spooling(p, "no collector answers");
     }
     match &p.phase {
         Phase::Ready { policy, .. } => Some(policy),
         _ => None,
     }
+}
+
+fn connected(p: &Process) -> bool {
+    matches!(p.phase, Phase::Ready { conn: Some(_), .. })
+}
+
+/// Connects unless connected or it is too early to try again; after a
+/// reconnect, first sends again what is not acknowledged. True when
+/// connected.
+fn connect(p: &mut Process) -> bool {
+    if connected(p) {
+        return true;
+    }
+    let now = sys::now_ns();
+    if now < p.retry_at {
+        return false;
+    }
+    let cap = if p.failing { ATTEMPT_NS } else { u64::MAX };
+    match Conn::open(&settings().socket, &mut p.budget, cap) {
+        Ok((conn, policy)) => {
+            SOCKET_FD.store(conn.fd(), Relaxed);
+            p.acks = conn.acks;
+            p.phase = Phase::Ready { policy, conn: Some(conn) };
+            OFF.store(false, Relaxed);
+            p.failing = false;
+            resend(p)
+        }
+        Err(why) => {
+            let kept = p.unacked.len();
+            debug(|| {
+                format!("collector unavailable ({why}); {kept} event(s) kept, trying again in 1 s at the earliest")
+            });
+            retry_later(p, now);
+            if let Phase::New | Phase::Off = p.phase {
+                p.phase = Phase::Off;
+                OFF.store(true, Relaxed);
+            }
+            false
+        }
+    }
+}
+
+fn retry_later(p: &mut Process, now: u64) {
+    p.failing = true;
+    p.retry_at = now.saturating_add(RETRY_NS);
+    RETRY_AT.store(p.retry_at, Relaxed);
+}
+
+/// Sends every unacknowledged event again, oldest first, on a new
+/// connection (they keep their numbers: the collector stores each version
+/// once). True when all went.
+fn resend(p: &mut Process) -> bool {
+    if !p.acks {
+        // This collector will never acknowledge them.
+        p.unacked.clear();
+        return true;
+    }
+    let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else { return false };
+    let mut result = Ok(None);
+    for kept in p.unacked.iter() {
+        let parts: Vec<&[u8]> = kept.payload.iter().map(Vec::as_slice).collect();
+        result = conn.send(&kept.msg, &parts, &mut p.budget);
+        if result.is_err() {
+            break;
+        }
+    }
+    match result {
+        Ok(acked) => {
+            if let Some(upto) = acked {
+                p.unacked.ack(upto);
+            }
+            true
+        }
+        Err(failure) => {
+            broken(p, failure);
+            false
+        }
+    }
+}
+
+/// The connection is unusable: let it go and try again soon (at once, for
+/// the next event: the collector may have restarted already).
+fn broken(p: &mut Process, failure: Failure) {
+    debug(|| format!("connection to the collector lost: {}", failure.why));
+    if failure.refused {
+        // What it refused would be refused again.
+        p.dropped += p.unacked.len() as u64;
+        p.unacked.clear();
+    }
+    drop_conn(p, LetGo::Close);
+    p.failing = true;
+    p.retry_at = 0;
 }
 
 /// How [`drop_conn`] lets go of the socket.
@@ -160,45 +275,9 @@ fn drop_conn(p: &mut Process, how: LetGo) {
     SOCKET_FD.store(-1, Relaxed);
 }
 
-fn turn_off(p: &mut Process) {
-    if let Phase::Ready { conn: Some(conn), .. } = std::mem::replace(&mut p.phase, Phase::Off) {
-        conn.close();
-    }
-    p.fds.clear();
-    TRACKED_FDS.store(0, Relaxed);
-    SOCKET_FD.store(-1, Relaxed);
-    OFF.store(true, Relaxed);
-}
-
 /// The frame payload of these snapshots: the bytes of those that carry some.
-fn payload<'a>(snaps: &[&'a Snap]) -> Vec<&'a [u8]> {
-    snaps.iter().filter(|s| s.head.state == SnapState::Stored).map(|s| &s.bytes[..]).collect()
-}
-
-/// Sends one event; on failure the process stops recording (and says so
-/// under FILETRAIL_DEBUG, with how many events were lost).
-fn send(p: &mut Process, msg: ClientMsg, snaps: &[&Snap]) {
-    let payload = payload(snaps);
-    // spool: once spooling, every event goes to the spool file.
-    if let Some(spool) = &mut p.spool {
-        return spool.append(&msg, &payload);
-    }
-    let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else {
-        p.dropped += 1;
-        return;
-    };
-    if let Err(why) = conn.send(&msg, &payload, &mut p.budget) {
-        // spool: the collector went away or the budget is spent.
-        let spooling = start_spooling(p, &why);
-        if let Some(spool) = &mut p.spool {
-            return spool.append(&msg, &payload);
-        }
-        p.dropped += 1;
-        let dropped = p.dropped;
-        let no = spooling.err().unwrap_or_default();
-        debug(|| format!("lost {dropped} event(s), not recording this process any more: {why} (cannot spool: {no})"));
-        turn_off(p);
-    }
+fn payload<const N: usize>(snaps: [Snap; N]) -> Vec<Vec<u8>> {
+    snaps.into_iter().filter(|s| s.head.state == SnapState::Stored).map(|s| s.bytes).collect()
 }
 
 /// spool: from now on this process writes its events to a spool file of
@@ -217,8 +296,76 @@ fn start_spooling(p: &mut Process, why: &str) -> Result<(), String> {
     drop_conn(p, LetGo::Close);
     if let Some(policy) = policy {
         p.phase = Phase::Ready { policy, conn: None };
+        OFF.store(false, Relaxed);
     }
     Ok(())
+}
+
+/// Numbers an event and sends it (reconnecting first if needed and due);
+/// the hot path never waits for an ack. Unless this collector does not
+/// acknowledge, the event is kept until it is acknowledged, to be sent
+/// again after a reconnect. When it cannot be delivered, the process
+/// spools (what it kept first, then this event); when it cannot spool
+/// either, a kept event waits for a reconnect and any other is lost (and
+/// counted, said under FILETRAIL_DEBUG).
+fn send(p: &mut Process, mut msg: ClientMsg, payload: Vec<Vec<u8>>) {
+    msg.set_seq(p.next_seq);
+    p.next_seq += 1;
+    // spool: once spooling, every event goes to the spool file.
+    if let Some(spool) = &mut p.spool {
+        return spool.append(&msg, &parts(&payload));
+    }
+    if deliver(p, &msg, &payload) {
+        if p.acks {
+            // Not kept (over its bounds): delivered all the same.
+            let _ = p.unacked.keep(msg, payload);
+        }
+        return;
+    }
+    // spool: the collector went away, or the budget is spent.
+    if start_spooling(p, "the collector is not answering").is_ok()
+        && let Some(spool) = &mut p.spool
+    {
+        for kept in p.unacked.iter() {
+            spool.append(&kept.msg, &parts(&kept.payload));
+        }
+        p.unacked.clear();
+        return spool.append(&msg, &parts(&payload));
+    }
+    if !(p.acks && p.unacked.keep(msg, payload)) {
+        lose(p);
+    }
+}
+
+fn parts(payload: &[Vec<u8>]) -> Vec<&[u8]> {
+    payload.iter().map(Vec::as_slice).collect()
+}
+
+fn lose(p: &mut Process) {
+    p.dropped += 1;
+    let dropped = p.dropped;
+    debug(|| format!("lost {dropped} event(s) in all: no collector, and no room to keep them"));
+}
+
+/// Sends one event on the connection, reconnecting (once) if it breaks.
+fn deliver(p: &mut Process, msg: &ClientMsg, payload: &[Vec<u8>]) -> bool {
+    let parts: Vec<&[u8]> = payload.iter().map(Vec::as_slice).collect();
+    for _ in 0..2 {
+        if !connect(p) {
+            return false;
+        }
+        let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else { return false };
+        match conn.send(msg, &parts, &mut p.budget) {
+            Ok(acked) => {
+                if let Some(upto) = acked {
+                    p.unacked.ack(upto);
+                }
+                return true;
+            }
+            Err(failure) => broken(p, failure),
+        }
+    }
+    false
 }
 
 /// Once per process, at first use: a silent panic hook (this library's std
@@ -252,6 +399,10 @@ extern "C" fn fork_child() {
     // spool: the parent's file (and lock) is the parent's; close our copy.
     p.spool = None;
     p.budget = Budget::new(settings().budget_ms);
+    // The parent's events are the parent's to deliver.
+    p.unacked.clear();
+    p.failing = false;
+    p.retry_at = 0;
     TRACKED_FDS.store(0, Relaxed);
     STATE.release();
 }
@@ -348,7 +499,7 @@ fn tracked_in_vfork_child(dirfd: i32, path: &CStr) -> Option<(Vec<u8>, u64, (Con
     // tracked_here already refused what the parent's cached policy excludes.
     let abs = resolve(dirfd, path).filter(|a| !never_tracked(a))?;
     let mut budget = Budget::new(settings().budget_ms);
-    let (conn, policy) = Conn::open(&settings().socket, &mut budget).ok()?;
+    let (conn, policy) = Conn::open(&settings().socket, &mut budget, u64::MAX).ok()?;
     if !policy.is_tracked(&abs) {
         conn.close();
         return None;
@@ -379,6 +530,7 @@ pub fn open_after(open: PendingOpen, fd: i32) {
         _ => (open.path, None),
     };
     let begin = |token| ClientMsg::Begin {
+        seq: 0,
         token,
         path: WirePath(path),
         named,
@@ -387,7 +539,11 @@ pub fn open_after(open: PendingOpen, fd: i32) {
         before: open.before.head.clone(),
     };
     if let Some((mut conn, mut budget)) = open.oneshot {
-        let _ = conn.send(&begin(1), &payload(&[&open.before]), &mut budget);
+        // Unnumbered: this connection lives until the exec, never resent.
+        let msg = begin(1);
+        let parts = payload([open.before]);
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let _ = conn.send(&msg, &parts, &mut budget);
         conn.abandon(); // stays open until exec or exit
         return;
     }
@@ -399,7 +555,8 @@ pub fn open_after(open: PendingOpen, fd: i32) {
     p.next_token += 1;
     p.fds.open(fd, token);
     TRACKED_FDS.store(p.fds.len(), Relaxed);
-    send(&mut p, begin(token), &[&open.before]);
+    let msg = begin(token);
+    send(&mut p, msg, payload([open.before]));
 }
 
 /// A file was just created and opened as `fd` (the `mkstemp` family): a
@@ -442,7 +599,7 @@ fn end_if_last(p: &mut Process, fd: i32) {
         };
         let after = snapshot::of_fd(fd, max_size);
         let shared = p.fds.take_shared(token);
-        send(p, ClientMsg::Close { token, after: after.head.clone(), shared }, &[&after]);
+        send(p, ClientMsg::Close { seq: 0, token, after: after.head.clone(), shared }, payload([after]));
     }
 }
 
@@ -469,7 +626,8 @@ pub fn after_fclose(c: Closing) {
     let Phase::Ready { policy, .. } = &p.phase else { return };
     let after = snapshot::of_fd(c.held.raw(), held_max(policy));
     let shared = p.fds.take_shared(c.token);
-    send(&mut p, ClientMsg::Close { token: c.token, after: after.head.clone(), shared }, &[&after]);
+    let msg = ClientMsg::Close { seq: 0, token: c.token, after: after.head.clone(), shared };
+    send(&mut p, msg, payload([after]));
 }
 
 /// Before `dup2(old, new)`/`dup3`: `new` is replaced, which may end an open
@@ -534,12 +692,13 @@ pub fn rename_after(r: PendingRename, ok: bool) {
     }
     let Some(mut p) = state() else { return };
     let msg = ClientMsg::Rename {
+        seq: 0,
         old: WirePath(r.old),
         new: WirePath(r.new),
         before: r.before.head.clone(),
         after: after.head.clone(),
     };
-    send(&mut p, msg, &[&r.before, &after]);
+    send(&mut p, msg, payload([r.before, after]));
 }
 
 /// An unlink about to happen of a tracked regular file.
@@ -560,7 +719,8 @@ pub fn unlink_after(d: PendingDelete, ok: bool) {
         return;
     }
     let Some(mut p) = state() else { return };
-    send(&mut p, ClientMsg::Delete { path: WirePath(d.path), before: d.before.head.clone() }, &[&d.before]);
+    let msg = ClientMsg::Delete { seq: 0, path: WirePath(d.path), before: d.before.head.clone() };
+    send(&mut p, msg, payload([d.before]));
 }
 
 /// A `truncate(path)` about to happen.
@@ -586,8 +746,13 @@ pub fn truncate_after(t: PendingTruncate, ok: bool) {
     }
     let after = snapshot::of_path(&t.path, t.max_size, Follow::Yes);
     let Some(mut p) = state() else { return };
-    let msg = ClientMsg::Truncate { path: WirePath(t.path), before: t.before.head.clone(), after: after.head.clone() };
-    send(&mut p, msg, &[&t.before, &after]);
+    let msg = ClientMsg::Truncate {
+        seq: 0,
+        path: WirePath(t.path),
+        before: t.before.head.clone(),
+        after: after.head.clone(),
+    };
+    send(&mut p, msg, payload([t.before, after]));
 }
 
 /// A new name about to be linked (`link`, `linkat`): the tracked path and
@@ -605,7 +770,7 @@ pub fn link_after((path, max_size): (Vec<u8>, u64), ok: bool) {
         return;
     }
     let Some(mut p) = state() else { return };
-    send(&mut p, ClientMsg::Link { new: WirePath(path), after: after.head.clone() }, &[&after]);
+    send(&mut p, ClientMsg::Link { seq: 0, new: WirePath(path), after: after.head.clone() }, payload([after]));
 }
 
 /// Before `close_range(first, last)`/`closefrom(first)`: tracked opens in

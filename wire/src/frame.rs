@@ -151,6 +151,7 @@ mod tests {
     fn round_trip_keeps_bytes_exact() {
         let content: Vec<u8> = (0..=255u8).collect();
         let msg = ClientMsg::Close {
+            seq: 3,
             shared: false,
             token: 7,
             after: Snapshot {

@@ -24,8 +24,21 @@
 //!    opened for writing (with what the path held before), [`ClientMsg::Close`]
 //!    when the last descriptor of that open is closed (with what it holds
 //!    now), [`ClientMsg::Rename`], [`ClientMsg::Delete`], [`ClientMsg::Truncate`].
-//!    The server sends nothing back for events.
-//! 4. The connection ends when the process exits or `exec`s (the socket is
+//!    Each event carries `seq`: 1 for the process image's first event, then
+//!    one more for each, never reused in that image (across reconnects too).
+//! 4. The server acknowledges events with [`ServerMsg::Ack`] `{ upto }`:
+//!    every version made of events up to `upto` is committed to the store,
+//!    and the collector no longer needs those events (an open still waiting
+//!    for its `Close`, or a created file held back to see whether it was a
+//!    temp file, holds back the ack of its `Begin`). Acks are cumulative and
+//!    sent when that mark moves (a burst of events gets one), only to a
+//!    client that sent `image` in `Hello` and `seq` in its events. The
+//!    client keeps what is not acknowledged and, after reconnecting, sends
+//!    it again with the same `seq` first: the store keeps one version per
+//!    (boot, process, `image`, `seq` of the event that made it) and ignores
+//!    a repeat. The client never waits for an ack; it reads them when it
+//!    next sends.
+//! 5. The connection ends when the process exits or `exec`s (the socket is
 //!    close-on-exec). Opens still without a `Close` are finished by the
 //!    collector itself once the process has exited.
 //!
@@ -54,8 +67,9 @@ pub use frame::{Frame, FrameError, MAX_HEADER, frame_prefix, read_frame, write_f
 pub use path::WirePath;
 pub use policy::Policy;
 
-/// Version of the conversation described above.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the conversation described above. 2: `image`, `seq` and
+/// [`ServerMsg::Ack`] (a version-1 peer sends or expects none of them).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Where the collector listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/filetrail/collector.sock";
@@ -67,14 +81,30 @@ pub enum ClientMsg {
     /// First frame of every connection. Nothing a process says about
     /// itself is asked for: the collector reads the kernel's answer while
     /// the process waits for `Welcome` (older libraries sent a `claims`
-    /// object here; it is ignored).
-    Hello { version: u32 },
+    /// object here; it is ignored). `image`: a random number the library
+    /// drew for this process image (it changes at `exec`, which keeps the
+    /// pid): with the kernel's pid and start time it names the image whose
+    /// `seq` numbers follow; 0 (or absent) for a client that numbers none.
+    Hello {
+        version: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        image: u64,
+        /// Spool files only: the process's start time (clock ticks since
+        /// boot, `/proc/self/stat` field 22) as the process says, so a
+        /// replayed version is named like the one its live connection
+        /// would have made and is stored once. A claim, like the rest of a
+        /// spool file; on a socket the collector asks the kernel instead.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        start: u64,
+    },
     /// A tracked path was opened for writing; `before` is what it held just
     /// before the open. `token` names this open until its `Close`. `path` is
     /// the file actually opened (symlinks resolved); `named` is the path as
     /// the program named it, when that differs. `file` is the `stat` of the
     /// opened descriptor (device and inode identify it to the collector).
     Begin {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
         token: u64,
         path: WirePath,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +118,8 @@ pub enum ClientMsg {
     /// file held at that moment. `shared`: the process forked while the
     /// file was open, so other processes may still hold it.
     Close {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
         token: u64,
         after: Snapshot,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -95,14 +127,37 @@ pub enum ClientMsg {
     },
     /// `old` was renamed to `new`. `before` is what `new` held before the
     /// rename, `after` what it holds now.
-    Rename { old: WirePath, new: WirePath, before: Snapshot, after: Snapshot },
+    Rename {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+        old: WirePath,
+        new: WirePath,
+        before: Snapshot,
+        after: Snapshot,
+    },
     /// `path` was unlinked; `before` is what it held.
-    Delete { path: WirePath, before: Snapshot },
+    Delete {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+        path: WirePath,
+        before: Snapshot,
+    },
     /// `path` was truncated by name (`truncate(2)`).
-    Truncate { path: WirePath, before: Snapshot, after: Snapshot },
+    Truncate {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+        path: WirePath,
+        before: Snapshot,
+        after: Snapshot,
+    },
     /// A new name `new` was linked to an existing file (`link`, `linkat`,
     /// including an `O_TMPFILE` file made visible); `after` is its content.
-    Link { new: WirePath, after: Snapshot },
+    Link {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+        new: WirePath,
+        after: Snapshot,
+    },
     /// Spool files only: the wall-clock time (microseconds since the epoch)
     /// at which the library made the event that follows. A claim of the
     /// writer, like everything in a spool file but its owner.
@@ -132,6 +187,10 @@ pub enum ServerMsg {
     },
     /// The collector refuses this client; it should stay quiet.
     Error { message: String },
+    /// Every event with `seq <= upto` is done with: its versions are
+    /// committed and the collector needs it no more (see the conversation
+    /// above). Cumulative; an older library skips it as unknown.
+    Ack { upto: u64 },
     #[serde(other)]
     Unknown,
 }
@@ -158,6 +217,10 @@ pub struct Snapshot {
 
 fn yes() -> bool {
     true
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `stat` fields of a snapshotted file.
@@ -198,6 +261,32 @@ impl Snapshot {
 }
 
 impl ClientMsg {
+    /// The event's sequence number (0: none, as from a version-1 client).
+    pub fn seq(&self) -> u64 {
+        match self {
+            ClientMsg::Begin { seq, .. }
+            | ClientMsg::Close { seq, .. }
+            | ClientMsg::Rename { seq, .. }
+            | ClientMsg::Delete { seq, .. }
+            | ClientMsg::Truncate { seq, .. }
+            | ClientMsg::Link { seq, .. } => *seq,
+            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => 0,
+        }
+    }
+
+    /// Numbers an event (no effect on `Hello`).
+    pub fn set_seq(&mut self, n: u64) {
+        match self {
+            ClientMsg::Begin { seq, .. }
+            | ClientMsg::Close { seq, .. }
+            | ClientMsg::Rename { seq, .. }
+            | ClientMsg::Delete { seq, .. }
+            | ClientMsg::Truncate { seq, .. }
+            | ClientMsg::Link { seq, .. } => *seq = n,
+            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => {}
+        }
+    }
+
     /// The snapshots whose bytes travel in the payload, in payload order.
     pub fn snapshots(&self) -> Vec<&Snapshot> {
         match self {
@@ -262,6 +351,7 @@ mod tests {
     #[test]
     fn payload_splits_in_snapshot_order() {
         let m = ClientMsg::Rename {
+            seq: 1,
             old: WirePath::from("/a"),
             new: WirePath::from("/b"),
             before: stored(2),
@@ -276,6 +366,7 @@ mod tests {
     #[test]
     fn absent_snapshot_carries_nothing() {
         let m = ClientMsg::Begin {
+            seq: 0,
             token: 1,
             path: WirePath::from("/a"),
             named: None,
@@ -287,5 +378,23 @@ mod tests {
         let json = serde_json::to_string(&m).unwrap();
         let back: ClientMsg = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn seq_and_image_are_optional_and_ack_is_a_reply() {
+        // A version-1 client numbers nothing.
+        let old: ClientMsg =
+            serde_json::from_str(r#"{"kind":"delete","path":"/a","before":{"state":"absent"}}"#).unwrap();
+        assert_eq!(old.seq(), 0);
+        let hello: ClientMsg = serde_json::from_str(r#"{"kind":"hello","version":1}"#).unwrap();
+        assert_eq!(hello, ClientMsg::Hello { version: 1, image: 0, start: 0 });
+        let mut m = old.clone();
+        m.set_seq(42);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""seq":42"#), "{json}");
+        assert_eq!(serde_json::from_str::<ClientMsg>(&json).unwrap().seq(), 42);
+        assert!(!serde_json::to_string(&old).unwrap().contains("seq"));
+        let ack: ServerMsg = serde_json::from_str(r#"{"kind":"ack","upto":7}"#).unwrap();
+        assert_eq!(ack, ServerMsg::Ack { upto: 7 });
     }
 }

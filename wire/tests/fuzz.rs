@@ -116,16 +116,19 @@ fn snapshot() -> impl Strategy<Value = (Snapshot, Vec<u8>)> {
 fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
     (0..7u8, any::<u64>(), path(), path(), snapshot(), snapshot(), any::<bool>()).prop_map(
         |(kind, token, p, q, (b, bb), (a, ab), shared)| {
+            // `token` doubles as the event's number (any u64, 0 = none).
+            let seq = token;
             let (msg, payload): (ClientMsg, Vec<&[u8]>) = match kind {
-                0 => (ClientMsg::Hello { version: 1 }, vec![]),
-                1 => {
-                    (ClientMsg::Begin { token, path: p, named: Some(q), file: b.meta, flags: 1, before: b }, vec![&bb])
-                }
-                2 => (ClientMsg::Close { token, after: a, shared }, vec![&ab]),
-                3 => (ClientMsg::Rename { old: p, new: q, before: b, after: a }, vec![&bb, &ab]),
-                4 => (ClientMsg::Delete { path: p, before: b }, vec![&bb]),
-                5 => (ClientMsg::Truncate { path: p, before: b, after: a }, vec![&bb, &ab]),
-                _ => (ClientMsg::Link { new: p, after: a }, vec![&ab]),
+                0 => (ClientMsg::Hello { version: 1, image: token, start: 0 }, vec![]),
+                1 => (
+                    ClientMsg::Begin { seq, token, path: p, named: Some(q), file: b.meta, flags: 1, before: b },
+                    vec![&bb],
+                ),
+                2 => (ClientMsg::Close { seq, token, after: a, shared }, vec![&ab]),
+                3 => (ClientMsg::Rename { seq, old: p, new: q, before: b, after: a }, vec![&bb, &ab]),
+                4 => (ClientMsg::Delete { seq, path: p, before: b }, vec![&bb]),
+                5 => (ClientMsg::Truncate { seq, path: p, before: b, after: a }, vec![&bb, &ab]),
+                _ => (ClientMsg::Link { seq, new: p, after: a }, vec![&ab]),
             };
             let mut out = Vec::new();
             write_frame(&mut out, &msg, &payload).unwrap();

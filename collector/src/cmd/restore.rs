@@ -305,7 +305,7 @@ fn record_via_collector(
     let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let io = |e: std::io::Error| e.to_string();
-    write_frame(&mut s, &ClientMsg::Hello { version: PROTOCOL_VERSION }, &[]).map_err(io)?;
+    write_frame(&mut s, &ClientMsg::Hello { version: PROTOCOL_VERSION, image: 0, start: 0 }, &[]).map_err(io)?;
     let welcome = read_frame(&mut s, 0).and_then(|f| f.parse::<ServerMsg>()).map_err(|e| e.to_string())?;
     let ServerMsg::Welcome { track, ignore, max_size, .. } = welcome else { return Err("collector refused".into()) };
     let policy = Policy::new(&track, &ignore, max_size).map_err(|e| e.to_string())?;
@@ -319,7 +319,9 @@ fn record_via_collector(
     };
     let msgs = [
         (
+            // Unnumbered (seq 0): restore sends once and waits for no ack.
             ClientMsg::Begin {
+                seq: 0,
                 token: 1,
                 path: WirePath(tmp_b.clone()),
                 named: None,
@@ -329,9 +331,10 @@ fn record_via_collector(
             },
             vec![],
         ),
-        (ClientMsg::Close { token: 1, after: snapshot(Some(after), meta), shared: false }, vec![after]),
+        (ClientMsg::Close { seq: 0, token: 1, after: snapshot(Some(after), meta), shared: false }, vec![after]),
         (
             ClientMsg::Rename {
+                seq: 0,
                 old: WirePath(tmp_b),
                 new: WirePath(target_b),
                 before: snapshot(before, None),
@@ -367,7 +370,7 @@ fn record_directly(
         jiff::Timestamp::now(),
     );
     let mut store = Store::open(db)?;
-    store.insert(&[NewVersion { draft, who }])?;
+    store.insert(&[NewVersion { draft, who, delivery: None }])?;
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Invariants: every batch is one transaction; a blob is stored once per
 //! distinct SHA-256; a redacted content's bytes are never stored, under any
-//! name ([`purge`]); the database file is created 0600 from its first byte,
+//! name ([`purge`]); a version is stored once per origin (a repeat sent
+//! after a reconnect is ignored, `delivery.rs`); the database file is created 0600 from its first byte,
 //! in a 0700 directory (it holds the content of every tracked file), and the
 //! collector refuses to write a store that anyone else could control (see
 //! [`Store::open`]); read-only commands open it read-only.
@@ -94,15 +95,25 @@ impl Store {
         &self.conn
     }
 
-    /// Stores a batch of versions in one transaction; returns their ids.
+    /// Stores a batch of versions in one transaction; returns their ids,
+    /// `None` for a version whose origin is already stored (not stored again).
     /// A batch that fails is rolled back whole and leaves no trace (not even
     /// in the cache of writers stored), so it can be tried again.
-    pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<i64>> {
+    pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<Option<i64>>> {
+        use rusqlite::OptionalExtension;
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(batch.len());
         let mut purged = false;
         let mut fresh: HashMap<u64, (i64, i64)> = HashMap::new();
         for v in batch {
+            let origin = v.delivery.as_ref().map(|d| &d.origin[..]);
+            if let Some(origin) = origin {
+                let mut stored = tx.prepare_cached("SELECT 1 FROM versions WHERE origin = ?1")?;
+                if stored.query_row([origin], |_| Ok(())).optional()?.is_some() {
+                    ids.push(None);
+                    continue;
+                }
+            }
             let (writer, principal) = match self.writers.get(&v.who.key).or(fresh.get(&v.who.key)) {
                 Some(&ids) => ids,
                 None => {
@@ -132,29 +143,32 @@ impl Store {
             };
             let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
             let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
-            tx.prepare_cached(
-                "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
-                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?
-            .execute(params![
-                d.time.as_microsecond(),
-                &d.path,
-                &d.named_path,
-                d.action.as_str(),
-                &d.old_path,
-                before.map(|b| b.id),
-                state(&d.before, before),
-                after.map(|b| b.id),
-                state(&d.after, after),
-                consistent,
-                meta.map(|m| m.mode & 0o7777),
-                meta.map(|m| m.uid),
-                meta.map(|m| m.gid),
-                writer,
-                principal,
-            ])?;
-            ids.push(tx.last_insert_rowid());
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
+                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    d.time.as_microsecond(),
+                    &d.path,
+                    &d.named_path,
+                    d.action.as_str(),
+                    &d.old_path,
+                    before.map(|b| b.id),
+                    state(&d.before, before),
+                    after.map(|b| b.id),
+                    state(&d.after, after),
+                    consistent,
+                    meta.map(|m| m.mode & 0o7777),
+                    meta.map(|m| m.uid),
+                    meta.map(|m| m.gid),
+                    writer,
+                    principal,
+                    origin,
+                ])?;
+            ids.push((inserted > 0).then(|| tx.last_insert_rowid()));
         }
         tx.commit()?;
         if self.writers.len() + fresh.len() > 10_000 {

@@ -158,7 +158,7 @@ mod tests {
             if redacted { s.redacted() } else { s }
         };
         let draft = Draft::new(path.into(), Action::Write, before.map(side), Some(side(after)), jiff::Timestamp::now());
-        NewVersion { draft, who: Arc::new(Default::default()) }
+        NewVersion { draft, who: Arc::new(Default::default()), delivery: None }
     }
 
     fn depths(store: &Store) -> Vec<(i64, Option<i64>, i64, bool)> {

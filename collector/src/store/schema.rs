@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_sessions.sql"),
     include_str!("../../migrations/0003_redacted_blobs.sql"),
     include_str!("../../migrations/0004_gaps.sql"),
+    include_str!("../../migrations/0005_origin.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
