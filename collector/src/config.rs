@@ -10,6 +10,8 @@
 //! max_connections_per_uid = 64        # root: 4x; see limits.rs
 //! max_held_bytes_per_uid = 268435456  # content held in memory; root: 4x
 //! idle_timeout_secs = 600             # idle connections give way only at the cap
+//! kernel_watch = true                 # fanotify marks on the tracked directories (watch.rs)
+//! max_watched_dirs = 10000            # beyond it, deeper directories are not watched
 //!
 //! [quota]                             # per uid; root too
 //! versions_per_minute = 6000
@@ -62,6 +64,14 @@ pub struct Config {
     /// process keeps its connection for life, and idle shells are normal).
     #[serde(default = "default_idle_timeout_secs")]
     pub idle_timeout_secs: u64,
+    /// Watch the tracked directories with fanotify, so that changes made
+    /// by programs without the library (static, setuid, daemons) and
+    /// attribute changes become versions too ([`crate::watch`]).
+    #[serde(default = "default_true")]
+    pub kernel_watch: bool,
+    /// Most directories the kernel watch marks; beyond it, one log line.
+    #[serde(default = "default_max_watched_dirs")]
+    pub max_watched_dirs: usize,
 }
 
 /// Per-uid limits on what one user's processes may add.
@@ -100,6 +110,12 @@ fn default_max_held_bytes_per_uid() -> u64 {
 fn default_idle_timeout_secs() -> u64 {
     600
 }
+fn default_true() -> bool {
+    true
+}
+fn default_max_watched_dirs() -> usize {
+    10_000
+}
 fn default_redact() -> Vec<String> {
     DEFAULT_REDACT.iter().map(|s| s.to_string()).collect()
 }
@@ -125,6 +141,8 @@ impl Default for Config {
             max_connections_per_uid: default_max_connections_per_uid(),
             max_held_bytes_per_uid: default_max_held_bytes_per_uid(),
             idle_timeout_secs: default_idle_timeout_secs(),
+            kernel_watch: true,
+            max_watched_dirs: default_max_watched_dirs(),
         }
     }
 }

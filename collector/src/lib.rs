@@ -19,6 +19,8 @@
 //!   saves, backup renames, deletes): the rules of "what one version is".
 //! - [`finisher`] — completes versions whose writer exited without closing.
 //! - [`holders`] — other processes still holding a file open for writing.
+//! - [`watch`] — the kernel watch (fanotify, [`fanotify`]): changes no library
+//!   reported, the baseline of tracked files.
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod fanotify;
 pub mod finisher;
 pub mod holders;
 pub mod identity;
@@ -44,6 +47,7 @@ pub mod registry;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod watch;
 pub mod when;
 pub mod who;
 pub mod writer;

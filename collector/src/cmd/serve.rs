@@ -23,7 +23,9 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
+    let watch = crate::watch::start(&config, &cli.db, secrets.clone(), tx.clone(), registry.clone());
     crate::server::serve(&cli.socket, config, secrets, tx, registry).context("serving")?;
+    drop(watch);
     let _ = writer.join();
     Ok(ExitCode::SUCCESS)
 }
