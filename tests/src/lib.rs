@@ -50,9 +50,18 @@ impl Collector {
 
     /// Starts a collector; `extra_config` is appended to its TOML config.
     pub fn start_with(extra_config: &str) -> Collector {
+        Self::start_with_files(extra_config, &[])
+    }
+
+    /// Starts a collector on a tracked directory that already holds `files`
+    /// (name, content) when it starts: their content is its baseline.
+    pub fn start_with_files(extra_config: &str, files: &[(&str, &[u8])]) -> Collector {
         let dir = tempfile::Builder::new().prefix("filetrail-test").tempdir().expect("tempdir");
         let track = dir.path().join("track");
         std::fs::create_dir(&track).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(track.join(name), bytes).unwrap();
+        }
         let config = dir.path().join("config.toml");
         std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
         let socket = dir.path().join("collector.sock");
@@ -192,10 +201,27 @@ fn spawn_collector(dir: &Path, socket: &Path, db: &Path) -> Child {
 
 /// Compiles a C program into `dir` and returns its path.
 pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
+    compile_c_with(dir, name, source, &[])
+}
+
+/// Compiles a static C program (`cc -static`: no dynamic loader, so no
+/// `LD_PRELOAD` ever loads into it) into `dir` and returns its path.
+pub fn compile_c_static(dir: &Path, name: &str, source: &str) -> PathBuf {
+    compile_c_with(dir, name, source, &["-static"])
+}
+
+fn compile_c_with(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let bin = dir.join(name);
     std::fs::write(&src, source).unwrap();
-    let out = Command::new("cc").args(["-O1", "-pthread", "-o"]).arg(&bin).arg(&src).output().expect("running cc");
+    let out = Command::new("cc")
+        .args(["-O1", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("running cc");
     assert!(out.status.success(), "cc {name}.c: {}", String::from_utf8_lossy(&out.stderr));
     bin
 }
