@@ -481,6 +481,11 @@ impl State {
         }
         let before = known.and_then(|k| k.side);
         let after = read_file(p.dir.as_fd(), &p.name, self.max_size);
+        // The source of a rename whose target is not looked at yet: the
+        // target decides whether this is a rename or a delete.
+        if after.is_none() && self.pending.values().any(|q| q.renamed_from.as_deref() == Some(path)) {
+            return Some(Instant::now());
+        }
         let mut old_path = None;
         let action = match (&before, &after) {
             (None, None) => return None,

@@ -49,6 +49,11 @@ impl Collector {
     }
 
     /// Starts a collector; `extra_config` is appended to its TOML config.
+    ///
+    /// The kernel watch is off unless `extra_config` sets `kernel_watch`:
+    /// the fixtures a test writes itself (not under the library) would
+    /// otherwise become versions `seen_by: kernel` some 2.5 s later, at a
+    /// moment that depends on the machine's load (`tests/watch.rs` turns it on).
     pub fn start_with(extra_config: &str) -> Collector {
         Self::start_with_files(extra_config, &[])
     }
@@ -63,7 +68,9 @@ impl Collector {
             std::fs::write(track.join(name), bytes).unwrap();
         }
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
+        let watch = if extra_config.contains("kernel_watch") { "" } else { "kernel_watch = false\n" };
+        let track_line = format!("track = [{:?}]\n", track.display().to_string());
+        std::fs::write(&config, format!("{track_line}{watch}{extra_config}")).unwrap();
         let socket = dir.path().join("collector.sock");
         let db = dir.path().join("trail.db");
         let child = spawn_collector(dir.path(), &socket, &db);

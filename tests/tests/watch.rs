@@ -27,6 +27,8 @@ unsafe extern "C" {
     fn geteuid() -> u32;
 }
 
+const WATCH: &str = "kernel_watch = true\n";
+
 /// Polls (the watch waits 2.5 s of quiet per path) until `ok` holds for
 /// the versions of `name`; returns them.
 fn wait_for(c: &Collector, name: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
@@ -73,7 +75,7 @@ fn a_static_binary_writing_a_tracked_file_is_a_kernel_version_with_the_baseline_
     if !root() {
         return;
     }
-    let c = Collector::start_with_files("", &[("app.conf", b"port = 80\n")]);
+    let c = Collector::start_with_files(WATCH, &[("app.conf", b"port = 80\n")]);
     watching(&c);
     let writer = compile_c_static(c.dir.path(), "static-writer", WRITER);
     // Run under the library's environment: a static binary never loads it.
@@ -99,7 +101,7 @@ fn a_process_without_the_library_writes_creates_renames_and_deletes() {
         return;
     }
     let files: &[(&str, &[u8])] = &[("a.conf", b"a\n"), ("gone.conf", b"to delete\n"), ("old.conf", b"moving\n")];
-    let c = Collector::start_with_files("", files);
+    let c = Collector::start_with_files(WATCH, files);
     watching(&c);
     let script = "echo x > a.conf; echo new > new.conf; rm gone.conf; mv old.conf moved.conf";
     let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
@@ -124,7 +126,7 @@ fn chmod_of_a_tracked_file_is_an_attrib_version_with_both_modes() {
     if !root() {
         return;
     }
-    let c = Collector::start_with_files("", &[("secret.conf", b"pw = 1\n")]);
+    let c = Collector::start_with_files(WATCH, &[("secret.conf", b"pw = 1\n")]);
     watching(&c);
     let was = std::fs::metadata(c.path("secret.conf")).unwrap().permissions().mode() & 0o7777;
     assert_ne!(was, 0o600);
@@ -144,7 +146,7 @@ fn chmod_of_a_tracked_file_is_an_attrib_version_with_both_modes() {
 #[test]
 fn a_setuid_root_program_run_by_an_ordinary_user_is_recorded_and_attributed_to_them() {
     let Some((uid, gid)) = mallory() else { return };
-    let c = Collector::start_with_files("", &[("shadow.conf", b"mallory:old\n")]);
+    let c = Collector::start_with_files(WATCH, &[("shadow.conf", b"mallory:old\n")]);
     c.open_to_all();
     watching(&c);
     let prog = compile_c(c.dir.path(), "suid-writer", WRITER);
@@ -173,7 +175,7 @@ fn a_library_write_is_stored_once_although_the_kernel_saw_it_too() {
     if !root() {
         return;
     }
-    let c = Collector::start_with_files("", &[("lib.conf", b"one\n"), ("marker.conf", b"m\n")]);
+    let c = Collector::start_with_files(WATCH, &[("lib.conf", b"one\n"), ("marker.conf", b"m\n")]);
     watching(&c);
     c.sh("echo two > lib.conf; sed -i s/two/three/ lib.conf");
     let v = wait_for(&c, "lib.conf", |v| v.len() >= 2);
