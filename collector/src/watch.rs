@@ -69,6 +69,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 const MAX_PENDING: usize = 100_000;
 /// Deepest directory level marked.
 const MAX_DEPTH: usize = 64;
+/// Least time between two rescans of the roots after lost events.
+const RESCAN_EVERY: Duration = Duration::from_secs(60);
 /// Files per baseline transaction.
 const BASELINE_BATCH: usize = 256;
 
@@ -147,6 +149,7 @@ pub fn start(
         sent: HashMap::new(),
         ids: HashMap::new(),
         me: std::process::id() as i32,
+        rescanned: None,
     };
     let thread = std::thread::Builder::new().name("watch".into()).spawn(move || state.run(stop_copy)).ok()?;
     Some(Watch { stop, thread: Some(thread) })
@@ -194,6 +197,8 @@ struct State {
     /// pid -> identity read recently (a burst of events from one process).
     ids: HashMap<i32, (Instant, Option<Arc<Identity>>)>,
     me: i32,
+    /// When the roots were last rescanned after lost events.
+    rescanned: Option<Instant>,
 }
 
 impl State {
@@ -318,8 +323,15 @@ impl State {
 
     fn event(&mut self, ev: Event) {
         if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
-            tracing::warn!("kernel watch: the kernel's event queue overflowed; rescanning the tracked roots");
-            return self.rescan();
+            // At most one rescan a minute: a flood of events must not turn
+            // into a flood of whole-tree reads.
+            let now = Instant::now();
+            if self.rescanned.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY) {
+                tracing::warn!("kernel watch: the kernel's event queue overflowed; rescanning the tracked roots");
+                self.rescanned = Some(now);
+                self.rescan();
+            }
+            return;
         }
         let who = if ev.pid == self.me { None } else { self.identity(ev.pid, ev.pidfd.as_ref()) };
         if ev.mask & libc::FAN_RENAME != 0 {

@@ -216,3 +216,28 @@ fn a_change_nobody_saw_flags_the_next_version_gap_before() {
     assert!(String::from_utf8(log.stdout).unwrap().contains("Gap:"));
     assert!(c.log().contains("kernel watch off"), "{}", c.log());
 }
+
+#[test]
+fn directories_made_after_start_are_watched_too() {
+    if !root() {
+        return;
+    }
+    let c = Collector::start_with_files(WATCH, &[]);
+    watching(&c);
+    // The file may be written before the watch marks the new directories:
+    // it is found when they are marked.
+    let script = "mkdir -p conf.d/deep && echo early > conf.d/deep/early.conf";
+    let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "conf.d/deep/early.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "create", "conf.d/deep/early.conf", None, Some(b"early\n"));
+    let out = Command::new("env")
+        .args(["-i", "sh", "-c", "echo later > conf.d/deep/early.conf"])
+        .current_dir(&c.track)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "conf.d/deep/early.conf", |v| v.len() == 2);
+    c.assert_version(&v[1], "write", "conf.d/deep/early.conf", Some(b"early\n"), Some(b"later\n"));
+    assert!(v.iter().all(|v| v["seen_by"] == "kernel"));
+}

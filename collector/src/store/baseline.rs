@@ -129,3 +129,66 @@ impl Store {
         Ok(added)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Action, Draft, NewVersion, SeenBy};
+    use crate::who::Identity;
+
+    fn side(bytes: &[u8]) -> Option<Side> {
+        Some(Side::from_bytes(bytes.to_vec(), None, true))
+    }
+
+    fn version(before: &[u8], after: &[u8], seen_by: SeenBy, pid: i32) -> NewVersion {
+        let mut draft =
+            Draft::new(b"/etc/a.conf".to_vec(), Action::Write, side(before), side(after), jiff::Timestamp::now());
+        draft.seen_by = seen_by;
+        NewVersion { draft, who: Arc::new(Identity { pid, key: pid as u64, ..Default::default() }) }
+    }
+
+    fn rows(store: &Store) -> Vec<(i64, String, bool)> {
+        let mut stmt = store.conn.prepare("SELECT id, seen_by, gap_before FROM versions ORDER BY id").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn the_baseline_is_the_last_known_content_until_a_version_and_gaps_are_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        assert_eq!(store.last_known(b"/etc/a.conf").unwrap(), None);
+        let base = side(b"v0").unwrap();
+        assert_eq!(store.add_baselines(&[(b"/etc/a.conf".to_vec(), base.clone())], jiff::Timestamp::now()).unwrap(), 1);
+        // Only once: a file the store knows is left alone.
+        assert_eq!(store.add_baselines(&[(b"/etc/a.conf".to_vec(), base.clone())], jiff::Timestamp::now()).unwrap(), 0);
+        let known = store.last_known(b"/etc/a.conf").unwrap().unwrap();
+        assert_eq!(known.side.unwrap().sha256, base.sha256);
+        // A library version from the baseline: no gap; then one whose before
+        // is not the last after: a change went unseen.
+        store.insert(&[version(b"v0", b"v1", SeenBy::Library, 1)]).unwrap();
+        store.insert(&[version(b"changed unseen", b"v2", SeenBy::Library, 1)]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "library".into(), false), (2, "library".into(), true)]);
+        assert_eq!(
+            store.last_known(b"/etc/a.conf").unwrap().unwrap().side.unwrap().sha256,
+            side(b"v2").unwrap().sha256
+        );
+    }
+
+    #[test]
+    fn a_late_library_report_of_the_change_the_kernel_recorded_becomes_that_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        store.insert(&[version(b"v0", b"v1", SeenBy::Kernel, 42)]).unwrap();
+        // Another process reporting the same bytes does not take it over.
+        store.insert(&[version(b"v0", b"v1", SeenBy::Library, 7)]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "kernel".into(), false), (2, "library".into(), true)]);
+        // The process the kernel named does: one change, one version.
+        store.insert(&[version(b"v1", b"v2", SeenBy::Kernel, 43)]).unwrap();
+        let ids = store.insert(&[version(b"v1", b"v2", SeenBy::Library, 43)]).unwrap();
+        assert_eq!(ids, vec![3]);
+        assert_eq!(rows(&store)[2], (3, "library".into(), false));
+        assert_eq!(rows(&store).len(), 3);
+    }
+}
