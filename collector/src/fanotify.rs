@@ -13,17 +13,17 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Events the watch asks for on each directory: content, name and
-/// attribute changes of its entries, directories included.
-pub const MASK: u64 = libc::FAN_MODIFY
-    | libc::FAN_CLOSE_WRITE
-    | libc::FAN_CREATE
-    | libc::FAN_DELETE
-    | libc::FAN_MOVED_FROM
-    | libc::FAN_MOVED_TO
-    | libc::FAN_ATTRIB
-    | libc::FAN_EVENT_ON_CHILD
-    | libc::FAN_ONDIR;
+/// Events the watch asks for on each directory: entries created, deleted
+/// and moved, directories included. No `FAN_EVENT_ON_CHILD`: with it, every
+/// open and close of any entry would go through the parent's marks
+/// (measured here: open+close 1.12x); content and attribute events come
+/// from marks on the tracked files themselves ([`FILE_MASK`]: 1.02–1.04x on
+/// open+close of a marked file, nothing on other files).
+pub const DIR_MASK: u64 =
+    libc::FAN_CREATE | libc::FAN_DELETE | libc::FAN_MOVED_FROM | libc::FAN_MOVED_TO | libc::FAN_ONDIR;
+
+/// Events the watch asks for on each tracked file: content and attributes.
+pub const FILE_MASK: u64 = libc::FAN_MODIFY | libc::FAN_CLOSE_WRITE | libc::FAN_ATTRIB;
 
 /// A notification group.
 pub struct Fanotify {
@@ -91,10 +91,10 @@ impl Fanotify {
         Ok(Fanotify { fd, pidfds, renames: true })
     }
 
-    /// Marks the directory `dir` (an open descriptor): events on it and its
-    /// direct entries. `FAN_RENAME` is dropped for good the first time the
-    /// kernel refuses it.
-    pub fn mark(&mut self, dir: BorrowedFd) -> io::Result<()> {
+    /// Marks the directory `dir` (an open descriptor) for changes of its
+    /// entries. `FAN_RENAME` is dropped for good the first time the kernel
+    /// refuses it.
+    pub fn mark_dir(&mut self, dir: BorrowedFd) -> io::Result<()> {
         let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_ONLYDIR;
         let mark = |mask: u64| {
             // SAFETY: a null path with a directory descriptor marks that directory.
@@ -102,12 +102,22 @@ impl Fanotify {
             if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
         };
         if self.renames {
-            match mark(MASK | libc::FAN_RENAME) {
+            match mark(DIR_MASK | libc::FAN_RENAME) {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.renames = false,
                 r => return r,
             }
         }
-        mark(MASK)
+        mark(DIR_MASK)
+    }
+
+    /// Marks the entry `name` of `dir` (not following a symlink) for
+    /// content and attribute changes.
+    pub fn mark_file(&self, dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
+        let name = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let flags = libc::FAN_MARK_ADD | libc::FAN_MARK_DONT_FOLLOW;
+        // SAFETY: name is a valid NUL-terminated name relative to dir.
+        let r = unsafe { libc::fanotify_mark(self.fd.as_raw_fd(), flags, FILE_MASK, dir.as_raw_fd(), name.as_ptr()) };
+        if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     /// Reads the events ready now (blocks until there is at least one).

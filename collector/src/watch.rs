@@ -3,10 +3,11 @@
 //! The library sees what dynamically linked programs in a session do through
 //! libc; setuid programs, static binaries, `env -i`, raw syscalls, daemons
 //! and attribute changes escape it. The watch marks every directory under
-//! the tracked roots with fanotify ([`crate::fanotify`]: notification events
-//! only — modify, close-write, create, delete, move, attrib — so reads and
-//! untracked directories cost nothing) and keeps the marks up to date as
-//! directories appear. Per changed path it waits until the path has been
+//! the tracked roots for entry changes (create, delete, move) and every
+//! tracked file for content and attribute changes (modify, close-write,
+//! attrib) with fanotify ([`crate::fanotify`]: notification events only, so
+//! reads cost next to nothing and untracked directories nothing), and keeps
+//! the marks up to date as files and directories appear. Per changed path it waits until the path has been
 //! quiet for [`QUIET`] (the library's own version of the same change, parked
 //! up to 2 s to recognise temp files, lands first), reads the file as root,
 //! carefully (through the directory the kernel named, no symlink followed,
@@ -150,6 +151,7 @@ pub fn start(
         ids: HashMap::new(),
         me: std::process::id() as i32,
         rescanned: None,
+        rescan_wanted: false,
     };
     let thread = std::thread::Builder::new().name("watch".into()).spawn(move || state.run(stop_copy)).ok()?;
     Some(Watch { stop, thread: Some(thread) })
@@ -199,6 +201,8 @@ struct State {
     me: i32,
     /// When the roots were last rescanned after lost events.
     rescanned: Option<Instant>,
+    /// Events were lost since the last rescan.
+    rescan_wanted: bool,
 }
 
 impl State {
@@ -278,7 +282,7 @@ impl State {
             {
                 self.marks.mounts.insert(fsid, copy);
             }
-            if let Err(e) = self.fan.mark(fd.as_fd()) {
+            if let Err(e) = self.fan.mark_dir(fd.as_fd()) {
                 tracing::warn!(dir = %quote(dir.as_os_str().as_bytes()), "kernel watch: cannot watch this directory: {e}");
                 continue;
             }
@@ -291,7 +295,9 @@ impl State {
                 if kind.is_dir() && depth < MAX_DEPTH {
                     stack.push((path, depth + 1, false));
                 } else if kind.is_file() && self.policy.is_tracked(path.as_os_str().as_bytes()) {
-                    files.push((fd.clone(), e.file_name().as_bytes().to_vec(), path.into_os_string().into_vec()));
+                    let name = e.file_name().as_bytes().to_vec();
+                    let _ = self.fan.mark_file(fd.as_fd(), &name);
+                    files.push((fd.clone(), name, path.into_os_string().into_vec()));
                 }
             }
         }
@@ -325,13 +331,9 @@ impl State {
         if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
             // At most one rescan a minute: a flood of events must not turn
             // into a flood of whole-tree reads.
-            let now = Instant::now();
-            if self.rescanned.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY) {
-                tracing::warn!("kernel watch: the kernel's event queue overflowed; rescanning the tracked roots");
-                self.rescanned = Some(now);
-                self.rescan();
-            }
-            return;
+            tracing::warn!("kernel watch: the kernel's event queue overflowed; the tracked roots will be rescanned");
+            self.rescan_wanted = true;
+            return self.rescan_if_due();
         }
         let who = if ev.pid == self.me { None } else { self.identity(ev.pid, ev.pidfd.as_ref()) };
         if ev.mask & libc::FAN_RENAME != 0 {
@@ -369,6 +371,15 @@ impl State {
         }
     }
 
+    /// Rescans if events were lost and the last rescan is old enough.
+    fn rescan_if_due(&mut self) {
+        let now = Instant::now();
+        if self.rescan_wanted && self.rescanned.is_none_or(|t| now.duration_since(t) >= RESCAN_EVERY) {
+            (self.rescanned, self.rescan_wanted) = (Some(now), false);
+            self.rescan();
+        }
+    }
+
     /// Everything under the roots is looked at again (after lost events).
     fn rescan(&mut self) {
         let mut files = Vec::new();
@@ -376,6 +387,7 @@ impl State {
             collect_files(Path::new(&root), &self.policy, &mut files);
         }
         for (dir, name, path) in files {
+            let _ = self.fan.mark_file(dir.as_fd(), &name);
             self.touch(path, dir, name, libc::FAN_CLOSE_WRITE, None, 0);
         }
     }
@@ -391,6 +403,10 @@ impl State {
     ) {
         if !self.policy.is_tracked(&path) {
             return;
+        }
+        // A file that appeared under a name: watch its content from now on.
+        if mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO | libc::FAN_RENAME) != 0 {
+            let _ = self.fan.mark_file(dir.as_fd(), &name);
         }
         if !self.pending.contains_key(&path) && self.pending.len() >= MAX_PENDING {
             tracing::warn!("kernel watch: over {MAX_PENDING} changed paths waiting; some are looked at later");
@@ -456,10 +472,13 @@ impl State {
     /// Time until the next pending path is due.
     fn next_due(&self) -> Option<Duration> {
         let now = Instant::now();
-        self.pending.values().map(|p| (p.last + wait_for(p)).saturating_duration_since(now)).min()
+        let rescan =
+            self.rescanned.filter(|_| self.rescan_wanted).map(|t| (t + RESCAN_EVERY).saturating_duration_since(now));
+        self.pending.values().map(|p| (p.last + wait_for(p)).saturating_duration_since(now)).chain(rescan).min()
     }
 
     fn look_at_due(&mut self) {
+        self.rescan_if_due();
         let now = Instant::now();
         self.sent.retain(|_, (at, _)| now.duration_since(*at) < SETTLE);
         let mut due: Vec<Vec<u8>> =

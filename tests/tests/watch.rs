@@ -115,9 +115,15 @@ fn a_process_without_the_library_writes_creates_renames_and_deletes() {
     let v = wait_for(&c, "moved.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "rename", "moved.conf", None, Some(b"moving\n"));
     assert_eq!(v[0]["old_path"], c.path("old.conf").to_str().unwrap());
+    // A file that appeared after start is watched for content too.
+    let out =
+        Command::new("env").args(["-i", "sh", "-c", "echo newer >> new.conf"]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "new.conf", |v| v.len() == 2);
+    c.assert_version(&v[1], "write", "new.conf", Some(b"new\n"), Some(b"new\nnewer\n"));
     // The rename's source is no separate delete.
     let all = c.versions();
-    assert_eq!(all.len(), 4, "{all:#?}");
+    assert_eq!(all.len(), 5, "{all:#?}");
     assert!(all.iter().all(|v| v["seen_by"] == "kernel"), "{all:#?}");
 }
 
