@@ -463,6 +463,7 @@ impl State {
         }
         let who = read_identity(pid, pidfd, self.fan.pidfds).map(|mut who| {
             self.registry.vouch(&mut who);
+            not_a_human_unless_logged_in(&mut who);
             Arc::new(who)
         });
         self.ids.insert(pid, (now, who.clone()));
@@ -685,6 +686,21 @@ fn read_identity(pid: i32, pidfd: Option<&OwnedFd>, pidfds: bool) -> Option<Iden
     Some(who)
 }
 
+/// A process outside any login session that PAM registered (a cron job, a
+/// daemon, a process that set its own login uid) is not attributed to the
+/// human its login uid names: `user` is its real uid's name and `chain`
+/// its effective uid's (the login uid and session stay, claimed).
+fn not_a_human_unless_logged_in(who: &mut Identity) {
+    if who.loginuid.is_none() || who.trust.get("session") == Some(&crate::who::Trust::Verified) {
+        return;
+    }
+    who.user = crate::who::user_name(who.uid);
+    who.chain = vec![crate::who::user_name(who.euid)];
+    for f in ["user", "chain"] {
+        who.trust.insert(f, if who.exe.is_empty() { crate::who::Trust::Claimed } else { crate::who::Trust::Verified });
+    }
+}
+
 /// A writer the kernel named by pid only, gone before it could be read:
 /// nobody is attributed, every field is claimed.
 fn unknown(pid: i32) -> Identity {
@@ -697,5 +713,51 @@ fn unknown(pid: i32) -> Identity {
         user: "unknown".into(),
         chain: vec!["unknown".into()],
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::who::Trust;
+
+    #[test]
+    fn a_login_uid_without_a_registered_session_names_no_human() {
+        // alice's cron job running `sudo sed`: login uid alice, session unregistered.
+        let mut who = Identity {
+            uid: 0,
+            euid: 0,
+            loginuid: Some(4242),
+            session: Some(7),
+            exe: "/usr/bin/sed".into(),
+            ..Default::default()
+        };
+        who.user = "alice".into();
+        who.chain = vec!["alice".into(), "root".into()];
+        who.trust.insert("session", Trust::Claimed);
+        not_a_human_unless_logged_in(&mut who);
+        assert_eq!((who.user.as_str(), who.chain.clone()), ("root", vec!["root".to_string()]));
+        // A registered login keeps its human.
+        let mut who = Identity { loginuid: Some(4242), session: Some(7), user: "alice".into(), ..Default::default() };
+        who.trust.insert("session", Trust::Verified);
+        not_a_human_unless_logged_in(&mut who);
+        assert_eq!(who.user, "alice");
+    }
+
+    #[test]
+    fn reads_regular_files_only_without_following_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "content").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("f"), dir.path().join("link")).unwrap();
+        let fd = open_dir(dir.path(), true).unwrap();
+        let side = read_file(fd.as_fd(), b"f", 100).unwrap();
+        assert_eq!((side.bytes.as_deref().map(|b| &b[..]), side.consistent), (Some(&b"content"[..]), true));
+        assert_eq!(read_file(fd.as_fd(), b"link", 100), None);
+        assert_eq!(read_file(fd.as_fd(), b"missing", 100), None);
+        let big = read_file(fd.as_fd(), b"f", 3).unwrap();
+        assert_eq!(
+            (big.stored, big.size, big.sha256),
+            (Stored::HashOnly, 7, Some(crate::model::sha256_hex(b"content")))
+        );
     }
 }
