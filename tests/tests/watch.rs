@@ -128,7 +128,7 @@ fn a_process_without_the_library_writes_creates_renames_and_deletes() {
 }
 
 #[test]
-fn chmod_of_a_tracked_file_is_an_attrib_version_with_both_modes() {
+fn chmod_and_chown_of_a_tracked_file_are_attrib_versions_with_before_and_after() {
     if !root() {
         return;
     }
@@ -147,6 +147,13 @@ fn chmod_of_a_tracked_file_is_an_attrib_version_with_both_modes() {
         v[0]
     );
     assert_eq!(v[0]["seen_by"], "kernel");
+    // And an owner change.
+    let out = Command::new("chown").arg("65534:65534").arg(c.path("secret.conf")).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "secret.conf", |v| v.len() == 2);
+    c.assert_version(&v[1], "attrib", "secret.conf", Some(b"pw = 1\n"), Some(b"pw = 1\n"));
+    let owners = |v: &Value| (v["before_owner_uid"].as_u64(), v["owner_uid"].as_u64(), v["group_gid"].as_u64());
+    assert_eq!(owners(&v[1]), (Some(0), Some(65534), Some(65534)), "{:#}", v[1]);
 }
 
 #[test]
