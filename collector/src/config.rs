@@ -11,6 +11,8 @@
 //! max_held_bytes_per_uid = 268435456  # content held in memory; root: 4x
 //! idle_timeout_secs = 600             # idle connections give way only at the cap
 //! spool_dir = "/var/spool/filetrail"  # one more spool directory to replay (see spool.rs)
+//! kernel_watch = true                 # fanotify marks on the tracked directories (watch.rs)
+//! max_watched_dirs = 10000            # beyond it, deeper directories are not watched
 //!
 //! [quota]                             # per uid; root too
 //! versions_per_minute = 6000
@@ -69,6 +71,14 @@ pub struct Config {
     /// this is for spool files placed there some other way.
     #[serde(default)]
     pub spool_dir: Option<PathBuf>,
+    /// Watch the tracked directories with fanotify, so that changes made
+    /// by programs without the library (static, setuid, daemons) and
+    /// attribute changes become versions too ([`crate::watch`]).
+    #[serde(default = "default_true")]
+    pub kernel_watch: bool,
+    /// Most directories the kernel watch marks; beyond it, one log line.
+    #[serde(default = "default_max_watched_dirs")]
+    pub max_watched_dirs: usize,
 }
 
 /// Per-uid limits on what one user's processes may add.
@@ -107,6 +117,12 @@ fn default_max_held_bytes_per_uid() -> u64 {
 fn default_idle_timeout_secs() -> u64 {
     600
 }
+fn default_true() -> bool {
+    true
+}
+fn default_max_watched_dirs() -> usize {
+    10_000
+}
 fn default_redact() -> Vec<String> {
     DEFAULT_REDACT.iter().map(|s| s.to_string()).collect()
 }
@@ -133,6 +149,8 @@ impl Default for Config {
             max_held_bytes_per_uid: default_max_held_bytes_per_uid(),
             idle_timeout_secs: default_idle_timeout_secs(),
             spool_dir: None,
+            kernel_watch: true,
+            max_watched_dirs: default_max_watched_dirs(),
         }
     }
 }

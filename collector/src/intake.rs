@@ -42,6 +42,23 @@ impl Intake {
             }
             return;
         }
+        self.redact_and_queue(draft, who, &path, delivery);
+    }
+
+    /// A change the collector observed itself (the kernel watch): no client
+    /// claims it, so there is nothing to check against a client's rights;
+    /// it must still be tracked, and is redacted and charged like any other
+    /// (to the euid the kernel named, or to the unknown writer's).
+    pub fn submit_observed(&self, draft: Draft, who: &Arc<Identity>) {
+        let path = quote(&draft.path).into_owned();
+        let renamed_away = draft.old_path.as_deref().is_some_and(|o| self.scope.is_tracked(o));
+        if !self.scope.is_tracked(&draft.path) && !renamed_away {
+            return;
+        }
+        self.redact_and_queue(draft, who, &path, None);
+    }
+
+    fn redact_and_queue(&self, draft: Draft, who: &Arc<Identity>, path: &str, delivery: Option<Delivery>) {
         let draft = self.secrets.redact(draft);
         let now = jiff::Timestamp::now().as_second();
         // The kernel's euid (SO_PEERCRED), never `uid`: that one may be a

@@ -26,6 +26,8 @@
 //! - [`holders`] — other processes still holding a file open for writing.
 //! - [`delivery`] — acknowledgements, and the origin that keeps a version
 //!   sent twice stored once.
+//! - [`watch`] — the kernel watch (fanotify, [`fanotify`]): changes no library
+//!   reported, the baseline of tracked files.
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
@@ -41,6 +43,7 @@ pub mod cmd;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod fanotify;
 pub mod finisher;
 pub mod handoff;
 pub mod holders;
@@ -56,6 +59,7 @@ pub mod secrets;
 pub mod server;
 pub mod spool;
 pub mod store;
+pub mod watch;
 pub mod when;
 pub mod who;
 pub mod writer;

@@ -18,6 +18,8 @@ pub enum Action {
     Rename,
     Delete,
     Truncate,
+    /// Mode or owner changed, content unchanged (seen by the kernel watch).
+    Attrib,
 }
 
 impl Action {
@@ -28,6 +30,7 @@ impl Action {
             Action::Rename => "rename",
             Action::Delete => "delete",
             Action::Truncate => "truncate",
+            Action::Attrib => "attrib",
         }
     }
 }
@@ -149,6 +152,27 @@ pub struct Draft {
     /// The first event this version depends on (its connection is not
     /// acknowledged past it until the version is committed). 0: none.
     pub pin: u64,
+    /// Who reported the change: the library, or the collector's kernel watch.
+    pub seen_by: SeenBy,
+}
+
+/// Who reported a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeenBy {
+    /// The preload library in the writing process.
+    #[default]
+    Library,
+    /// The collector's kernel watch ([`crate::watch`]): a process without the library.
+    Kernel,
+}
+
+impl SeenBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeenBy::Library => "library",
+            SeenBy::Kernel => "kernel",
+        }
+    }
 }
 
 impl Draft {
@@ -179,7 +203,18 @@ impl Draft {
         after: Option<Side>,
         time: jiff::Timestamp,
     ) -> Draft {
-        Draft { path, named_path: None, action, old_path: None, before, after, time, seq: 0, pin: 0 }
+        Draft {
+            path,
+            named_path: None,
+            action,
+            old_path: None,
+            before,
+            after,
+            time,
+            seq: 0,
+            pin: 0,
+            seen_by: SeenBy::Library,
+        }
     }
 
     /// True when nothing changed (same content before and after).
@@ -215,9 +250,22 @@ pub struct VersionRow {
     pub before: Option<String>,
     pub after: Option<String>,
     pub size: Option<u64>,
-    pub mode: Option<u32>,
+    /// Permission bits as an octal string (`"0644"`), after the change.
+    pub mode: Option<String>,
     pub owner: Option<String>,
     pub group: Option<String>,
+    pub owner_uid: Option<u32>,
+    pub group_gid: Option<u32>,
+    /// Mode and owner before the change, where known.
+    pub before_mode: Option<String>,
+    pub before_owner_uid: Option<u32>,
+    pub before_group_gid: Option<u32>,
+    /// `library` or `kernel` (the collector's kernel watch saw a change
+    /// that no library reported).
+    pub seen_by: String,
+    /// The content before this change is not what the last version (or
+    /// the baseline) left: a change in between went unseen.
+    pub gap_before: bool,
     pub content: String,
     pub consistent: bool,
     pub user: String,

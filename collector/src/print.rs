@@ -120,6 +120,17 @@ fn shown_path(r: &VersionRow) -> String {
     }
 }
 
+/// What the table's NOTE column says of a row: `kernel` (the collector's
+/// kernel watch saw it; no library reported it), `gap` (the content before
+/// it is not what the previous version left: a change went unseen).
+fn note(r: &VersionRow) -> &'static str {
+    match (r.seen_by == "kernel", r.gap_before) {
+        (true, _) => "kernel",
+        (false, true) => "gap",
+        (false, false) => "",
+    }
+}
+
 pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
@@ -127,21 +138,32 @@ pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
     let who = |r: &VersionRow| chain(r, "→");
     let uw = rows.iter().map(|r| who(r).chars().count()).max().unwrap_or(4).max(4);
     let pw = rows.iter().map(|r| program(r).chars().count()).max().unwrap_or(7).max(7);
+    // The NOTE column only when some row has a note.
+    let notes = rows.iter().any(|r| !note(r).is_empty());
+    let nw = if notes { 6 } else { 0 };
+    let sep = if notes { "  " } else { "" };
     writeln!(
         out,
-        "{:>5}  {:<19}  {:<uw$}  {:<8}  {:>8}  {:<pw$}  PATH",
-        "ID", "TIME (UTC)", "USER", "ACTION", "SIZE", "PROGRAM"
+        "{:>5}  {:<19}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  PATH",
+        "ID",
+        "TIME (UTC)",
+        "USER",
+        "ACTION",
+        if notes { "NOTE" } else { "" },
+        "SIZE",
+        "PROGRAM"
     )?;
     for r in rows {
         let size = r.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
         let path = shown_path(r);
         writeln!(
             out,
-            "{:>5}  {:<19}  {:<uw$}  {:<8}  {:>8}  {:<pw$}  {path}",
+            "{:>5}  {:<19}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  {path}",
             r.id,
             short_time(&r.time),
             who(r),
             r.action,
+            note(r),
             size,
             program(r)
         )?;
@@ -237,6 +259,30 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Resu
     .collect();
     if !place.is_empty() {
         writeln!(out, "Where:   {}", place.join(", "))?;
+    }
+    if r.seen_by == "kernel" {
+        writeln!(out, "Seen by: the kernel watch (no library reported this change)")?;
+    }
+    if r.gap_before {
+        writeln!(out, "Gap:     the file held other content before this change than the last version recorded")?;
+    }
+    if r.before_mode.is_some()
+        && (r.before_mode != r.mode || (r.before_owner_uid, r.before_group_gid) != (r.owner_uid, r.group_gid))
+    {
+        let owner = |m: &Option<String>, u: Option<u32>, g: Option<u32>| {
+            format!(
+                "{} {}:{}",
+                m.as_deref().unwrap_or("?"),
+                u.map_or("?".into(), |u| u.to_string()),
+                g.map_or("?".into(), |g| g.to_string())
+            )
+        };
+        writeln!(
+            out,
+            "Mode:    {} -> {}",
+            owner(&r.before_mode, r.before_owner_uid, r.before_group_gid),
+            owner(&r.mode, r.owner_uid, r.group_gid)
+        )?;
     }
     writeln!(out)
 }

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use filetrail_wire::policy::Globs;
 use sha2::{Digest, Sha256};
@@ -39,14 +39,17 @@ const MAX_ENTRIES: usize = 1_000_000;
 /// Deepest directory level the walk descends to.
 const MAX_DEPTH: usize = 64;
 
+/// Cheap to clone: clones share the hashes learned (the kernel watch and
+/// the socket's intake both redact).
+#[derive(Clone)]
 pub struct Secrets {
     globs: Globs,
-    hashes: Mutex<HashSet<Hash>>,
+    hashes: Arc<Mutex<HashSet<Hash>>>,
 }
 
 impl Secrets {
     pub fn new(globs: Globs, hashes: HashSet<Hash>) -> Secrets {
-        Secrets { globs, hashes: Mutex::new(hashes) }
+        Secrets { globs, hashes: Arc::new(Mutex::new(hashes)) }
     }
 
     /// At collector start: the store's secret hashes and those of the

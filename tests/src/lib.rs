@@ -51,6 +51,11 @@ impl Collector {
     }
 
     /// Starts a collector; `extra_config` is appended to its TOML config.
+    ///
+    /// The kernel watch is off unless `extra_config` sets `kernel_watch`:
+    /// the fixtures a test writes itself (not under the library) would
+    /// otherwise become versions `seen_by: kernel` some 2.5 s later, at a
+    /// moment that depends on the machine's load (`tests/watch.rs` turns it on).
     pub fn start_with(extra_config: &str) -> Collector {
         Self::start_with_db(extra_config, None)
     }
@@ -58,6 +63,17 @@ impl Collector {
     /// Starts a collector whose store is `db` (default: in its directory).
     pub fn start_with_db(extra_config: &str, db: Option<&Path>) -> Collector {
         let mut c = Self::prepare_with_db(extra_config, db);
+        c.start_prepared();
+        c
+    }
+
+    /// Starts a collector on a tracked directory that already holds `files`
+    /// (name, content) when it starts: their content is its baseline.
+    pub fn start_with_files(extra_config: &str, files: &[(&str, &[u8])]) -> Collector {
+        let mut c = Self::prepare_with_db(extra_config, None);
+        for (name, bytes) in files {
+            std::fs::write(c.track.join(name), bytes).unwrap();
+        }
         c.start_prepared();
         c
     }
@@ -72,7 +88,9 @@ impl Collector {
         let track = dir.path().join("track");
         std::fs::create_dir(&track).unwrap();
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, format!("track = [{:?}]\n{extra_config}", track.display().to_string())).unwrap();
+        let watch = if extra_config.contains("kernel_watch") { "" } else { "kernel_watch = false\n" };
+        let track_line = format!("track = [{:?}]\n", track.display().to_string());
+        std::fs::write(&config, format!("{track_line}{watch}{extra_config}")).unwrap();
         let socket = dir.path().join("collector.sock");
         let db = db.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("trail.db"));
         Collector { dir, socket, db, track, config, child: None }
@@ -243,10 +261,27 @@ impl Drop for Collector {
 
 /// Compiles a C program into `dir` and returns its path.
 pub fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
+    compile_c_with(dir, name, source, &[])
+}
+
+/// Compiles a static C program (`cc -static`: no dynamic loader, so no
+/// `LD_PRELOAD` ever loads into it) into `dir` and returns its path.
+pub fn compile_c_static(dir: &Path, name: &str, source: &str) -> PathBuf {
+    compile_c_with(dir, name, source, &["-static"])
+}
+
+fn compile_c_with(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     let bin = dir.join(name);
     std::fs::write(&src, source).unwrap();
-    let out = Command::new("cc").args(["-O1", "-pthread", "-o"]).arg(&bin).arg(&src).output().expect("running cc");
+    let out = Command::new("cc")
+        .args(["-O1", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("running cc");
     assert!(out.status.success(), "cc {name}.c: {}", String::from_utf8_lossy(&out.stderr));
     bin
 }

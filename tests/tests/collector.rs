@@ -67,7 +67,7 @@ fn restore_puts_content_back_keeps_the_files_mode_and_is_recorded() {
     let v4 = c.wait_versions(4);
     c.assert_version(&v4[3], "write", "svc.conf", Some(b"broken again\n"), Some(b"good\n"));
     assert!(v4[3]["exe"].as_str().unwrap().ends_with("collector"));
-    assert_eq!(v[0]["mode"], 0o640);
+    assert_eq!(v[0]["mode"], "0640");
     // A symlink at the target is refused, and nothing is written through it.
     let elsewhere = c.dir.path().join("elsewhere");
     std::fs::write(&elsewhere, "untouched").unwrap();

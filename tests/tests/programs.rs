@@ -42,7 +42,7 @@ fn install_unlinks_and_recreates_as_one_version() {
     let v = c.wait_versions(1);
     assert_eq!(v.len(), 1, "{v:?}");
     c.assert_version(&v[0], "write", "f", Some(b"old"), Some(b"installed\n"));
-    assert_eq!(v[0]["mode"], 0o600);
+    assert_eq!(v[0]["mode"], "0600");
 }
 
 #[test]

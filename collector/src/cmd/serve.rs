@@ -39,7 +39,10 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     crate::spool::start(&cli.socket, &cli.db, &config, secrets.clone()).context("starting the spool replay")?;
     let handoff = handoff::path_for(&cli.db);
     let setup = Setup { socket: &cli.socket, inherited, handoff: &handoff, signals: &signals };
+    let watch = crate::watch::start(&config, &cli.db, secrets.clone(), tx.clone(), registry.clone());
     let ended = server::serve(setup, config, secrets, tx, registry).context("serving")?;
+    // The watch holds a sender of the writer's queue: it ends first.
+    drop(watch);
     match handoff::write(&handoff) {
         Ok(0) => {}
         Ok(n) => {

@@ -10,6 +10,7 @@
 //! collector refuses to write a store that anyone else could control (see
 //! [`Store::open`]); read-only commands open it read-only.
 
+mod baseline;
 pub mod blobs;
 pub mod gaps;
 mod purge;
@@ -25,9 +26,10 @@ use rusqlite::{Connection, OpenFlags, params};
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::model::{NewVersion, Side, Stored};
+use crate::model::{NewVersion, SeenBy, Side, Stored};
 use crate::who::Identity;
 
+pub use baseline::Known;
 pub use purge::Hash;
 pub use query::QueryFilter;
 
@@ -123,6 +125,39 @@ impl Store {
                 }
             };
             let d = &v.draft;
+            // What the path last held: a library version whose before is
+            // something else follows a change nobody reported (`gap_before`);
+            // one the kernel watch already recorded, from this very process,
+            // becomes this version (one change, one version).
+            let known = baseline::last_known(&tx, &d.path)?;
+            let hash = |s: &Option<Side>| s.as_ref().map(|s| s.sha256.clone());
+            if d.seen_by == SeenBy::Library
+                && let Some(Known { side, kernel: Some((id, pid)) }) = &known
+                && *pid == v.who.pid
+                && hash(side) == hash(&d.after)
+                && kernel_before(&tx, *id)? == hash(&d.before)
+            {
+                tx.prepare_cached(
+                    "UPDATE versions SET seen_by = 'library', action = ?2, named_path = ?3, old_path = ?4,
+                        writer = ?5, principal = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    d.action.as_str(),
+                    &d.named_path,
+                    &d.old_path,
+                    writer,
+                    principal
+                ])?;
+                ids.push(Some(*id));
+                continue;
+            }
+            let gap_before = d.seen_by == SeenBy::Library
+                && known.as_ref().is_some_and(|k| {
+                    let (was, is) = (hash(&k.side), hash(&d.before));
+                    // Unknown content (unreadable) on either side proves nothing.
+                    was.as_ref().is_none_or(|h| h.is_some()) && is.as_ref().is_none_or(|h| h.is_some()) && was != is
+                });
             let before = match &d.before {
                 Some(side) => put_blob(&tx, side, None)?,
                 None => None,
@@ -143,11 +178,13 @@ impl Store {
             };
             let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
             let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
+            let before_meta = d.before.as_ref().and_then(|s| s.meta);
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
-                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal, origin)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal,
+                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
                  ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![
@@ -166,6 +203,11 @@ impl Store {
                     meta.map(|m| m.gid),
                     writer,
                     principal,
+                    d.seen_by.as_str(),
+                    gap_before,
+                    before_meta.map(|m| m.mode & 0o7777),
+                    before_meta.map(|m| m.uid),
+                    before_meta.map(|m| m.gid),
                     origin,
                 ])?;
             ids.push((inserted > 0).then(|| tx.last_insert_rowid()));
@@ -197,6 +239,16 @@ impl Store {
     pub fn blob_bytes(&self, id: i64) -> Result<Option<Vec<u8>>> {
         blob_bytes(&self.conn, id)
     }
+}
+
+/// The before hash of version `id` (`None`: the path did not exist).
+fn kernel_before(tx: &rusqlite::Transaction, id: i64) -> Result<Option<Option<String>>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT v.before_state IS NOT NULL, nullif(lower(hex(b.sha256)), '') FROM versions v
+             LEFT JOIN blobs b ON b.id = v.before_blob WHERE v.id = ?1",
+        )?
+        .query_row([id], |r| Ok(r.get::<_, bool>(0)?.then_some(r.get(1)?)))?)
 }
 
 /// Checks (creating what is missing) the store's directory, its ancestors and

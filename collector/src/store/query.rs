@@ -34,6 +34,7 @@ const COLUMNS: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v
     nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
     CASE WHEN b.redacted THEN 'redacted' ELSE v.before_state END AS before_state, v.before_blob,
     CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END AS after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
+    v.seen_by, v.gap_before, v.before_mode, v.before_owner_uid, v.before_group_gid,
     p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust";
 const JOINS: &str = "JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
     LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
@@ -283,6 +284,11 @@ fn text(bytes: &[u8]) -> String {
     filetrail_wire::path::escape_bytes(bytes)
 }
 
+/// Permission bits as `ls -l`'s tools write them: `"0644"`, `"4755"`.
+pub fn octal(mode: u32) -> String {
+    format!("{:04o}", mode & 0o7777)
+}
+
 fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
     let time_us: i64 = r.get("time_us")?;
     let time = jiff::Timestamp::from_microsecond(time_us)
@@ -305,11 +311,18 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         before: r.get("before_sha")?,
         after: r.get("after_sha")?,
         size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),
-        mode: r.get("mode")?,
+        mode: r.get::<_, Option<u32>>("mode")?.map(octal),
         owner: owner.map(user_name),
         group: group.map(|g| {
             uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned()).unwrap_or_else(|| g.to_string())
         }),
+        owner_uid: owner,
+        group_gid: group,
+        before_mode: r.get::<_, Option<u32>>("before_mode")?.map(octal),
+        before_owner_uid: r.get("before_owner_uid")?,
+        before_group_gid: r.get("before_group_gid")?,
+        seen_by: r.get("seen_by")?,
+        gap_before: r.get("gap_before")?,
         content: after_state.unwrap_or_else(|| "none".into()),
         consistent: r.get("consistent")?,
         user: r.get("user")?,

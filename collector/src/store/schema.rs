@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_redacted_blobs.sql"),
     include_str!("../../migrations/0004_gaps.sql"),
     include_str!("../../migrations/0005_origin.sql"),
+    include_str!("../../migrations/0006_kernel_watch.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

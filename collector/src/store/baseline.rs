@@ -1,0 +1,194 @@
+//! What the store knows a path last held: its newest version's after (a
+//! rename away or a delete: nothing), else its baseline — the content the
+//! collector read when it first saw the file (`baseline` table, written by
+//! the kernel watch at start, never shown as a version).
+//!
+//! The kernel watch compares what a file holds now with this to decide
+//! whether a change went unreported; the store compares a new version's
+//! before with it to flag `gap_before`. One indexed lookup each.
+
+use filetrail_wire::Meta;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, put_blob};
+use crate::error::Result;
+use crate::model::{Side, Stored};
+
+/// What a path last held as far as the store knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    /// `None`: the path did not exist. The side has no bytes (its blob does).
+    pub side: Option<Side>,
+    /// The newest version of the path, when it is one the kernel watch
+    /// recorded: its id and the pid of the process the kernel named.
+    pub kernel: Option<(i64, i32)>,
+}
+
+fn stored(state: Option<&str>) -> Stored {
+    match state {
+        Some("hash_only") => Stored::HashOnly,
+        Some("redacted") => Stored::Redacted,
+        Some("unreadable") => Stored::Unreadable,
+        Some("quota") => Stored::Quota,
+        _ => Stored::Stored,
+    }
+}
+
+type Row = (Option<String>, Option<i64>, Option<String>, Option<u32>, Option<u32>, Option<u32>);
+
+fn side(row: Row) -> Option<Side> {
+    let (sha, size, state, mode, uid, gid) = row;
+    let state = state?;
+    let meta = mode.map(|mode| Meta { mode, uid: uid.unwrap_or(0), gid: gid.unwrap_or(0), ..Meta::default() });
+    Some(Side {
+        sha256: sha,
+        size: size.unwrap_or(0) as u64,
+        stored: stored(Some(&state)),
+        bytes: None,
+        meta,
+        consistent: true,
+    })
+}
+
+/// What `path` last held (see the module doc); `None` when the store has
+/// neither a version nor a baseline of it.
+pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
+    let newest: Option<(i64, Row, String, i32)> = conn
+        .prepare_cached(
+            "SELECT v.id, nullif(lower(hex(a.sha256)), ''), a.size,
+                CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END, v.mode, v.owner_uid, v.group_gid,
+                v.seen_by, w.pid
+             FROM versions v JOIN writers w ON w.id = v.writer LEFT JOIN blobs a ON a.id = v.after_blob
+             WHERE v.path = ?1 ORDER BY v.id DESC LIMIT 1",
+        )?
+        .query_row([path], |r| {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?, r.get(8)?))
+        })
+        .optional()?;
+    let moved_away: Option<i64> =
+        conn.prepare_cached("SELECT max(id) FROM versions WHERE old_path = ?1")?.query_row([path], |r| r.get(0))?;
+    if let Some(away) = moved_away
+        && newest.as_ref().is_none_or(|n| n.0 < away)
+    {
+        return Ok(Some(Known { side: None, kernel: None }));
+    }
+    if let Some((id, row, seen_by, pid)) = newest {
+        let kernel = (seen_by == "kernel").then_some((id, pid));
+        return Ok(Some(Known { side: side(row), kernel }));
+    }
+    let base: Option<Row> = conn
+        .prepare_cached(
+            "SELECT nullif(lower(hex(b.sha256)), ''), b.size, CASE WHEN b.redacted THEN 'redacted' ELSE bl.state END,
+                bl.mode, bl.owner_uid, bl.group_gid
+             FROM baseline bl LEFT JOIN blobs b ON b.id = bl.blob WHERE bl.path = ?1",
+        )?
+        .query_row([path], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .optional()?;
+    Ok(base.map(|row| Known { side: side(row), kernel: None }))
+}
+
+impl Store {
+    /// What `path` last held (see [`last_known`]).
+    pub fn last_known(&self, path: &[u8]) -> Result<Option<Known>> {
+        last_known(&self.conn, path)
+    }
+
+    /// Records the baselines of files the store knows nothing of yet (the
+    /// others are left as they are), in one transaction; returns how many
+    /// were new. Their sides are already redacted where secret.
+    pub fn add_baselines(&mut self, files: &[(Vec<u8>, Side)], time: jiff::Timestamp) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut added = 0;
+        let mut purged = false;
+        for (path, side) in files {
+            if last_known(&tx, path)?.is_some() {
+                continue;
+            }
+            let put = put_blob(&tx, side, None)?;
+            purged |= put.is_some_and(|p| p.purged);
+            let state = if put.is_some_and(|p| p.secret) { Stored::Redacted } else { side.stored };
+            tx.prepare_cached(
+                "INSERT INTO baseline (path, time_us, blob, state, mode, owner_uid, group_gid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                path,
+                time.as_microsecond(),
+                put.map(|p| p.id),
+                state.as_str(),
+                side.meta.map(|m| m.mode & 0o7777),
+                side.meta.map(|m| m.uid),
+                side.meta.map(|m| m.gid),
+            ])?;
+            added += 1;
+        }
+        tx.commit()?;
+        if purged {
+            self.scrub_wal();
+        }
+        Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Action, Draft, NewVersion, SeenBy};
+    use crate::who::Identity;
+
+    fn side(bytes: &[u8]) -> Option<Side> {
+        Some(Side::from_bytes(bytes.to_vec(), None, true))
+    }
+
+    fn version(before: &[u8], after: &[u8], seen_by: SeenBy, pid: i32) -> NewVersion {
+        let mut draft =
+            Draft::new(b"/etc/a.conf".to_vec(), Action::Write, side(before), side(after), jiff::Timestamp::now());
+        draft.seen_by = seen_by;
+        NewVersion { draft, who: Arc::new(Identity { pid, key: pid as u64, ..Default::default() }), delivery: None }
+    }
+
+    fn rows(store: &Store) -> Vec<(i64, String, bool)> {
+        let mut stmt = store.conn.prepare("SELECT id, seen_by, gap_before FROM versions ORDER BY id").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn the_baseline_is_the_last_known_content_until_a_version_and_gaps_are_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        assert_eq!(store.last_known(b"/etc/a.conf").unwrap(), None);
+        let base = side(b"v0").unwrap();
+        assert_eq!(store.add_baselines(&[(b"/etc/a.conf".to_vec(), base.clone())], jiff::Timestamp::now()).unwrap(), 1);
+        // Only once: a file the store knows is left alone.
+        assert_eq!(store.add_baselines(&[(b"/etc/a.conf".to_vec(), base.clone())], jiff::Timestamp::now()).unwrap(), 0);
+        let known = store.last_known(b"/etc/a.conf").unwrap().unwrap();
+        assert_eq!(known.side.unwrap().sha256, base.sha256);
+        // A library version from the baseline: no gap; then one whose before
+        // is not the last after: a change went unseen.
+        store.insert(&[version(b"v0", b"v1", SeenBy::Library, 1)]).unwrap();
+        store.insert(&[version(b"changed unseen", b"v2", SeenBy::Library, 1)]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "library".into(), false), (2, "library".into(), true)]);
+        assert_eq!(
+            store.last_known(b"/etc/a.conf").unwrap().unwrap().side.unwrap().sha256,
+            side(b"v2").unwrap().sha256
+        );
+    }
+
+    #[test]
+    fn a_late_library_report_of_the_change_the_kernel_recorded_becomes_that_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        store.insert(&[version(b"v0", b"v1", SeenBy::Kernel, 42)]).unwrap();
+        // Another process reporting the same bytes does not take it over.
+        store.insert(&[version(b"v0", b"v1", SeenBy::Library, 7)]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "kernel".into(), false), (2, "library".into(), true)]);
+        // The process the kernel named does: one change, one version.
+        store.insert(&[version(b"v1", b"v2", SeenBy::Kernel, 43)]).unwrap();
+        let ids = store.insert(&[version(b"v1", b"v2", SeenBy::Library, 43)]).unwrap();
+        assert_eq!(ids, vec![Some(3)]);
+        assert_eq!(rows(&store)[2], (3, "library".into(), false));
+        assert_eq!(rows(&store).len(), 3);
+    }
+}

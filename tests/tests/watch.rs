@@ -1,0 +1,256 @@
+//! The kernel watch (issue 11): changes to tracked files that the library
+//! cannot see — a static binary, a process without the library, a setuid
+//! program, `chmod` — become versions `seen_by: "kernel"` with the exact
+//! bytes and the baseline as before; a library write is still stored once;
+//! a change nobody saw leaves `gap_before` on the next version.
+//!
+//! The watch needs root (fanotify): every test returns early, saying so,
+//! when not root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use filetrail_e2e::{Collector, compile_c, compile_c_static, mallory};
+use serde_json::Value;
+
+fn root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { geteuid() } == 0;
+    if !root {
+        eprintln!("not root: the kernel watch needs root; skipped");
+    }
+    root
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+const WATCH: &str = "kernel_watch = true\n";
+
+/// Polls (the watch waits 2.5 s of quiet per path) until `ok` holds for
+/// the versions of `name`; returns them.
+fn wait_for(c: &Collector, name: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = c.versions_of(&[&c.path(name)]);
+        if ok(&got) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "timed out; versions of {name}: {got:#?}\nlog:\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the watch has placed its marks (it logs a line).
+fn watching(c: &Collector) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.log().contains("kernel watch on the tracked directories") {
+        assert!(Instant::now() < deadline, "the kernel watch did not start; log:\n{}", c.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes argv[2] into argv[1] (truncating), closes it, then stays alive
+/// argv[3] milliseconds (so that the collector can read who it is).
+const WRITER: &str = r#"
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_WRONLY | O_TRUNC);
+    if (fd < 0 || write(fd, argv[2], strlen(argv[2])) != (ssize_t)strlen(argv[2]) || close(fd) != 0) return 1;
+    long ms = atol(argv[3]);
+    struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&t, 0);
+    return 0;
+}
+"#;
+
+#[test]
+fn a_static_binary_writing_a_tracked_file_is_a_kernel_version_with_the_baseline_as_before() {
+    if !root() {
+        return;
+    }
+    let c = Collector::start_with_files(WATCH, &[("app.conf", b"port = 80\n")]);
+    watching(&c);
+    let writer = compile_c_static(c.dir.path(), "static-writer", WRITER);
+    // Run under the library's environment: a static binary never loads it.
+    let out = c
+        .command(writer.to_str().unwrap())
+        .args([c.path("app.conf").to_str().unwrap(), "port = 8080\n", "500"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "app.conf", |v| !v.is_empty());
+    assert_eq!(v.len(), 1, "{v:#?}");
+    c.assert_version(&v[0], "write", "app.conf", Some(b"port = 80\n"), Some(b"port = 8080\n"));
+    assert_eq!(v[0]["seen_by"], "kernel");
+    assert_eq!(v[0]["gap_before"], false);
+    // It was alive when the event was read: the kernel named it.
+    assert_eq!(v[0]["exe"], writer.to_str().unwrap(), "{:#}", v[0]);
+    assert_eq!(v[0]["trust"]["exe"], "verified");
+}
+
+#[test]
+fn a_process_without_the_library_writes_creates_renames_and_deletes() {
+    if !root() {
+        return;
+    }
+    let files: &[(&str, &[u8])] = &[("a.conf", b"a\n"), ("gone.conf", b"to delete\n"), ("old.conf", b"moving\n")];
+    let c = Collector::start_with_files(WATCH, files);
+    watching(&c);
+    let script = "echo x > a.conf; echo new > new.conf; rm gone.conf; mv old.conf moved.conf";
+    let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "a.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "write", "a.conf", Some(b"a\n"), Some(b"x\n"));
+    let v = wait_for(&c, "new.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "create", "new.conf", None, Some(b"new\n"));
+    let v = wait_for(&c, "gone.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "delete", "gone.conf", Some(b"to delete\n"), None);
+    let v = wait_for(&c, "moved.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "rename", "moved.conf", None, Some(b"moving\n"));
+    assert_eq!(v[0]["old_path"], c.path("old.conf").to_str().unwrap());
+    // A file that appeared after start is watched for content too.
+    let out =
+        Command::new("env").args(["-i", "sh", "-c", "echo newer >> new.conf"]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "new.conf", |v| v.len() == 2);
+    c.assert_version(&v[1], "write", "new.conf", Some(b"new\n"), Some(b"new\nnewer\n"));
+    // The rename's source is no separate delete.
+    let all = c.versions();
+    assert_eq!(all.len(), 5, "{all:#?}");
+    assert!(all.iter().all(|v| v["seen_by"] == "kernel"), "{all:#?}");
+}
+
+#[test]
+fn chmod_and_chown_of_a_tracked_file_are_attrib_versions_with_before_and_after() {
+    if !root() {
+        return;
+    }
+    let c = Collector::start_with_files(WATCH, &[("secret.conf", b"pw = 1\n")]);
+    watching(&c);
+    let was = std::fs::metadata(c.path("secret.conf")).unwrap().permissions().mode() & 0o7777;
+    assert_ne!(was, 0o600);
+    let out = Command::new("chmod").arg("600").arg(c.path("secret.conf")).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "secret.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "attrib", "secret.conf", Some(b"pw = 1\n"), Some(b"pw = 1\n"));
+    assert_eq!(
+        (v[0]["before_mode"].as_str(), v[0]["mode"].as_str()),
+        (Some(format!("{was:04o}").as_str()), Some("0600")),
+        "{:#}",
+        v[0]
+    );
+    assert_eq!(v[0]["seen_by"], "kernel");
+    // And an owner change.
+    let out = Command::new("chown").arg("65534:65534").arg(c.path("secret.conf")).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "secret.conf", |v| v.len() == 2);
+    c.assert_version(&v[1], "attrib", "secret.conf", Some(b"pw = 1\n"), Some(b"pw = 1\n"));
+    let owners = |v: &Value| (v["before_owner_uid"].as_u64(), v["owner_uid"].as_u64(), v["group_gid"].as_u64());
+    assert_eq!(owners(&v[1]), (Some(0), Some(65534), Some(65534)), "{:#}", v[1]);
+}
+
+#[test]
+fn a_setuid_root_program_run_by_an_ordinary_user_is_recorded_and_attributed_to_them() {
+    let Some((uid, gid)) = mallory() else { return };
+    let c = Collector::start_with_files(WATCH, &[("shadow.conf", b"mallory:old\n")]);
+    c.open_to_all();
+    watching(&c);
+    let prog = compile_c(c.dir.path(), "suid-writer", WRITER);
+    std::os::unix::fs::chown(&prog, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(&prog)
+        .args([c.path("shadow.conf").to_str().unwrap(), "mallory:new\n", "500"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v = wait_for(&c, "shadow.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "write", "shadow.conf", Some(b"mallory:old\n"), Some(b"mallory:new\n"));
+    assert_eq!(v[0]["seen_by"], "kernel");
+    // Root's rights, mallory's doing: the real uid names the user.
+    assert_eq!((v[0]["euid"].as_u64(), v[0]["uid"].as_u64()), (Some(0), Some(uid.into())), "{:#}", v[0]);
+    assert_eq!(v[0]["user"], "ft-mallory");
+    assert_eq!(v[0]["session"], Value::Null);
+}
+
+#[test]
+fn a_library_write_is_stored_once_although_the_kernel_saw_it_too() {
+    if !root() {
+        return;
+    }
+    let c = Collector::start_with_files(WATCH, &[("lib.conf", b"one\n"), ("marker.conf", b"m\n")]);
+    watching(&c);
+    c.sh("echo two > lib.conf; sed -i s/two/three/ lib.conf");
+    let v = wait_for(&c, "lib.conf", |v| v.len() >= 2);
+    // A later kernel-only change: once it is recorded, the watch has looked
+    // at lib.conf too (it was due first).
+    let out =
+        Command::new("env").args(["-i", "sh", "-c", "echo n > marker.conf"]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    wait_for(&c, "marker.conf", |v| !v.is_empty());
+    let after = c.versions_of(&[&c.path("lib.conf")]);
+    assert_eq!(after.len(), 2, "{after:#?}");
+    c.assert_version(&after[0], "write", "lib.conf", Some(b"one\n"), Some(b"two\n"));
+    c.assert_version(&after[1], "write", "lib.conf", Some(b"two\n"), Some(b"three\n"));
+    assert!(after.iter().all(|v| v["seen_by"] == "library" && v["gap_before"] == false), "{after:#?}");
+    assert_eq!(v[0]["id"], after[0]["id"]);
+}
+
+#[test]
+fn a_change_nobody_saw_flags_the_next_version_gap_before() {
+    let c = Collector::start_with("kernel_watch = false\n");
+    c.sh("echo a > g.conf");
+    c.wait_versions(1);
+    // Not under the library, and no watch: nobody sees this one.
+    std::fs::write(c.path("g.conf"), "b\n").unwrap();
+    c.sh("echo c > g.conf");
+    let v = c.wait_versions(2);
+    c.assert_version(&v[1], "write", "g.conf", Some(b"b\n"), Some(b"c\n"));
+    assert_eq!((v[0]["gap_before"].as_bool(), v[1]["gap_before"].as_bool()), (Some(false), Some(true)));
+    let table = Command::new(filetrail_e2e::collector_bin()).args(["query", "--db"]).arg(&c.db).output().unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.lines().nth(2).is_some_and(|l| l.contains(" gap ")), "{table}");
+    let log = Command::new(filetrail_e2e::collector_bin())
+        .args(["log", "--db"])
+        .arg(&c.db)
+        .arg(c.path("g.conf"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(log.stdout).unwrap().contains("Gap:"));
+    assert!(c.log().contains("kernel watch off"), "{}", c.log());
+}
+
+#[test]
+fn directories_made_after_start_are_watched_too() {
+    if !root() {
+        return;
+    }
+    let c = Collector::start_with_files(WATCH, &[]);
+    watching(&c);
+    // The file may be written before the watch marks the new directories:
+    // it is found when they are marked.
+    let script = "mkdir -p conf.d/deep && echo early > conf.d/deep/early.conf";
+    let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "conf.d/deep/early.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "create", "conf.d/deep/early.conf", None, Some(b"early\n"));
+    let out = Command::new("env")
+        .args(["-i", "sh", "-c", "echo later > conf.d/deep/early.conf"])
+        .current_dir(&c.track)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = wait_for(&c, "conf.d/deep/early.conf", |v| v.len() == 2);
+    c.assert_version(&v[1], "write", "conf.d/deep/early.conf", Some(b"early\n"), Some(b"later\n"));
+    assert!(v.iter().all(|v| v["seen_by"] == "kernel"));
+}
