@@ -104,22 +104,13 @@ pub fn write_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
         let count = (iov.len() - start).min(libc::UIO_MAXIOV as usize);
         // SAFETY: the iov entries point into `parts`, which outlive the call.
         let r = unsafe { libc::syscall(libc::SYS_writev, fd as c_long, iov[start..].as_ptr(), count as c_long) };
-        let mut done = match check(r) {
+        let done = match check(r) {
             Ok(0) => return Err(libc::EIO),
             Ok(n) => n as usize,
             Err(libc::EINTR) => continue,
             Err(e) => return Err(e),
         };
-        while start < iov.len() && done >= iov[start].iov_len {
-            done -= iov[start].iov_len;
-            start += 1;
-        }
-        if done > 0 {
-            let v = &mut iov[start];
-            // SAFETY: done < iov_len, so the advanced pointer stays in the buffer.
-            v.iov_base = unsafe { (v.iov_base as *mut u8).add(done) } as *mut libc::c_void;
-            v.iov_len -= done;
-        }
+        start = advance(&mut iov, start, done);
     }
     Ok(())
 }
@@ -212,7 +203,7 @@ pub fn send_parts(fd: c_int, parts: &[&[u8]], mut wait: impl FnMut() -> Result<(
         let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
         // SAFETY: msg describes valid, readable buffers.
         let r = unsafe { libc::syscall(libc::SYS_sendmsg, fd as c_long, &msg as *const libc::msghdr, flags as c_long) };
-        let mut sent = match check(r) {
+        let sent = match check(r) {
             Ok(n) => n as usize,
             Err(libc::EINTR) => continue,
             Err(libc::EAGAIN) => {
@@ -221,17 +212,7 @@ pub fn send_parts(fd: c_int, parts: &[&[u8]], mut wait: impl FnMut() -> Result<(
             }
             Err(e) => return Err(e),
         };
-        // Skip what was sent: whole buffers, then part of one.
-        while start < iov.len() && sent >= iov[start].iov_len {
-            sent -= iov[start].iov_len;
-            start += 1;
-        }
-        if sent > 0 {
-            let v = &mut iov[start];
-            // SAFETY: sent < iov_len, so the advanced pointer stays in the buffer.
-            v.iov_base = unsafe { (v.iov_base as *mut u8).add(sent) } as *mut libc::c_void;
-            v.iov_len -= sent;
-        }
+        start = advance(&mut iov, start, sent);
     }
     Ok(())
 }
@@ -398,3 +379,19 @@ pub fn env(name: &CStr) -> Option<Vec<u8>> {
     // SAFETY: a non-null getenv result is a NUL-terminated string.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
 }
+/// Skips `done` bytes of `iov[start..]` (whole buffers, then part of one);
+/// returns the new start.
+fn advance(iov: &mut [libc::iovec], mut start: usize, mut done: usize) -> usize {
+    while start < iov.len() && done >= iov[start].iov_len {
+        done -= iov[start].iov_len;
+        start += 1;
+    }
+    if done > 0 {
+        let v = &mut iov[start];
+        // SAFETY: done < iov_len, so the advanced pointer stays in the buffer.
+        v.iov_base = unsafe { (v.iov_base as *mut u8).add(done) } as *mut libc::c_void;
+        v.iov_len -= done;
+    }
+    start
+}
+
