@@ -7,10 +7,8 @@
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
-
-use filetrail_wire::Meta;
 
 use crate::assemble::{Unfinished, complete};
 use crate::asuser::{Creds, as_user};
@@ -108,14 +106,7 @@ pub fn snapshot(path: &[u8], max_size: u64) -> Option<Side> {
     if !md.is_file() {
         return None;
     }
-    let meta = Meta {
-        mode: md.mode(),
-        uid: md.uid(),
-        gid: md.gid(),
-        dev: md.dev(),
-        ino: md.ino(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-    };
+    let meta = crate::model::meta_of(&md);
     if md.len() > max_size {
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         std::io::copy(&mut &file, &mut HashWriter(&mut hasher)).ok()?;

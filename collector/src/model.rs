@@ -133,6 +133,19 @@ impl Side {
     }
 }
 
+/// The metadata the collector observed on a file it opened itself.
+pub fn meta_of(md: &std::fs::Metadata) -> Meta {
+    use std::os::unix::fs::MetadataExt;
+    Meta {
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        dev: md.dev(),
+        ino: md.ino(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+    }
+}
+
 /// A version before it is attributed and stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {

@@ -42,8 +42,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use filetrail_wire::Policy;
 use filetrail_wire::path::quote;
-use filetrail_wire::{Meta, Policy};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -614,17 +614,7 @@ pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
         return None;
     }
     let md = &first.6;
-    let meta = {
-        use std::os::unix::fs::MetadataExt;
-        Meta {
-            mode: md.mode(),
-            uid: md.uid(),
-            gid: md.gid(),
-            dev: md.dev(),
-            ino: md.ino(),
-            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        }
-    };
+    let meta = crate::model::meta_of(md);
     let read = |keep: bool| -> Option<(String, u64, Option<Vec<u8>>)> {
         use std::os::unix::fs::FileExt;
         let mut hasher = Sha256::new();

@@ -394,4 +394,3 @@ fn advance(iov: &mut [libc::iovec], mut start: usize, mut done: usize) -> usize 
     }
     start
 }
-
