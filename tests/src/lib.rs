@@ -291,11 +291,26 @@ fn compile_c_with(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathB
 /// payload)`, `recv()` and use `s`), then prints the collector's answer (or
 /// `no reply ...`). The frame format is in `wire/src/lib.rs`.
 pub const RAW_CLIENT: &str = r#"
-import json, os, socket, struct, sys, time
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
-def send(h, p=b''):
+send_on, recv_on = send, recv
+def send(h, p=b''): send_on(s, h, p)
+def recv(): return recv_on(s)
+if os.environ.get('RAW_NO_HELLO') != '1':
+    send({'kind': 'hello', 'version': 1}); print(recv()['kind'])
+exec(sys.argv[2])
+s.settimeout(1)  # events get no reply; errors come at once
+try: print(json.dumps(recv()))
+except Exception as e: print('no reply', e)
+"#;
+
+/// Python for the frame format (`wire/src/lib.rs`): `send(s, header,
+/// payload)` writes one frame on socket `s`, `recv(s)` reads one frame's
+/// header (None at the end). Every raw client in the tests starts with it.
+pub const PY_FRAMES: &str = r#"
+import json, os, socket, struct, subprocess, sys, time
+def send(s, h, p=b''):
     h = json.dumps(h).encode(); s.sendall(struct.pack('<IQ', len(h), len(p)) + h + p)
-def recv():
+def recv(s):
     b = b''
     while len(b) < 12:
         x = s.recv(12 - len(b))
@@ -305,12 +320,6 @@ def recv():
     h = b''
     while len(h) < hl: h += s.recv(hl - len(h))
     return json.loads(h)
-if os.environ.get('RAW_NO_HELLO') != '1':
-    send({'kind': 'hello', 'version': 1}); print(recv()['kind'])
-exec(sys.argv[2])
-s.settimeout(1)  # events get no reply; errors come at once
-try: print(json.dumps(recv()))
-except Exception as e: print('no reply', e)
 "#;
 
 /// An ordinary local user for attacker tests: `ft-mallory`, created (as a
@@ -365,7 +374,7 @@ impl Collector {
             }
             None => Command::new("python3"),
         };
-        let out = cmd.args(["-c", RAW_CLIENT]).arg(&self.socket).arg(script).output().unwrap();
+        let out = cmd.args(["-c", &format!("{PY_FRAMES}{RAW_CLIENT}")]).arg(&self.socket).arg(script).output().unwrap();
         assert!(out.status.success(), "raw client: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }

@@ -7,25 +7,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{Collector, mallory};
+use filetrail_e2e::{Collector, PY_FRAMES, mallory};
 
 /// Frame helpers for the attacker's Python programs.
 const PRELUDE: &str = r#"
-import json, os, socket, struct, sys, time
 def conn():
     s = socket.socket(socket.AF_UNIX); s.connect(SOCK); return s
-def send(s, h, p=b''):
-    h = json.dumps(h).encode(); s.sendall(struct.pack('<IQ', len(h), len(p)) + h + p)
-def recv(s):
-    b = b''
-    while len(b) < 12:
-        x = s.recv(12 - len(b))
-        if not x: return None
-        b += x
-    hl, pl = struct.unpack('<IQ', b)
-    h = b''
-    while len(h) < hl: h += s.recv(hl - len(h))
-    return json.loads(h)
 def hello():
     s = conn()
     # A refused connection may be closed before the hello is sent; its
@@ -47,7 +34,7 @@ struct Attacker {
 impl Attacker {
     fn start(c: &Collector, (uid, gid): (u32, u32), script: &str) -> Attacker {
         c.open_to_all();
-        let program = format!("SOCK = {:?}\n{PRELUDE}\n{script}", c.socket.display().to_string());
+        let program = format!("{PY_FRAMES}SOCK = {:?}\n{PRELUDE}\n{script}", c.socket.display().to_string());
         let mut child = Command::new("setpriv")
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={gid}"))

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{Collector, collector_bin, sha256};
+use filetrail_e2e::{Collector, PY_FRAMES, collector_bin, sha256};
 
 /// Polls `ok` for up to 5 s.
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -98,20 +98,7 @@ fn a_long_lived_writer_survives_a_kill9_and_restart_and_nothing_is_stored_twice(
 /// (`IMAGE`) and numbers its events; `conn()` returns a connected,
 /// welcomed socket, `send(s, header, payload)` and `recv(s)` use it.
 const NUMBERED_CLIENT: &str = r#"
-import json, os, socket, struct, subprocess, sys, time
 IMAGE = 0x5eed
-def send(s, h, p=b''):
-    h = json.dumps(h).encode(); s.sendall(struct.pack('<IQ', len(h), len(p)) + h + p)
-def recv(s):
-    b = b''
-    while len(b) < 12:
-        x = s.recv(12 - len(b))
-        if not x: return None
-        b += x
-    hl, pl = struct.unpack('<IQ', b)
-    h = b''
-    while len(h) < hl: h += s.recv(hl - len(h))
-    return json.loads(h)
 def conn():
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
     send(s, {'kind': 'hello', 'version': 2, 'image': IMAGE})
@@ -128,7 +115,7 @@ def versions():
 fn numbered_client(c: &Collector, script: &str) -> String {
     let out = Command::new("python3")
         .arg("-c")
-        .arg(format!("{NUMBERED_CLIENT}\n{script}"))
+        .arg(format!("{PY_FRAMES}{NUMBERED_CLIENT}\n{script}"))
         .arg(&c.socket)
         .env("COLLECTOR", collector_bin())
         .env("DB", &c.db)
