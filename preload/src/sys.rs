@@ -94,11 +94,7 @@ pub fn create_at(dirfd: c_int, path: &CStr, flags: c_int, mode: u32) -> Result<F
 /// Writes all of `parts` back to back (`writev`, again after a short
 /// write). On error, some of the bytes may have been written.
 pub fn write_parts(fd: c_int, parts: &[&[u8]]) -> Result<(), Errno> {
-    let mut iov: Vec<libc::iovec> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
-        .collect();
+    let mut iov = iovecs(parts);
     let mut start = 0;
     while start < iov.len() {
         let count = (iov.len() - start).min(libc::UIO_MAXIOV as usize);
@@ -188,11 +184,7 @@ pub fn dup_cloexec_at_least(fd: c_int, min: c_int) -> Result<Fd, Errno> {
 /// in the kernel: when the buffer is full it calls `wait`, which waits for
 /// room or fails (and so ends the send).
 pub fn send_parts(fd: c_int, parts: &[&[u8]], mut wait: impl FnMut() -> Result<(), Errno>) -> Result<(), Errno> {
-    let mut iov: Vec<libc::iovec> = parts
-        .iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
-        .collect();
+    let mut iov = iovecs(parts);
     let mut start = 0;
     while start < iov.len() {
         // SAFETY: all-zero is a valid msghdr; iov entries point into `parts`,
@@ -379,6 +371,15 @@ pub fn env(name: &CStr) -> Option<Vec<u8>> {
     // SAFETY: a non-null getenv result is a NUL-terminated string.
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
 }
+/// One iovec per non-empty part (the pointers borrow `parts`).
+fn iovecs(parts: &[&[u8]]) -> Vec<libc::iovec> {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+        .collect()
+}
+
 /// Skips `done` bytes of `iov[start..]` (whole buffers, then part of one);
 /// returns the new start.
 fn advance(iov: &mut [libc::iovec], mut start: usize, mut done: usize) -> usize {
