@@ -322,6 +322,34 @@ def recv(s):
     return json.loads(h)
 "#;
 
+/// Debian's python3, as root (`as_user` None) or as that uid/gid with no
+/// supplementary groups (`setpriv`; a pyenv shim under /root would be out
+/// of reach of other users).
+pub fn python(as_user: Option<(u32, u32)>) -> Command {
+    match as_user {
+        Some((uid, gid)) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .args(["--clear-groups", "/usr/bin/python3"]);
+            cmd
+        }
+        None => Command::new("/usr/bin/python3"),
+    }
+}
+
+/// Children killed when a test ends, however it ends.
+pub struct Reap(pub Vec<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// An ordinary local user for attacker tests: `ft-mallory`, created (as a
 /// system user without a home) the first time it is needed, removed by
 /// `scripts/test` at the end. `None` when not root (the test then skips).
@@ -362,19 +390,15 @@ impl Collector {
     /// Runs [`RAW_CLIENT`] with `script`: as root (`as_user` None) or as the
     /// given uid/gid with no supplementary groups. Returns its stdout.
     pub fn raw_client(&self, script: &str, as_user: Option<(u32, u32)>) -> String {
-        let mut cmd = match as_user {
-            Some((uid, gid)) => {
-                self.open_to_all();
-                let mut cmd = Command::new("setpriv");
-                // Debian's python: a pyenv shim under /root is out of reach of other users.
-                cmd.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .args(["--clear-groups", "/usr/bin/python3"]);
-                cmd
-            }
-            None => Command::new("python3"),
-        };
-        let out = cmd.args(["-c", &format!("{PY_FRAMES}{RAW_CLIENT}")]).arg(&self.socket).arg(script).output().unwrap();
+        if as_user.is_some() {
+            self.open_to_all();
+        }
+        let out = python(as_user)
+            .args(["-c", &format!("{PY_FRAMES}{RAW_CLIENT}")])
+            .arg(&self.socket)
+            .arg(script)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "raw client: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     }

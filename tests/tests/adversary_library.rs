@@ -85,17 +85,7 @@ impl Server {
     fn start(script: &str, dir: &Path, track: &Path, mode: &str, as_user: Option<(u32, u32)>) -> Server {
         let socket = dir.join("collector.sock");
         let log = dir.join("received.log");
-        let mut cmd = match as_user {
-            Some((uid, gid)) => {
-                let mut cmd = Command::new("setpriv");
-                cmd.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={gid}"))
-                    .args(["--clear-groups", "/usr/bin/python3"]);
-                cmd
-            }
-            None => Command::new("/usr/bin/python3"),
-        };
-        let mut child = cmd
+        let mut child = filetrail_e2e::python(as_user)
             .arg("-c")
             .arg(script)
             .arg(&socket)

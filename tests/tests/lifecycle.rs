@@ -7,25 +7,13 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{Collector, collector_bin, sha256};
+use filetrail_e2e::{Collector, Reap, collector_bin, sha256};
 use serde_json::Value;
-
-/// Children killed when the test ends, however it ends.
-struct Reap(Vec<Child>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn wal_len(db: &Path) -> u64 {
     let mut wal = db.as_os_str().to_owned();

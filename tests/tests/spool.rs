@@ -157,17 +157,8 @@ fn edit_frames(path: &Path, old: &str, new: &str) -> serde_json::Value {
 }
 
 fn write_spool(file: &Path, frames: &serde_json::Value, as_user: Option<(u32, u32)>) {
-    let mut cmd = match as_user {
-        Some((uid, gid)) => {
-            let mut cmd = Command::new("setpriv");
-            cmd.arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={gid}"))
-                .args(["--clear-groups", "/usr/bin/python3"]);
-            cmd
-        }
-        None => Command::new("python3"),
-    };
-    let out = cmd.args(["-c", SPOOL_WRITER]).arg(file).arg(frames.to_string()).output().unwrap();
+    let out =
+        filetrail_e2e::python(as_user).args(["-c", SPOOL_WRITER]).arg(file).arg(frames.to_string()).output().unwrap();
     assert!(out.status.success(), "spool writer: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -5,25 +5,13 @@
 //! resend, spool); short-lived ones start a process per edit.
 
 use std::collections::HashMap;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{Collector, sha256};
+use filetrail_e2e::{Collector, Reap, sha256};
 
 const LONG: usize = 3;
 const EDITS: usize = 60;
 const SHORT: usize = 30;
-
-struct Reap(Vec<Child>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 #[test]
 fn every_edit_survives_stops_kills_and_restarts_exactly_once() {
