@@ -21,8 +21,8 @@
 //! so a process can at most make the collector drop a version *it* sent as
 //! a repeat of another of its own (it could as well not report at all).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -69,6 +69,50 @@ impl Origin {
     }
 }
 
+/// Process images whose events a connection (or a finisher it started) is
+/// still turning into versions: a spool file of theirs waits until they
+/// are done, so the verified versions are stored first and the spool's
+/// claimed copies are dropped as repeats.
+static LIVE: Mutex<Option<LiveImages>> = Mutex::new(None);
+
+/// (pid, start, image) -> connections and finishers at work on it.
+type LiveImages = HashMap<(i32, u64, u64), usize>;
+
+fn live() -> MutexGuard<'static, Option<LiveImages>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// While it exists, [`is_live`] is true for its process image.
+#[derive(Debug)]
+pub struct Live((i32, u64, u64));
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let mut live = live();
+        if let Some(map) = live.as_mut()
+            && let Some(n) = map.get_mut(&self.0)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.0);
+            }
+        }
+    }
+}
+
+impl Origin {
+    /// Marks this process image as being delivered live until dropped.
+    pub fn live(&self) -> Live {
+        *live().get_or_insert_with(HashMap::new).entry(self.parts).or_default() += 1;
+        Live(self.parts)
+    }
+}
+
+/// Whether a connection still works on process image (pid, start, image).
+pub fn is_live(pid: i32, start: u64, image: u64) -> bool {
+    live().as_ref().is_some_and(|m| m.contains_key(&(pid, start, image)))
+}
+
 fn boot_id() -> &'static str {
     static BOOT: OnceLock<String> = OnceLock::new();
     BOOT.get_or_init(crate::registry::boot_id)
@@ -79,10 +123,12 @@ fn boot_id() -> &'static str {
 #[derive(Debug, Default)]
 struct Inflight {
     pins: Mutex<BTreeMap<u64, usize>>,
+    /// Signalled whenever a pin goes.
+    settled: Condvar,
 }
 
 impl Inflight {
-    fn pins(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, usize>> {
+    fn pins(&self) -> MutexGuard<'_, BTreeMap<u64, usize>> {
         self.pins.lock().unwrap_or_else(|e| e.into_inner())
     }
     fn lowest(&self) -> Option<u64> {
@@ -109,6 +155,7 @@ impl Receipt {
             *n -= 1;
             if *n == 0 {
                 pins.remove(&self.pin);
+                self.inflight.settled.notify_all();
             }
         }
     }
@@ -193,6 +240,26 @@ impl Acks {
         let lowest = [held(), self.inflight.lowest()].into_iter().flatten().min();
         let mark = lowest.map_or(self.received, |p| p.saturating_sub(1).min(self.received));
         (mark > self.acked && mark >= self.first).then_some(mark)
+    }
+
+    /// The client said it is done (end of file): the last ack, once what
+    /// the writer holds below `held` (the first event of an open still
+    /// unfinished, if any) is settled, waiting at most `wait`. An exiting
+    /// library waits for this ack instead of spooling.
+    pub fn last(&mut self, held: Option<u64>, wait: Duration) -> Option<u64> {
+        let deadline = Instant::now() + wait;
+        let mut pins = self.inflight.pins();
+        while let Some(&lowest) = pins.keys().next()
+            && held.is_none_or(|h| lowest < h)
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            pins = self.inflight.settled.wait_timeout(pins, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        drop(pins);
+        self.due(|| held, false)
     }
 
     /// `upto` reached the client.

@@ -55,6 +55,9 @@ const TICK_MS: i32 = 500;
 /// How often a connection looks whether its versions in flight are
 /// committed (to acknowledge them).
 const ACK_POLL_MS: i32 = 20;
+/// The most a connection that reached its end waits for its versions to be
+/// committed, to send the last ack (an exiting library waits for it).
+const LAST_ACK_WAIT: Duration = Duration::from_secs(2);
 /// Most tracked files one process may hold open for writing at once (the
 /// collector keeps their paths until the close).
 const MAX_OPENS: usize = 1024;
@@ -264,6 +267,8 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     let who = Arc::new(who);
     // A client that numbers its events: name its versions, acknowledge them.
     let origin = peer.start().filter(|_| image != 0).map(|start| Origin::new(pid, start, image));
+    // Its spool file (if it spools later) waits until this connection is done.
+    let _live = origin.as_ref().map(Origin::live);
     let mut acks = origin.clone().map(Acks::new);
     let pidfd = peer.into_pidfd();
     let welcome = ServerMsg::Welcome {
@@ -341,8 +346,9 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
                 let (who, intake, max_size) = (who.clone(), intake.clone(), config.max_size);
                 // A stop waits for this thread: its opens may have to be handed off.
                 let task = lifecycle::task();
+                let live = origin.as_ref().map(Origin::live);
                 let waiting = std::thread::Builder::new().name("finish-wait".into()).spawn(move || {
-                    let _task = task;
+                    let (_task, _live) = (task, live);
                     finish_holding(None, others, open.into_iter().collect(), who, max_size, intake, extra, claim)
                 });
                 if let Err(e) = waiting {
@@ -367,12 +373,26 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
         }
         store(apply(&mut asm, msg, sides, Timestamp::now()), &acks);
     }
+    let (drafts, unfinished) = asm.finish();
+    store(drafts, &acks);
+    // An exiting library half-closes and waits for this last ack (or
+    // spools what it does not get): send it once what it covers is
+    // committed. Opens still unfinished are the finisher's, not acked.
+    if let Some(a) = &mut acks {
+        let held = unfinished.iter().map(|u| u.seq).filter(|&s| s != 0).min();
+        let wait = match lifecycle::deadline() {
+            _ if crate::writer::store_failing() => Duration::ZERO,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => LAST_ACK_WAIT,
+        };
+        if let Some(upto) = a.last(held, wait.min(LAST_ACK_WAIT)) {
+            send_ack(&stream, upto);
+        }
+    }
     // The socket is closed now; the slot stays taken while a finisher waits.
     drop(reader);
     slot.release_stream();
     drop(stream);
-    let (drafts, unfinished) = asm.finish();
-    store(drafts, &acks);
     if !unfinished.is_empty() {
         // Wait for the writer (it may have exec'd) and for any descendant
         // that still holds one of the files.

@@ -13,6 +13,9 @@
 //! - replayed only once its writer is done: the library holds `flock` on
 //!   it while it lives, the collector takes `LOCK_EX|LOCK_NB`; an empty
 //!   file is a writer that has not locked yet (removed after a minute);
+//!   and once no connection of this collector still works on the same
+//!   process image (`delivery::is_live`: a library spools at exit what
+//!   its collector had not yet confirmed);
 //! - the writer is the file's owner (the kernel sets it at creation: the
 //!   one verified fact), its groups from the user database; the pid in the
 //!   name and everything in the frames is `claimed`;
@@ -297,6 +300,12 @@ impl Replay {
                 return Ok(Outcome::Aside(why));
             }
         };
+        if crate::delivery::is_live(pid, named.1, named.0) {
+            // Its connection is still finishing the same events (it spooled
+            // at exit what was not yet confirmed): those versions, verified,
+            // go first; this file's copies are then repeats.
+            return Ok(Outcome::Later);
+        }
         let waited_enough = waiting.is_some_and(|(_, since)| since.elapsed() >= MAX_WAIT);
         if !unfinished.is_empty() && alive_as(pid, st.st_uid) && !waited_enough {
             // It exec'd and the program still runs: finish when it exits.

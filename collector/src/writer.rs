@@ -13,6 +13,7 @@
 //! WAL into the database and truncates it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,15 @@ impl Writer {
         }
         self.handle.join().is_ok()
     }
+}
+
+/// Set while the store cannot be written (a connection then does not wait
+/// for commits to acknowledge: its exiting library spools at once).
+static FAILING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the store cannot be written now.
+pub fn store_failing() -> bool {
+    FAILING.load(Ordering::Relaxed)
 }
 
 /// Versions waiting for the store, within bounds.
@@ -135,6 +145,7 @@ impl Held {
                         }
                     }
                     if let Some(Failing { since, .. }) = self.failing.take() {
+                        FAILING.store(false, Ordering::Relaxed);
                         tracing::warn!(
                             store = %store.path().display(),
                             after_s = since.elapsed().as_secs(),
@@ -163,6 +174,7 @@ impl Held {
                                 MAX_HELD_BYTES >> 20
                             );
                             let now = Instant::now();
+                            FAILING.store(true, Ordering::Relaxed);
                             self.failing = Some(Failing { since: now, wait: BACKOFF.0, next: now + BACKOFF.0 });
                         }
                         Some(f) => {

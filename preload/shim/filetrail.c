@@ -55,6 +55,7 @@ struct core {
     void (*truncate_after)(void *pending, int ok);
     void *(*link_before)(int newdir, const char *new_);
     void (*link_after)(void *pending, int ok);
+    void (*at_exit)(void);
 };
 
 static struct core core_fns;
@@ -74,6 +75,20 @@ static void on_fork_child(void) { atomic_store(&owner_pid, raw_getpid()); }
 __attribute__((constructor)) static void on_load(void) {
     atomic_store(&owner_pid, raw_getpid());
     pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* The process is exiting: the core waits briefly for the collector to
+ * confirm what it was sent, or spools it. Only for the process that loaded
+ * the core (not a vfork child sharing its memory) and not from inside a
+ * hook (a signal handler calling _exit while this thread was in the core). */
+static void exiting(void) {
+    if (atomic_load_explicit(&core_state, memory_order_acquire) != 1 || inside) return;
+    if (raw_getpid() != atomic_load(&owner_pid)) return;
+    inside = 1;
+    int saved = errno;
+    core_fns.at_exit();
+    errno = saved;
+    inside = 0;
 }
 
 #define CORE_SYM(field, name)                                  \
@@ -114,6 +129,8 @@ static int load_core_now(void) {
     CORE_SYM(truncate_after, "ft_truncate_after");
     CORE_SYM(link_before, "ft_link_before");
     CORE_SYM(link_after, "ft_link_after");
+    CORE_SYM(at_exit, "ft_at_exit");
+    atexit(exiting);
     return 1;
 }
 
@@ -478,3 +495,16 @@ EXPORT int linkat(int olddir, const char *old, int newdir, const char *new_, int
     if (!new_) return real_linkat(olddir, old, newdir, new_, flags);
     TRACKED_NAME(core_fns.link_before(newdir, new_), core_fns.link_after, real_linkat(olddir, old, newdir, new_, flags));
 }
+
+/* ---- exit ---- */
+
+/* A program that ends with _exit (dash does) skips atexit handlers: the
+ * core's exit step runs here first. glibc's own exit() reaches _exit
+ * internally, not through this symbol: the atexit handler covers it. */
+#define EXIT_HOOK(name)                                     \
+    EXPORT __attribute__((noreturn)) void name(int status) { \
+        exiting();                                          \
+        for (;;) syscall(SYS_exit_group, status);           \
+    }
+EXIT_HOOK(_exit)
+EXIT_HOOK(_Exit)

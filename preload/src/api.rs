@@ -44,6 +44,11 @@ unsafe fn cstr<'a>(p: *const c_char) -> Option<&'a CStr> {
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn ft_at_exit() {
+    quietly(tracker::at_exit);
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn ft_off() -> c_int {
     tracker::off() as c_int
 }

@@ -223,7 +223,7 @@ impl Conn {
     /// `EAGAIN`) and one `sendmsg`; only room in a full socket buffer is
     /// waited for (from the budget).
     pub fn send(&mut self, msg: &ClientMsg, payload: &[&[u8]], budget: &mut Budget) -> Result<Option<u64>, Failure> {
-        if !sys::fstat(self.fd).is_ok_and(|st| st.st_ino == self.ino && st.st_mode & libc::S_IFMT == libc::S_IFSOCK) {
+        if !self.is_ours() {
             return Err(Failure::broken("socket descriptor was closed or replaced by the program".into()));
         }
         let acked = self.read_acks()?;
@@ -274,6 +274,38 @@ impl Conn {
             }
         }
         Ok(acked)
+    }
+
+    /// The process is exiting: tells the collector nothing more will come
+    /// (half-close), then reads its acks until `last` is acknowledged, the
+    /// collector closes, or `cap_ns` of the budget is spent. The highest
+    /// ack read.
+    pub fn finish(&mut self, last: u64, budget: &mut Budget, cap_ns: u64) -> Option<u64> {
+        if !self.is_ours() {
+            return None;
+        }
+        sys::shutdown_write(self.fd);
+        let fd = self.fd;
+        let mut best = None;
+        budget.within(cap_ns, |budget| {
+            let mut buf = [0u8; 512];
+            while best < Some(last) {
+                let n = sys::recv(fd, &mut buf, || budget.wait(fd, libc::POLLIN)).unwrap_or(0);
+                self.inbox.extend_from_slice(&buf[..n]);
+                match self.parse_replies() {
+                    Ok(acked) => best = best.max(acked),
+                    Err(_) => break,
+                }
+                if n == 0 {
+                    break; // closed, failed or out of time
+                }
+            }
+        });
+        best
+    }
+
+    fn is_ours(&self) -> bool {
+        sys::fstat(self.fd).is_ok_and(|st| st.st_ino == self.ino && st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
     }
 
     /// Closes the socket (only ours: checked like `send`).

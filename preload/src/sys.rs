@@ -233,6 +233,13 @@ pub fn recv(fd: c_int, buf: &mut [u8], mut wait: impl FnMut() -> Result<(), Errn
     }
 }
 
+/// Says no more will be sent on the socket (`SHUT_WR`): the peer reads
+/// end-of-file once it has read what came before.
+pub fn shutdown_write(fd: c_int) {
+    // SAFETY: shutting down a descriptor has no memory-safety preconditions.
+    unsafe { libc::syscall(libc::SYS_shutdown, fd as c_long, libc::SHUT_WR as c_long) };
+}
+
 /// Waits up to `timeout_ns` for `fd` to be ready for `events` (`POLLIN`,
 /// `POLLOUT`); false when the time ran out. Errors and hang-ups count as
 /// ready: the next call on the socket reports them.

@@ -19,7 +19,11 @@
 //!   first) and keeps spooling until it exits or `exec`s (one ordered
 //!   stream per file, replayed by the collector once the process is done);
 //! - the hot path never waits for an acknowledgement: acks are read when
-//!   they have arrived, as the next event is sent.
+//!   they have arrived, as the next event is sent. Only at exit
+//!   ([`at_exit`]) does a process that has events not yet acknowledged
+//!   wait for them, briefly (the collector's commit), and spool what the
+//!   collector did not confirm: a collector killed before its commit
+//!   loses nothing a finished process reported.
 
 use std::ffi::CStr;
 use std::sync::Once;
@@ -42,6 +46,9 @@ const RETRY_NS: u64 = 1_000_000_000;
 /// process's first attempt may use its whole budget (a collector busy at
 /// start-up still gets the process).
 const ATTEMPT_NS: u64 = 100_000_000;
+/// The most an exiting process waits for its last acknowledgement (the
+/// collector's commit: a few ms) before it spools what is unconfirmed.
+const EXIT_WAIT_NS: u64 = 500_000_000;
 
 static STATE: Lock<Process> = Lock::new(Process::new());
 /// The pid that owns STATE; another pid in this memory is a vfork child.
@@ -291,7 +298,7 @@ fn start_spooling(p: &mut Process, why: &str) -> Result<(), String> {
         _ => Some(spool::policy(socket)?),
     };
     let s = Spool::create(socket, sys::getpid())?;
-    debug(|| format!("collector unavailable ({why}): spooling to {}", s.name()));
+    debug(|| format!("{why}: spooling to {}", s.name()));
     p.spool = Some(s);
     drop_conn(p, LetGo::Close);
     if let Some(policy) = policy {
@@ -366,6 +373,42 @@ fn deliver(p: &mut Process, msg: &ClientMsg, payload: &[Vec<u8>]) -> bool {
         }
     }
     false
+}
+
+/// The process is exiting (`exit()`, or `_exit()` called by the program):
+/// what the collector has not acknowledged yet is waited for, at most
+/// [`EXIT_WAIT_NS`] of the budget; what it does not confirm (it went away,
+/// or is slow) goes to the spool, replayed by the next collector and
+/// stored once (its origin). A process with nothing unacknowledged — no
+/// tracked change, or all confirmed already — does nothing here.
+pub fn at_exit() {
+    let Some(mut guard) = state() else { return };
+    let p = &mut *guard;
+    let Some(last) = p.unacked.last_seq() else { return };
+    if p.spool.is_some() {
+        return;
+    }
+    if let Phase::Ready { conn: Some(conn), .. } = &mut p.phase
+        && let Some(upto) = conn.finish(last, &mut p.budget, EXIT_WAIT_NS)
+    {
+        p.unacked.ack(upto);
+    }
+    drop_conn(p, LetGo::Close);
+    if p.unacked.len() == 0 {
+        return;
+    }
+    let unconfirmed = p.unacked.len();
+    if start_spooling(p, "exiting before the collector confirmed what it was sent").is_ok()
+        && let Some(spool) = &mut p.spool
+    {
+        for kept in p.unacked.iter() {
+            spool.append(&kept.msg, &parts(&kept.payload));
+        }
+        p.unacked.clear();
+        debug(|| format!("{unconfirmed} unconfirmed event(s) spooled at exit"));
+    } else {
+        p.dropped += unconfirmed as u64;
+    }
 }
 
 /// Once per process, at first use: a silent panic hook (this library's std

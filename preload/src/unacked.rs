@@ -68,6 +68,11 @@ impl Unacked {
         self.frames.iter()
     }
 
+    /// The number of the newest event kept.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.frames.back().map(|k| k.msg.seq())
+    }
+
     pub fn len(&self) -> usize {
         self.frames.len()
     }

@@ -184,3 +184,27 @@ fn an_ack_comes_only_after_the_version_is_queryable() {
     c.assert_version(&v[0], "write", "acked.conf", Some(b"before\n"), Some(b"after\n"));
     c.assert_version(&v[1], "create", "created.conf", None, Some(b"after\n"));
 }
+
+/// A process that exits with a tracked file still open (no close reported)
+/// gets no ack for that open at exit (the collector finishes it from the
+/// file once the process is gone) and spools it, in case the collector
+/// dies first. The verified version is stored, once; the spooled copy
+/// waits for it and is then dropped as a repeat.
+#[test]
+fn an_open_left_at_exit_is_stored_once_with_verified_identity() {
+    let c = Collector::start();
+    let script =
+        "import os\nfd = os.open('left', os.O_WRONLY | os.O_CREAT, 0o644)\nos.write(fd, b'left open\\n')\nos._exit(0)";
+    let out = c.command("/usr/bin/python3").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = c.wait_versions(1);
+    c.assert_version(&v[0], "create", "left", None, Some(b"left open\n"));
+    assert_eq!(v[0]["trust"]["pid"], "verified", "{}", v[0]);
+    // The spool file, if any, is replayed and found to be a repeat.
+    let spool = c.socket.parent().unwrap().join("spool");
+    wait_for("the spool to be replayed", || {
+        std::fs::read_dir(&spool)
+            .map_or(true, |d| d.flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".ftspool")))
+    });
+    assert_eq!(c.versions().len(), 1, "{}", c.log());
+}

@@ -261,6 +261,46 @@ fn a_full_disk_delays_versions_and_loses_none() {
     verify(&c.db);
 }
 
+/// The window issue 10's torture test could only hit by luck: a process
+/// reported its edit and exited, the collector had read it but not yet
+/// committed it (here: the store is full, so it holds it), and then the
+/// collector is SIGKILLed. The exiting process was not confirmed, so it
+/// spooled the edit: the next collector stores it.
+#[test]
+fn an_exited_process_edit_not_yet_committed_survives_a_sigkill() {
+    if !is_root() {
+        eprintln!("not root: cannot mount a tmpfs; skipped");
+        return;
+    }
+    let Some(fs) = Tmpfs::mount("4m") else {
+        eprintln!("cannot mount a tmpfs here; skipped");
+        return;
+    };
+    let mut c = Collector::start_with_db("", Some(&fs.0.path().join("trail.db")));
+    c.sh("echo first > a");
+    c.wait_versions(1);
+    let filler = fs.0.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+    }
+    // Enough that the commit needs room the full file system does not have.
+    let content: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(c.dir.path().join("src"), &content).unwrap();
+    c.sh("cat ../src > a");
+    c.wait_until(|| c.log().contains("cannot write to the store"), "the collector to hold the edit");
+    c.kill();
+    std::fs::remove_file(&filler).unwrap();
+    c.restart();
+    let v = c.wait_versions(2);
+    assert_eq!(v.len(), 2, "{}", c.log());
+    c.assert_version(&v[1], "write", "a", Some(b"first\n"), Some(&content));
+    stop(&mut c);
+    verify(&c.db);
+}
+
 #[test]
 fn a_socket_passed_by_systemd_is_used_and_left_in_place() {
     if Command::new("systemd-socket-activate").arg("--help").output().is_err() {

@@ -68,16 +68,9 @@ fn every_edit_survives_stops_kills_and_restarts_exactly_once() {
     };
     let missing: Vec<_> = want.iter().filter(|(h, _)| !counts.contains_key(*h)).map(|(_, w)| w).collect();
     let twice: Vec<_> = want.iter().filter(|(h, _)| counts.get(*h).is_some_and(|&n| n > 1)).map(|(_, w)| w).collect();
-    // Known window (docs/architecture.md, "Delivery end to end"): a process
-    // that reported its edit and exited in the few milliseconds before the
-    // collector was SIGKILLed, before that batch was committed, is not
-    // waited for; the long-lived writers lose nothing.
-    let long_missing: Vec<_> = missing.iter().filter(|(f, _)| f != "p").collect();
-    assert!(long_missing.is_empty(), "edits of long-lived writers missing: {long_missing:?}\n{}", c.log());
-    assert!(missing.len() <= 2, "{} edits missing: {missing:?}\n{}", missing.len(), c.log());
-    if !missing.is_empty() {
-        eprintln!("lost in the SIGKILL window (a process that exited before the commit): {missing:?}");
-    }
+    // A process that reported its edit and exited just before the SIGKILL
+    // waited for its last ack and, without one, spooled the edit.
+    assert!(missing.is_empty(), "{} edits missing: {missing:?}\n{}", missing.len(), c.log());
     assert!(twice.is_empty(), "{} edits stored more than once: {twice:?}", twice.len());
     // The exact bytes of the last edit of each long-lived writer.
     let versions = c.versions();
