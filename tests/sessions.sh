@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of real human sessions on this host: ssh (command,
 # interactive, tmux), sudo, sudo -s, sudo -i, su, su -, sudo su -, login -f,
-# getty; cron jobs and sudoedit (seen by the kernel watch only); a collector
-# that is down or stuck.
+# getty; cron jobs, sudoedit and passwd (seen by the kernel watch only); a
+# session's sudo chmod (the library's attrib hooks); a collector that is down
+# or stuck.
 #
 # It changes the host while it runs and undoes everything at exit:
 #   - installs openssh-server, sudo, cron, tmux with apt-get if missing
@@ -14,6 +15,8 @@
 #   - runs its own sshd on 127.0.0.1:2222 and cron (unless one runs already),
 # then scripts/uninstall --purge, deletes the users, stops what it started
 # (by pid) and checks that /etc/pam.d and the install paths are as before.
+# bob changes his own password with passwd (row r13): /etc/shadow loses his
+# entry with him, and is checked to be as before at the end.
 # (login, su and sshd append their usual records to wtmp/lastlog.)
 #
 # Usage (root): tests/sessions.sh [--no-build]
@@ -61,7 +64,7 @@ EOF
 chmod 755 "$OUT/anc"
 
 # ------------------------------------------------------------------ cleanup
-installed=0 uninstalled=0 users_created=() made_run_sshd=0 sshd_pid= cron_pid= made_cron_pidfile=0 stuck_pid=
+installed=0 uninstalled=0 users_created=() made_run_sshd=0 host_changed=0 sshd_pid= cron_pid= made_cron_pidfile=0 stuck_pid=
 cleanup() {
     set +e
     echo "==> cleanup"
@@ -98,9 +101,21 @@ cleanup() {
         for f in passwd group shadow gshadow subuid subgid; do
             if [ -e "$WORK/etc/$f-" ] && cmp -s "/etc/$f" "$WORK/etc/$f"; then cp -p "$WORK/etc/$f-" "/etc/$f-"; fi
         done
+        # bob changed his password (r13): the account files must hold every
+        # line they held before and none of the test users' (other tests may
+        # add their own users meanwhile, so not a byte comparison).
+        for f in passwd group shadow gshadow; do
+            [ -e "$WORK/etc/$f" ] || continue
+            if grep -qE '^(alice|bob):' "/etc/$f" || ! python3 -c 'import sys
+now = set(open(sys.argv[1]).read().splitlines())
+sys.exit(not all(l in now for l in open(sys.argv[2]).read().splitlines()))' "/etc/$f" "$WORK/etc/$f"; then
+                echo "  FAIL /etc/$f is not as before the test"; host_changed=1
+            fi
+        done
     fi
     [ "$made_run_sshd" = 1 ] && rmdir /run/sshd 2>/dev/null
     rm -rf "$WORK"
+    [ "$host_changed" = 0 ] || exit 1
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -224,11 +239,13 @@ json_str() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]) if sys.a
 cat > "$WORK/check.py" <<'EOF'
 # check.py ROW FILE key=JSON ... : one version of FILE whose fields equal the
 # given JSON values. Prints one PASS/FAIL line per field.
-import hashlib, json, subprocess, sys
+# With AFTER_ID=N in the environment, only versions with a higher id count.
+import hashlib, json, os, subprocess, sys
 row, db, path, *wants = sys.argv[1:]
 out = subprocess.run(["/usr/local/bin/collector", "query", "--db", db, "--json", path],
                      capture_output=True, text=True).stdout
 vs = [json.loads(l) for l in out.splitlines() if l.strip()]
+vs = [v for v in vs if v["id"] > int(os.environ.get("AFTER_ID", "0"))]
 # The kernel watch may record the test's own creation of the file (mkfile,
 # not under the library) before the session's edit: not the session's.
 FIXTURE = hashlib.sha256(b"v=0\n").hexdigest()
@@ -286,10 +303,12 @@ check_kernel() { # row path want users [seconds]: the edit ($want, a line) was s
 cat > "$WORK/pick.py" <<'EOF'
 # pick.py DB PATH USERS_JSON: the newest version's user when it is one of
 # USERS (so that check compares equal), else a JSON string that is not.
-import json, subprocess, sys
+# AFTER_ID as in check.py.
+import json, os, subprocess, sys
 db, path, users = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 out = subprocess.run(["/usr/local/bin/collector", "query", "--db", db, "--json", path], capture_output=True, text=True).stdout
 vs = [json.loads(l) for l in out.splitlines() if l.strip()]
+vs = [v for v in vs if v["id"] > int(os.environ.get("AFTER_ID", "0"))]
 user = vs[-1].get("user") if vs else None
 print(json.dumps(user if user in users else "one of " + ",".join(users)))
 EOF
@@ -472,6 +491,68 @@ check_kernel r9b_cron_job_runs_sudo "$T/root/r9b_cron_sudo.conf" v=cron-sudo roo
 row=r11_sudoedit; f=$T/root/$row.conf; mkfile root "$f"
 ssh_as alice "SUDO_EDITOR='sed -i s/^v=.*/v=11/' sudoedit $f" 2> "$WORK/$row.err"
 check_kernel "$row" "$f" v=11 alice,unknown
+
+# ------------------------------------------------------------------ R12 sudo chmod (library attrib hooks)
+# A mode change is reported by the library like a write: one version, with
+# the session's attribution; the kernel watch saw it too and adds nothing.
+row=r12_ssh_sudo_chmod; f=$T/root/$row.conf; mkfile root "$f"; chmod 644 "$f"
+ssh_as alice "echo \"\$SSH_CONNECTION\" > $OUT/$row.conn; cat /proc/self/sessionid > $OUT/$row.sid; sudo chmod 600 $f" 2> "$WORK/$row.err"
+check "$row" "$f" action='"attrib"' seen_by='"library"' before_mode='"0644"' mode='"0600"' user='"alice"' \
+    chain='["alice","root"]' uid=0 euid=0 sudo_user='"alice"' exe='"/usr/bin/chmod"' \
+    ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+r12_file=$f  # checked again after r13: by then the kernel watch has looked at it
+
+# ------------------------------------------------------------------ R13 passwd (setuid: kernel watch only)
+# bob changes his own password, typed on a terminal. passwd is setuid root:
+# the loader drops the library, only the kernel watch sees /etc/shadow
+# replaced. /etc/shadow is redacted (the collector's default): the version
+# says `redacted` and `show` refuses; no byte of bob's new entry is in the
+# store. Attributed to passwd in bob's session (bob is the human here), or
+# `unknown` if passwd had exited before the watch read the event.
+row=r13_passwd
+shadow_last=$(versions /etc/shadow | python3 -c 'import json,sys; print(max([json.loads(l)["id"] for l in sys.stdin if l.strip()] or [0]))')
+new_pw="Tq.$(head -c 64 /dev/urandom | tr -dc 'a-vyzA-OQ-Z' | head -c 12).Zk"  # no character of $bob_pw's kind
+tssh "$row" bob
+remember "$row" "$row"
+tsend "$row" "passwd"
+twait "$row" 'Current password:' && tsend "$row" "$bob_pw"
+twait "$row" 'New password:' && tsend "$row" "$new_pw"
+twait "$row" 'Retype new password:' && tsend "$row" "$new_pw"
+if twait "$row" 'password updated successfully'; then
+    pass "$row: passwd changed bob's password"; bob_pw=$new_pw
+else
+    fail "$row: passwd did not change bob's password"
+fi
+tclose "$row"
+end=$((SECONDS + 10))
+while [ $SECONDS -lt $end ] && ! versions /etc/shadow | python3 -c 'import json,sys
+sys.exit(not any(json.loads(l)["id"] > int(sys.argv[1]) for l in sys.stdin if l.strip()))' "$shadow_last"; do sleep 0.2; done
+shadow_user=$(AFTER_ID=$shadow_last python3 "$WORK/pick.py" "$DB" /etc/shadow '["bob","unknown"]')
+if [ "$shadow_user" = '"bob"' ]; then
+    AFTER_ID=$shadow_last check "$row" /etc/shadow seen_by='"kernel"' action='"write"' content='"redacted"' \
+        user='"bob"' exe='"/usr/bin/passwd"' uid=$uid_bob euid=0 tty="$(json_str "$(sq $row.tty)")" \
+        ssh_client="$(json_str "$(conn_client "$OUT/$row.conn")")" session="$(json_str "$(sq $row.sid)")"
+else
+    AFTER_ID=$shadow_last check "$row" /etc/shadow seen_by='"kernel"' action='"write"' content='"redacted"' \
+        user="$shadow_user"
+fi
+shadow_id=$(versions /etc/shadow | python3 -c 'import json,sys; print(max([json.loads(l)["id"] for l in sys.stdin if l.strip()] or [0]))')
+if [ "$shadow_id" -gt "$shadow_last" ] && ! "$COLLECTOR" show --db "$DB" "$shadow_id" > "$WORK/$row.show" 2>&1 \
+    && grep -q redacted "$WORK/$row.show"; then
+    pass "$row: collector show refuses the redacted content ($(head -n 1 "$WORK/$row.show" | cut -c 1-80))"
+else
+    fail "$row: collector show of version $shadow_id did not refuse: $(head -c 80 "$WORK/$row.show")"
+fi
+# bob's new hash (never printed) is in no byte of the store.
+if python3 -c 'import sys, glob
+h = [l.split(":")[1] for l in open("/etc/shadow") if l.startswith("bob:")][0].encode()
+sys.exit(len(h) < 20 or any(h in open(f, "rb").read() for f in glob.glob(sys.argv[1] + "*")))' "$DB"; then
+    pass "$row: no byte of bob's new /etc/shadow entry is in the store"
+else
+    fail "$row: bob's /etc/shadow entry is in the store (or could not be read)"
+fi
+# r12 again: the watch has looked at that file by now (it was due first).
+check r12_ssh_sudo_chmod "$r12_file" action='"attrib"' seen_by='"library"'
 
 # ------------------------------------------------------------------ R10 collector down, then stuck
 pidfile=/run/filetrail/collector.pid

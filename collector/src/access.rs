@@ -11,7 +11,8 @@
 //!   directory and, in a sticky directory, owning the file or the directory
 //!   when the file exists. A rename also needs that on `old_path`'s
 //!   directory. Search permission on every parent is part of the kernel's
-//!   check. Root (euid 0) may do anything.
+//!   check. An `attrib` (mode or owner) needs what `chmod` needs: the
+//!   writer owns the file. Root (euid 0) may do anything.
 //! - `named_path` (the name a program used when a symlink led to `path`) is
 //!   only a detail: it is kept when, as the writer, it still leads to the
 //!   same file, and dropped otherwise.
@@ -29,7 +30,7 @@ use filetrail_wire::Policy;
 use filetrail_wire::path::canonical;
 
 use crate::asuser::{Creds, access, as_user, fsuid};
-use crate::model::Draft;
+use crate::model::{Action, Draft};
 use crate::who::Identity;
 
 /// Why a version was refused.
@@ -73,7 +74,10 @@ pub fn check(policy: &Policy, who: &Identity, draft: &mut Draft) -> Result<(), R
     let creds = Creds::of(who);
     let (permitted, named_ok) = as_user(&creds, || {
         let path = bytes_path(&draft.path);
-        let path_ok = file_writable(path) || may_replace(path);
+        let path_ok = match draft.action {
+            Action::Attrib => file_owned(path),
+            _ => file_writable(path) || may_replace(path),
+        };
         let old_ok = draft.old_path.as_deref().is_none_or(|o| may_replace(bytes_path(o)));
         let named_ok = draft.named_path.as_deref().is_none_or(|n| same_file(bytes_path(n), path));
         (path_ok && old_ok, named_ok)
@@ -91,6 +95,12 @@ pub fn check(policy: &Policy, who: &Identity, draft: &mut Draft) -> Result<(), R
 /// `path` is a regular file the thread's credentials may write.
 fn file_writable(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|md| md.is_file()) && access(path, libc::W_OK, false)
+}
+
+/// `path` is a regular file the thread's credentials reach and own (may
+/// `chmod`/`chown`).
+fn file_owned(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|md| md.is_file() && md.uid() == fsuid())
 }
 
 /// The thread's credentials may create, replace or remove `path` in its
@@ -123,7 +133,7 @@ fn same_file(named: &Path, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Action, Side};
+    use crate::model::Side;
     use std::os::unix::fs::PermissionsExt;
 
     fn who(euid: u32, groups: Vec<u32>) -> Identity {
@@ -202,5 +212,28 @@ mod tests {
         assert!(ok(&p, &alice, &sub.join("x")));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
         assert!(!ok(&p, &alice, &sub.join("x")));
+    }
+
+    #[test]
+    fn a_mode_or_owner_change_needs_the_owner_or_root() {
+        if !root() {
+            return eprintln!("not root: skipped");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = policy(dir.path());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let attrib = |path: &Path| Draft { action: Action::Attrib, ..draft(path) };
+        let (root_file, own) = (dir.path().join("root.conf"), dir.path().join("own.conf"));
+        std::fs::write(&root_file, "x").unwrap();
+        std::fs::set_permissions(&root_file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::write(&own, "x").unwrap();
+        std::os::unix::fs::chown(&own, Some(65534), None).unwrap();
+        let alice = who(65534, vec![65534]);
+        // She may write root's file, not chmod it; her own file, both.
+        assert!(ok(&p, &alice, &root_file));
+        assert_eq!(check(&p, &alice, &mut attrib(&root_file)), Err(Refused::NotPermitted));
+        assert!(check(&p, &alice, &mut attrib(&own)).is_ok());
+        assert!(check(&p, &who(0, vec![0]), &mut attrib(&root_file)).is_ok());
+        assert_eq!(check(&p, &alice, &mut attrib(&dir.path().join("missing"))), Err(Refused::NotPermitted));
     }
 }

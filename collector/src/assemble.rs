@@ -14,6 +14,10 @@
 //!   then creates `f` again, that is one `write` of `f` whose before is the
 //!   old content (a delete and a re-create by separate commands stay two
 //!   versions);
+//! - a mode or owner change (`Attrib`) is an `attrib` version, unless the
+//!   file is open for writing or was created by this process: its version
+//!   then carries the new mode and owner; a write that changed only those
+//!   is an `attrib` too;
 //! - anything parked is released as it stands when the connection ends
 //!   (the process exited or exec'd) or after [`PARK_WINDOW`].
 //!
@@ -266,6 +270,36 @@ impl Assembler {
         finish(out)
     }
 
+    /// The mode or owner of `path` changed; `before` and `after` are what it
+    /// held around the call. A file this process holds open for writing, or
+    /// created and parked, gets it in the version that open or file makes
+    /// (its after side is taken later, or here): no version of its own.
+    pub fn attrib(
+        &mut self,
+        path: Vec<u8>,
+        named: Option<Vec<u8>>,
+        before: Option<Side>,
+        after: Option<Side>,
+        now: Timestamp,
+    ) -> Vec<Draft> {
+        if self.opens.values().any(|o| o.path == path) {
+            return Vec::new();
+        }
+        if let Some(Parked::Created(d)) =
+            self.parked.iter_mut().find(|p| matches!(p, Parked::Created(_)) && p.subject() == path.as_slice())
+        {
+            if let (Some(mine), Some(now)) = (d.after.as_mut(), after.as_ref()) {
+                mine.meta = now.meta;
+            }
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.flush_path(&path, &mut out);
+        let draft = Draft { named_path: named, ..Draft::new(path, Action::Attrib, before, after, now) };
+        out.push(self.made(draft, 0));
+        finish(out)
+    }
+
     /// Releases parked items older than [`PARK_WINDOW`].
     pub fn tick(&mut self, now: Timestamp) -> Vec<Draft> {
         let window = jiff::SignedDuration::try_from(PARK_WINDOW).unwrap_or_default();
@@ -292,8 +326,17 @@ pub fn complete(u: Unfinished, after: Option<Side>, now: Timestamp) -> Option<Dr
 }
 
 fn finish(drafts: Vec<Draft>) -> Vec<Draft> {
-    // Nothing changed, or nothing existed on either side: no version.
-    drafts.into_iter().filter(|d| !d.is_noop() && (d.before.is_some() || d.after.is_some())).collect()
+    // Nothing changed, or nothing existed on either side: no version. The
+    // same content with another mode or owner (a save that left the file
+    // 0600, an `fchmod` on a file open for writing) is an `attrib`.
+    drafts
+        .into_iter()
+        .filter(|d| !d.is_noop() && (d.before.is_some() || d.after.is_some()))
+        .map(|d| match d.action {
+            Action::Write | Action::Truncate if d.same_content() => Draft { action: Action::Attrib, ..d },
+            _ => d,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -460,6 +503,55 @@ mod tests {
         assert_eq!(d.action, Action::Write);
     }
 
+    fn with_mode(s: &str, mode: u32, uid: u32) -> Option<Side> {
+        let meta = filetrail_wire::Meta { mode: 0o100000 | mode, uid, ..Default::default() };
+        Some(Side::from_bytes(s.as_bytes().to_vec(), Some(meta), true))
+    }
+
+    #[test]
+    fn a_mode_or_owner_change_is_an_attrib_version() {
+        let mut a = asm();
+        let v = a.attrib(p("/etc/f"), None, with_mode("x", 0o644, 0), with_mode("x", 0o600, 0), t(0));
+        assert_eq!((v.len(), v[0].action), (1, Action::Attrib));
+        // chmod to the mode it had: nothing changed.
+        assert!(a.attrib(p("/etc/f"), None, with_mode("x", 0o600, 0), with_mode("x", 0o600, 0), t(0)).is_empty());
+        let v = a.attrib(p("/etc/f"), None, with_mode("x", 0o600, 0), with_mode("x", 0o600, 65534), t(0));
+        assert_eq!(v[0].action, Action::Attrib);
+    }
+
+    #[test]
+    fn a_mode_change_of_a_file_being_written_or_created_is_part_of_that_version() {
+        let mut a = asm();
+        a.begin(1, opened("/etc/f", with_mode("old", 0o644, 0)));
+        assert!(a.attrib(p("/etc/f"), None, with_mode("old", 0o644, 0), with_mode("old", 0o600, 0), t(0)).is_empty());
+        let v = a.close(1, with_mode("new", 0o600, 0), t(0));
+        assert_eq!((v.len(), v[0].action), (1, Action::Write));
+        // A write that changed nothing but the mode is an attrib.
+        a.begin(2, opened("/etc/f", with_mode("new", 0o600, 0)));
+        let v = a.close(2, with_mode("new", 0o640, 0), t(1));
+        assert_eq!((v.len(), v[0].action), (1, Action::Attrib));
+        // A temp file chmod'ed by name, then renamed over the target: one write.
+        a.begin(3, opened("/etc/.tmp1", None));
+        assert!(a.close(3, with_mode("newer", 0o600, 0), t(2)).is_empty());
+        assert!(
+            a.attrib(p("/etc/.tmp1"), None, with_mode("newer", 0o600, 0), with_mode("newer", 0o640, 0), t(2))
+                .is_empty()
+        );
+        let v = a.rename(p("/etc/.tmp1"), p("/etc/f"), with_mode("new", 0o640, 0), with_mode("newer", 0o640, 0), t(2));
+        assert_eq!((v.len(), v[0].action), (1, Action::Write));
+        assert!(a.finish().0.is_empty());
+        // A created file released as it stands carries the mode it was given.
+        let mut a = asm();
+        a.begin(1, opened("/etc/n", None));
+        a.close(1, with_mode("n", 0o600, 0), t(0));
+        a.attrib(p("/etc/n"), None, with_mode("n", 0o600, 0), with_mode("n", 0o644, 0), t(0));
+        let (v, _) = a.finish();
+        assert_eq!(
+            (v.len(), v[0].action, v[0].after.as_ref().unwrap().meta.unwrap().mode & 0o777),
+            (1, Action::Create, 0o644)
+        );
+    }
+
     #[test]
     fn versions_are_named_after_their_event_and_pin_what_they_need() {
         let numbered = |a: &mut Assembler, seq| a.event(seq);
@@ -525,6 +617,7 @@ mod tests {
             Rename(Vec<u8>, Vec<u8>, Option<Side>, Option<Side>),
             Delete(Vec<u8>, Option<Side>),
             Truncate(Vec<u8>, Option<Side>, Option<Side>),
+            Attrib(Vec<u8>, Option<Side>, Option<Side>),
             Tick,
         }
 
@@ -574,6 +667,7 @@ mod tests {
                 (path(), path(), side(), side()).prop_map(|(o, n, b, a)| Event::Rename(o, n, b, a)),
                 (path(), side()).prop_map(|(p, b)| Event::Delete(p, b)),
                 (path(), side(), side()).prop_map(|(p, b, a)| Event::Truncate(p, b, a)),
+                (path(), side(), side()).prop_map(|(p, b, a)| Event::Attrib(p, b, a)),
                 Just(Event::Tick),
             ]
         }
@@ -622,6 +716,10 @@ mod tests {
                         Event::Truncate(path, before, after) => {
                             given.push(path.clone());
                             a.truncate(path, before, after, now)
+                        }
+                        Event::Attrib(path, before, after) => {
+                            given.push(path.clone());
+                            a.attrib(path, None, before, after, now)
                         }
                         Event::Tick => a.tick(now),
                     });

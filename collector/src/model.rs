@@ -18,7 +18,7 @@ pub enum Action {
     Rename,
     Delete,
     Truncate,
-    /// Mode or owner changed, content unchanged (seen by the kernel watch).
+    /// Mode or owner changed, content unchanged (`chmod`, `chown`).
     Attrib,
 }
 
@@ -230,10 +230,21 @@ impl Draft {
         }
     }
 
-    /// True when nothing changed (same content before and after).
-    pub fn is_noop(&self) -> bool {
+    /// True when the content is the same before and after (known by hash).
+    pub fn same_content(&self) -> bool {
         self.old_path.is_none()
             && matches!((&self.before, &self.after), (Some(b), Some(a)) if b.sha256.is_some() && b.sha256 == a.sha256)
+    }
+
+    /// True when the mode or owner differ between the sides (both known).
+    pub fn attrs_changed(&self) -> bool {
+        let attrs = |s: &Option<Side>| s.as_ref().and_then(|s| s.meta).map(|m| (m.mode & 0o7777, m.uid, m.gid));
+        matches!((attrs(&self.before), attrs(&self.after)), (Some(b), Some(a)) if b != a)
+    }
+
+    /// True when nothing changed: the same content, mode and owner.
+    pub fn is_noop(&self) -> bool {
+        self.same_content() && !self.attrs_changed()
     }
 }
 

@@ -499,6 +499,10 @@ pub(crate) fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>
             let (before, after) = (side(), side());
             asm.truncate(path.0, before, after, now)
         }
+        ClientMsg::Attrib { path, named, .. } => {
+            let (before, after) = (side(), side());
+            asm.attrib(path.0, named.map(|n| n.0), before, after, now)
+        }
         // Clock and Lost only appear in spool files (`spool.rs`).
         ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => Vec::new(),
     }

@@ -7,7 +7,7 @@
  *
  * Every hook: cheap check -> (most calls) the real function. Only a call that
  * may change a file (an open for writing, rename, unlink, link, truncate,
- * mkstemp, or a close/dup of a descriptor the core tracks) loads the Rust core
+ * mkstemp, chmod/chown, or a close/dup of a descriptor the core tracks) loads the Rust core
  * (libfiletrail_core.so, next to this file) with dlopen, once per process,
  * and calls into it around the real call. The core does all the thinking;
  * this file only moves arguments, and keeps the hook order:
@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -55,6 +56,8 @@ struct core {
     void (*truncate_after)(void *pending, int ok);
     void *(*link_before)(int newdir, const char *new_);
     void (*link_after)(void *pending, int ok);
+    void *(*attrib_before)(int dirfd, const char *path, int flags);
+    void (*attrib_after)(void *pending, int ok);
     void (*at_exit)(void);
 };
 
@@ -129,6 +132,8 @@ static int load_core_now(void) {
     CORE_SYM(truncate_after, "ft_truncate_after");
     CORE_SYM(link_before, "ft_link_before");
     CORE_SYM(link_after, "ft_link_after");
+    CORE_SYM(attrib_before, "ft_attrib_before");
+    CORE_SYM(attrib_after, "ft_attrib_after");
     CORE_SYM(at_exit, "ft_at_exit");
     atexit(exiting);
     return 1;
@@ -494,6 +499,53 @@ EXPORT int linkat(int olddir, const char *old, int newdir, const char *new_, int
     REAL(int, linkat, int, const char *, int, const char *, int);
     if (!new_) return real_linkat(olddir, old, newdir, new_, flags);
     TRACKED_NAME(core_fns.link_before(newdir, new_), core_fns.link_after, real_linkat(olddir, old, newdir, new_, flags));
+}
+
+/* ---- mode and owner: chmod, chown and their f/l/at variants ----
+ * A null path tells the core the call acts on the descriptor (fchmod). */
+#define ATTRIB(dirfd, path, flags, CALL) \
+    TRACKED_NAME(core_fns.attrib_before(dirfd, path, flags), core_fns.attrib_after, CALL)
+
+EXPORT int chmod(const char *path, mode_t mode) {
+    REAL(int, chmod, const char *, mode_t);
+    if (!path) return real_chmod(path, mode);
+    ATTRIB(AT_FDCWD, path, 0, real_chmod(path, mode));
+}
+
+EXPORT int fchmod(int fd, mode_t mode) {
+    REAL(int, fchmod, int, mode_t);
+    if (fd < 0) return real_fchmod(fd, mode);
+    ATTRIB(fd, NULL, 0, real_fchmod(fd, mode));
+}
+
+EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags) {
+    REAL(int, fchmodat, int, const char *, mode_t, int);
+    if (!path) return real_fchmodat(dirfd, path, mode, flags);
+    ATTRIB(dirfd, path, flags, real_fchmodat(dirfd, path, mode, flags));
+}
+
+EXPORT int chown(const char *path, uid_t owner, gid_t group) {
+    REAL(int, chown, const char *, uid_t, gid_t);
+    if (!path) return real_chown(path, owner, group);
+    ATTRIB(AT_FDCWD, path, 0, real_chown(path, owner, group));
+}
+
+EXPORT int lchown(const char *path, uid_t owner, gid_t group) {
+    REAL(int, lchown, const char *, uid_t, gid_t);
+    if (!path) return real_lchown(path, owner, group);
+    ATTRIB(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, real_lchown(path, owner, group));
+}
+
+EXPORT int fchown(int fd, uid_t owner, gid_t group) {
+    REAL(int, fchown, int, uid_t, gid_t);
+    if (fd < 0) return real_fchown(fd, owner, group);
+    ATTRIB(fd, NULL, 0, real_fchown(fd, owner, group));
+}
+
+EXPORT int fchownat(int dirfd, const char *path, uid_t owner, gid_t group, int flags) {
+    REAL(int, fchownat, int, const char *, uid_t, gid_t, int);
+    if (!path) return real_fchownat(dirfd, path, owner, group, flags);
+    ATTRIB(dirfd, path, flags, real_fchownat(dirfd, path, owner, group, flags));
 }
 
 /* ---- exit ---- */

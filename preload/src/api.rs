@@ -12,7 +12,9 @@ use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::sys;
-use crate::tracker::{self, CloseAction, Closing, PendingDelete, PendingOpen, PendingRename, PendingTruncate};
+use crate::tracker::{
+    self, CloseAction, Closing, PendingAttrib, PendingDelete, PendingOpen, PendingRename, PendingTruncate,
+};
 
 /// Runs tracker logic: panics are caught, errno is left as it was.
 fn quietly<R>(f: impl FnOnce() -> R) -> Option<R> {
@@ -207,5 +209,28 @@ pub unsafe extern "C" fn ft_link_after(pending: *mut c_void, ok: c_int) {
     // SAFETY: forwarded contract.
     if let Some(p) = unsafe { take::<(Vec<u8>, u64)>(pending) } {
         quietly(|| tracker::link_after(p, ok != 0));
+    }
+}
+
+/// Before `chmod`/`chown` and their variants. `path` null: the call acts on
+/// descriptor `dirfd` (`fchmod`, `fchown`); `flags` are the `*at` flags
+/// (`AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`).
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ft_attrib_before(dirfd: c_int, path: *const c_char, flags: c_int) -> *mut c_void {
+    // SAFETY: forwarded contract.
+    let path = unsafe { cstr(path) };
+    handle(quietly(|| tracker::attrib_before(dirfd, path, flags)))
+}
+
+/// # Safety
+/// `pending` comes from `ft_attrib_before`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ft_attrib_after(pending: *mut c_void, ok: c_int) {
+    // SAFETY: forwarded contract.
+    if let Some(p) = unsafe { take::<PendingAttrib>(pending) } {
+        quietly(|| tracker::attrib_after(p, ok != 0));
     }
 }

@@ -485,7 +485,15 @@ fn tracked_here(dirfd: i32, path: &CStr) -> Result<Option<(Vec<u8>, u64)>, NotOw
     if off() {
         return Ok(None);
     }
-    let Some(abs) = resolve(dirfd, path).filter(|a| !never_tracked(a)) else { return Ok(None) };
+    let Some(abs) = resolve(dirfd, path) else { return Ok(None) };
+    tracked_abs(abs)
+}
+
+/// As [`tracked_here`], for an absolute, normalized path.
+fn tracked_abs(abs: Vec<u8>) -> Result<Option<(Vec<u8>, u64)>, NotOwner> {
+    if never_tracked(&abs) {
+        return Ok(None);
+    }
     let mut p = STATE.lock();
     // Reading the cached policy is safe in a vfork child too.
     if let Phase::Ready { policy, .. } = &p.phase
@@ -814,6 +822,82 @@ pub fn link_after((path, max_size): (Vec<u8>, u64), ok: bool) {
     }
     let Some(mut p) = state() else { return };
     send(&mut p, ClientMsg::Link { seq: 0, new: WirePath(path), after: after.head.clone() }, payload([after]));
+}
+
+/// A mode or owner change about to happen (`chmod`, `chown` and their
+/// variants) of a tracked regular file, with what the file held before.
+pub struct PendingAttrib {
+    /// The file changed (symlinks resolved), and the name used when different.
+    path: Vec<u8>,
+    named: Option<Vec<u8>>,
+    /// The call acts on this descriptor of the program's (`fchmod`): the
+    /// after side is read through it.
+    fd: Option<i32>,
+    follow: Follow,
+    max_size: u64,
+    before: Snap,
+}
+
+/// Before `chmod`/`chown` and their `f`/`l`/`at` variants: is the file
+/// tracked? `path` `None` (or empty with `AT_EMPTY_PATH`): the call acts on
+/// descriptor `dirfd`. Untracked names cost what an open's do (the cached
+/// policy); a descriptor costs one `readlink` of `/proc/self/fd/N`. A file
+/// this process holds open for writing is left to that open's version.
+pub fn attrib_before(dirfd: i32, path: Option<&CStr>, flags: i32) -> Option<PendingAttrib> {
+    let by_fd = path.is_none_or(|p| p.is_empty() && flags & libc::AT_EMPTY_PATH != 0);
+    let follow = if !by_fd && flags & libc::AT_SYMLINK_NOFOLLOW != 0 { Follow::No } else { Follow::Yes };
+    if off() {
+        return None;
+    }
+    let (name, max_size) = match path.filter(|_| !by_fd) {
+        Some(path) => tracked(dirfd, path)?,
+        None => {
+            if TRACKED_FDS.load(Relaxed) != 0 && state()?.fds.token(dirfd).is_some() {
+                return None;
+            }
+            let abs = sys::fd_path(dirfd).filter(|p| p.first() == Some(&b'/') && !p.ends_with(b" (deleted)"))?;
+            tracked_abs(abs).ok().flatten()?
+        }
+    };
+    let before = if by_fd { snapshot::of_fd(dirfd, max_size) } else { snapshot::of_path(&name, max_size, follow) };
+    if !matches!(before.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable) {
+        return None;
+    }
+    let real = before.via_symlink.then(|| real_path(&name)).flatten();
+    let (path, named) = match real {
+        Some(real) if real != name => (real, Some(name)),
+        _ => (name, None),
+    };
+    Some(PendingAttrib { path, named, fd: by_fd.then_some(dirfd), follow, max_size, before })
+}
+
+/// The file `path` leads to (following symlinks), by the kernel's answer.
+fn real_path(path: &[u8]) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path).ok()?;
+    let fd = sys::openat(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_CLOEXEC).ok()?;
+    sys::fd_path(fd.raw()).filter(|r| r.first() == Some(&b'/') && !r.ends_with(b" (deleted)"))
+}
+
+pub fn attrib_after(a: PendingAttrib, ok: bool) {
+    if !ok {
+        return;
+    }
+    let after = match a.fd {
+        Some(fd) => snapshot::of_fd(fd, a.max_size),
+        None => snapshot::of_path(a.named.as_ref().unwrap_or(&a.path), a.max_size, a.follow),
+    };
+    if !matches!(after.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable) {
+        return;
+    }
+    let Some(mut p) = state() else { return };
+    let msg = ClientMsg::Attrib {
+        seq: 0,
+        path: WirePath(a.path),
+        named: a.named.map(WirePath),
+        before: a.before.head.clone(),
+        after: after.head.clone(),
+    };
+    send(&mut p, msg, payload([a.before, after]));
 }
 
 /// Before `close_range(first, last)`/`closefrom(first)`: tracked opens in

@@ -23,7 +23,8 @@
 //! 3. The client sends events: [`ClientMsg::Begin`] when a tracked file is
 //!    opened for writing (with what the path held before), [`ClientMsg::Close`]
 //!    when the last descriptor of that open is closed (with what it holds
-//!    now), [`ClientMsg::Rename`], [`ClientMsg::Delete`], [`ClientMsg::Truncate`].
+//!    now), [`ClientMsg::Rename`], [`ClientMsg::Delete`], [`ClientMsg::Truncate`],
+//!    [`ClientMsg::Attrib`] (a mode or owner change).
 //!    Each event carries `seq`: 1 for the process image's first event, then
 //!    one more for each, never reused in that image (across reconnects too).
 //! 4. The server acknowledges events with [`ServerMsg::Ack`] `{ upto }`:
@@ -158,6 +159,21 @@ pub enum ClientMsg {
         new: WirePath,
         after: Snapshot,
     },
+    /// The mode or owner of `path` changed (`chmod`, `chown` and their
+    /// `f`/`l`/`at` variants). `before` and `after` are what the file held
+    /// around the call: the same content, other `meta`. `path` is the file
+    /// changed (symlinks resolved), `named` the name used, when different.
+    /// A collector that does not know it skips it (its kernel watch, if on,
+    /// records the change instead).
+    Attrib {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
+        path: WirePath,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        named: Option<WirePath>,
+        before: Snapshot,
+        after: Snapshot,
+    },
     /// Spool files only: the wall-clock time (microseconds since the epoch)
     /// at which the library made the event that follows. A claim of the
     /// writer, like everything in a spool file but its owner.
@@ -269,6 +285,7 @@ impl ClientMsg {
             | ClientMsg::Rename { seq, .. }
             | ClientMsg::Delete { seq, .. }
             | ClientMsg::Truncate { seq, .. }
+            | ClientMsg::Attrib { seq, .. }
             | ClientMsg::Link { seq, .. } => *seq,
             ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => 0,
         }
@@ -282,6 +299,7 @@ impl ClientMsg {
             | ClientMsg::Rename { seq, .. }
             | ClientMsg::Delete { seq, .. }
             | ClientMsg::Truncate { seq, .. }
+            | ClientMsg::Attrib { seq, .. }
             | ClientMsg::Link { seq, .. } => *seq = n,
             ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => {}
         }
@@ -292,7 +310,9 @@ impl ClientMsg {
         match self {
             ClientMsg::Begin { before, .. } | ClientMsg::Delete { before, .. } => vec![before],
             ClientMsg::Close { after, .. } | ClientMsg::Link { after, .. } => vec![after],
-            ClientMsg::Rename { before, after, .. } | ClientMsg::Truncate { before, after, .. } => {
+            ClientMsg::Rename { before, after, .. }
+            | ClientMsg::Truncate { before, after, .. }
+            | ClientMsg::Attrib { before, after, .. } => {
                 vec![before, after]
             }
             ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => vec![],
@@ -304,7 +324,9 @@ impl ClientMsg {
         match self {
             ClientMsg::Begin { before, .. } | ClientMsg::Delete { before, .. } => vec![before],
             ClientMsg::Close { after, .. } | ClientMsg::Link { after, .. } => vec![after],
-            ClientMsg::Rename { before, after, .. } | ClientMsg::Truncate { before, after, .. } => {
+            ClientMsg::Rename { before, after, .. }
+            | ClientMsg::Truncate { before, after, .. }
+            | ClientMsg::Attrib { before, after, .. } => {
                 vec![before, after]
             }
             ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => vec![],

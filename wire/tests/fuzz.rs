@@ -114,7 +114,7 @@ fn snapshot() -> impl Strategy<Value = (Snapshot, Vec<u8>)> {
 
 /// A valid frame of any client message kind, as bytes on the wire.
 fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
-    (0..7u8, any::<u64>(), path(), path(), snapshot(), snapshot(), any::<bool>()).prop_map(
+    (0..8u8, any::<u64>(), path(), path(), snapshot(), snapshot(), any::<bool>()).prop_map(
         |(kind, token, p, q, (b, bb), (a, ab), shared)| {
             // `token` doubles as the event's number (any u64, 0 = none).
             let seq = token;
@@ -128,6 +128,7 @@ fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
                 3 => (ClientMsg::Rename { seq, old: p, new: q, before: b, after: a }, vec![&bb, &ab]),
                 4 => (ClientMsg::Delete { seq, path: p, before: b }, vec![&bb]),
                 5 => (ClientMsg::Truncate { seq, path: p, before: b, after: a }, vec![&bb, &ab]),
+                6 => (ClientMsg::Attrib { seq, path: p, named: Some(q), before: b, after: a }, vec![&bb, &ab]),
                 _ => (ClientMsg::Link { seq, new: p, after: a }, vec![&ab]),
             };
             let mut out = Vec::new();
