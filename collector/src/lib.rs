@@ -10,6 +10,7 @@
 //! - [`activation`] — the listening socket across restarts (signals,
 //!   `LISTEN_FDS`, re-exec on SIGHUP).
 //! - [`handoff`] — opens still held at a stop, finished by the next collector.
+//! - [`serving`] — which collector serves a store (`restore` reports to it only).
 //! - [`who`] — who made a change, as plain data (identity and trust labels).
 //! - [`identity`] — how we learn it: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
@@ -32,7 +33,7 @@
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
 //! - [`print`] — table, JSON-lines and diff output.
-//! - [`when`] — `--since`/`--until` times.
+//! - [`when`] — times read and shown in one zone (`--since`, `--until`, `--utc`).
 
 pub mod access;
 pub mod activation;
@@ -57,6 +58,7 @@ pub mod quota;
 pub mod registry;
 pub mod secrets;
 pub mod server;
+pub mod serving;
 pub mod spool;
 pub mod store;
 pub mod watch;

@@ -17,23 +17,28 @@ pub struct Args {
     /// At most this many versions.
     #[arg(long, short = 'n')]
     pub max_count: Option<u64>,
-    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set), always, never.
+    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: Color,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
+    let clock = cli.clock();
     let filter = QueryFilter {
-        paths: vec![super::query::path_spec(&args.path)?],
+        paths: vec![super::query::checked_path_spec(&store, &args.path)?],
         newest_first: true,
         limit: args.max_count,
         ..QueryFilter::default()
     };
     let color = args.color.enabled();
     let mut out = std::io::stdout().lock();
-    for v in store.versions(&filter)? {
-        print::log_header(&mut out, &v, color)?;
+    let versions = store.versions(&filter)?;
+    if versions.is_empty() {
+        super::query::say_empty(&format!("no versions of {}", quote(&filter.paths[0].path)));
+    }
+    for v in versions {
+        print::log_header(&mut out, &v, color, &clock)?;
         let before = super::diff::side(&store, v.id, true);
         let after = super::diff::side(&store, v.id, false);
         match (before, after) {

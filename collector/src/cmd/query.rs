@@ -10,6 +10,7 @@ use crate::cli::Cli;
 use crate::print;
 use crate::store::query::PathSpec;
 use crate::store::{QueryFilter, Store};
+use crate::when::Clock;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,11 +19,12 @@ pub struct Args {
     /// Only changes made by this human (login name, as in the USER column).
     #[arg(long, short)]
     pub user: Option<String>,
-    /// Only changes at or after this time: 2h, 3d, yesterday, 2026-11-25, RFC 3339.
-    #[arg(long, value_name = "TIME")]
+    /// Only changes at or after this time: 2026-11-25 14:30, yesterday 10:00, 14:30 (today), 2h (ago),
+    /// @EPOCH, RFC 3339; in the local zone unless --utc.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Only changes before this time (same forms as --since).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only changes from this login session (audit session id).
     #[arg(long)]
@@ -33,14 +35,17 @@ pub struct Args {
 }
 
 impl Args {
-    /// The flags as a store filter.
-    pub fn filter(&self) -> anyhow::Result<QueryFilter> {
-        let now = jiff::ZonedDateTime::now();
+    /// The flags as a store filter, checked against `store`: a user or a
+    /// path nobody could mean is an error, not an empty answer.
+    pub fn filter(&self, store: &Store, clock: &Clock) -> anyhow::Result<QueryFilter> {
         let time = |t: &Option<String>, flag: &str| -> anyhow::Result<Option<jiff::Timestamp>> {
-            t.as_deref().map(|t| crate::when::parse(t, &now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
+            t.as_deref().map(|t| clock.parse(t).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
         };
+        if let Some(user) = &self.user {
+            check_user(store, user)?;
+        }
         Ok(QueryFilter {
-            paths: self.paths.iter().map(|p| path_spec(p)).collect::<anyhow::Result<_>>()?,
+            paths: self.paths.iter().map(|p| checked_path_spec(store, p)).collect::<anyhow::Result<_>>()?,
             user: self.user.clone(),
             since: time(&self.since, "--since")?,
             until: time(&self.until, "--until")?,
@@ -52,23 +57,57 @@ impl Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
-    let filter = args.filter()?;
+    let clock = cli.clock();
+    let filter = args.filter(&store, &clock)?;
     let rows = store.versions(&filter).context("querying versions")?;
     if rows.is_empty() {
-        use std::io::IsTerminal;
-        if std::io::stdout().is_terminal() {
-            eprintln!("no versions match");
-        }
+        say_empty("no versions match");
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
     if args.json {
         print::json_lines(&mut out, &rows)?;
     } else {
-        print::table(&mut out, &rows)?;
+        print::table(&mut out, &rows, &clock)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An empty answer on a terminal says so (on stderr); piped, it is empty.
+pub fn say_empty(what: &str) {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        eprintln!("{what}");
+    }
+}
+
+/// `--user NAME`: a name neither this system nor the store knows is a typo.
+pub fn check_user(store: &Store, name: &str) -> anyhow::Result<()> {
+    if uzers::get_user_by_name(name).is_none() && !store.knows_user(name)? {
+        anyhow::bail!(
+            "--user {}: no such user on this system, and none by that name in the store (see `collector users`)",
+            print::q(name)
+        );
+    }
+    Ok(())
+}
+
+/// [`path_spec`], refusing a path that does not exist and of which nothing
+/// was ever recorded (a typo: an empty answer would look like "no changes").
+pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
+    let spec = path_spec(p)?;
+    if p.symlink_metadata().is_err() {
+        let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), ..QueryFilter::default() };
+        if store.versions(&any)?.is_empty() {
+            use std::os::unix::ffi::OsStrExt;
+            anyhow::bail!(
+                "{}: no such file or directory, and no version of it is recorded",
+                filetrail_wire::path::quote(p.as_os_str().as_bytes())
+            );
+        }
+    }
+    Ok(spec)
 }
 
 /// An argument as the store knows paths: absolute, normalized; a directory
