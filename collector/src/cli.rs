@@ -31,6 +31,9 @@ pub struct Cli {
     /// Config file (TOML: track, ignore, max_size, redact, [quota]) [default: /etc/filetrail/config.toml].
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Do not pipe review output through $PAGER (default `less -FRX`; only on a terminal).
+    #[arg(long, global = true)]
+    pub no_pager: bool,
     /// Read and show times in UTC instead of the local time zone (`TZ`, else the system's).
     #[arg(long, global = true)]
     pub utc: bool,
@@ -81,6 +84,12 @@ pub fn main() -> ExitCode {
     reexec_without_preload();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve(_)));
+    let paged = matches!(
+        cli.command,
+        Command::Query(_) | Command::Log(_) | Command::Diff(_) | Command::Users(_) | Command::User(_)
+    );
+    crate::pager::terminal();
+    let pager = if paged && !cli.no_pager { crate::pager::start() } else { None };
     let result = match &cli.command {
         Command::Serve(args) => cmd::serve::run(&cli, args),
         Command::Query(args) => cmd::query::run(&cli, args),
@@ -94,6 +103,9 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(&cli, args),
         Command::Session(args) => cmd::session::run(&cli, args),
     };
+    if let Some(pager) = pager {
+        pager.finish();
+    }
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

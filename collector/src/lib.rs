@@ -32,7 +32,7 @@
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
-//! - [`print`] — table, JSON-lines and diff output.
+//! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal.
 //! - [`when`] — times read and shown in one zone (`--since`, `--until`, `--utc`).
 
 pub mod access;
@@ -53,6 +53,7 @@ pub mod intake;
 pub mod lifecycle;
 pub mod limits;
 pub mod model;
+pub mod pager;
 pub mod print;
 pub mod quota;
 pub mod registry;

@@ -179,13 +179,12 @@ pub enum Color {
 
 impl Color {
     pub fn enabled(self) -> bool {
-        use std::io::IsTerminal;
         match self {
             Color::Always => true,
             Color::Never => false,
             // NO_COLOR set, even to the empty string, or a dumb terminal: none.
             Color::Auto => {
-                std::io::stdout().is_terminal()
+                crate::pager::terminal()
                     && std::env::var_os("NO_COLOR").is_none()
                     && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
             }

@@ -62,6 +62,7 @@ sys.exit(p.wait())
         .arg(&c.db)
         .env_remove("NO_COLOR")
         .env("TERM", "xterm")
+        .env("PAGER", "cat")
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -336,4 +337,48 @@ fn json_fields_keep_their_types_across_subcommands() {
     assert_eq!(users[0]["first"], v[0]["time"]);
     let stats = json_lines(&stdout("stats --json", &cli(&c, &["stats", "--json"])));
     assert_eq!((&stats[0]["oldest"], &stats[0]["newest"]), (&v[0]["time"], &last["time"]));
+}
+
+#[test]
+fn a_terminal_gets_a_pager_and_query_and_log_take_count_order_and_filters() {
+    let c = Collector::start();
+    c.sh("echo 1 > f; echo 2 > f; echo 3 > f");
+    c.wait_versions(3);
+    let all = ids(&c, &[], &[]);
+    // -n N: the N most recent, in the command's order; --reverse: the other order.
+    assert_eq!(ids(&c, &["-n", "2"], &[]), all[1..]);
+    assert_eq!(ids(&c, &["--reverse"], &[]), all.iter().rev().copied().collect::<Vec<_>>());
+    assert_eq!(ids(&c, &["-n", "2", "--reverse"], &[]), [all[2], all[1]]);
+    let f = c.path("f");
+    let f = f.to_str().unwrap();
+    let headers = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["log", f];
+        all.extend_from_slice(args);
+        let log = stdout("log", &cli(&c, &all));
+        log.lines()
+            .filter(|l| l.starts_with("version "))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+            .collect()
+    };
+    let newest_first: Vec<String> = all.iter().rev().map(|i| i.to_string()).collect();
+    assert_eq!(headers(&[]), newest_first);
+    assert_eq!(headers(&["-n", "1"]), newest_first[..1]);
+    assert_eq!(headers(&["--reverse", "-n", "2"]), [newest_first[1].clone(), newest_first[0].clone()]);
+    assert_eq!(headers(&["--since", "+1h"]), Vec::<String>::new());
+    assert_eq!(headers(&["--user", "root"]).len(), 3);
+    assert_eq!(cli(&c, &["log", f, "--user", "no-such-user"]).status.code(), Some(1));
+    // The pager: on a terminal only, $PAGER, not with --no-pager; colours
+    // are decided by the terminal, not by the pipe to the pager.
+    let pager = [("PAGER", "sed 's/^/paged: /'")];
+    let (text, code) = on_terminal(&c, &["log", f], &pager);
+    assert!(code == 0 && text.lines().all(|l| l.starts_with("paged: ")), "{text:?}");
+    assert!(text.contains("\x1b[33mversion"), "{text:?}");
+    let (text, code) = on_terminal(&c, &["diff", &all[2].to_string()], &pager);
+    assert!(code == 1 && text.contains("paged: \x1b[31m-2"), "{code} {text:?}");
+    let (text, _) = on_terminal(&c, &["log", f, "--no-pager"], &pager);
+    assert!(!text.contains("paged: ") && text.contains("version"), "{text:?}");
+    let (text, _) = on_terminal(&c, &["log", f], &[("PAGER", "sed 's/^/paged: /'"), ("TERM", "dumb")]);
+    assert!(!text.contains("paged: ") && text.contains("version"), "{text:?}");
+    let piped = stdout("log piped", &cli_env(&c, &["log", f], &pager));
+    assert!(!piped.contains("paged: ") && piped.contains("version"), "{piped}");
 }

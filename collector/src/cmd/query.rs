@@ -1,4 +1,5 @@
-//! `collector query`: list versions, oldest first.
+//! `collector query`: list versions, oldest first; the filters and the
+//! order options it shares with `log`.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::model::VersionRow;
 use crate::print;
 use crate::store::query::PathSpec;
 use crate::store::{QueryFilter, Store};
@@ -16,6 +18,18 @@ use crate::when::Clock;
 pub struct Args {
     /// Files to show the history of; a directory means everything under it.
     pub paths: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub filters: Filters,
+    #[command(flatten)]
+    pub order: Order,
+    /// One JSON object per line (fields: see README, "Review").
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Who and when: the filters `query` and `log` share.
+#[derive(Debug, clap::Args)]
+pub struct Filters {
     /// Only changes made by this human (login name, as in the USER column).
     #[arg(long, short)]
     pub user: Option<String>,
@@ -29,15 +43,23 @@ pub struct Args {
     /// Only changes from this login session (audit session id).
     #[arg(long)]
     pub session: Option<u32>,
-    /// One JSON object per line (fields: see README, "Review").
-    #[arg(long)]
-    pub json: bool,
 }
 
-impl Args {
-    /// The flags as a store filter, checked against `store`: a user or a
-    /// path nobody could mean is an error, not an empty answer.
-    pub fn filter(&self, store: &Store, clock: &Clock) -> anyhow::Result<QueryFilter> {
+/// How many and in which order: `query` and `log` share these too.
+#[derive(Debug, clap::Args)]
+pub struct Order {
+    /// Only the N most recent matching versions.
+    #[arg(long = "max-count", short = 'n', value_name = "N")]
+    pub max_count: Option<u64>,
+    /// The other order: `query` newest first, `log` oldest first.
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+impl Filters {
+    /// The flags and `paths` as a store filter, checked against `store`: a
+    /// user or a path nobody could mean is an error, not an empty answer.
+    pub fn filter(&self, paths: &[std::path::PathBuf], store: &Store, clock: &Clock) -> anyhow::Result<QueryFilter> {
         let time = |t: &Option<String>, flag: &str| -> anyhow::Result<Option<jiff::Timestamp>> {
             t.as_deref().map(|t| clock.parse(t).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
         };
@@ -45,7 +67,7 @@ impl Args {
             check_user(store, user)?;
         }
         Ok(QueryFilter {
-            paths: self.paths.iter().map(|p| checked_path_spec(store, p)).collect::<anyhow::Result<_>>()?,
+            paths: paths.iter().map(|p| checked_path_spec(store, p)).collect::<anyhow::Result<_>>()?,
             user: self.user.clone(),
             since: time(&self.since, "--since")?,
             until: time(&self.until, "--until")?,
@@ -55,11 +77,31 @@ impl Args {
     }
 }
 
+impl Order {
+    /// The versions `filter` matches, at most `-n`, the most recent ones;
+    /// in `natural` order (newest first or not), or the other with `--reverse`.
+    pub fn versions(
+        &self,
+        store: &Store,
+        mut filter: QueryFilter,
+        newest_first: bool,
+    ) -> anyhow::Result<Vec<VersionRow>> {
+        // The N most recent are fetched newest first, then put in order.
+        filter.newest_first = self.max_count.is_some() || newest_first;
+        filter.limit = self.max_count;
+        let mut rows = store.versions(&filter).context("querying versions")?;
+        if filter.newest_first != (newest_first != self.reverse) {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+}
+
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let clock = cli.clock();
-    let filter = args.filter(&store, &clock)?;
-    let rows = store.versions(&filter).context("querying versions")?;
+    let filter = args.filters.filter(&args.paths, &store, &clock)?;
+    let rows = args.order.versions(&store, filter, false)?;
     if rows.is_empty() {
         say_empty("no versions match");
         return Ok(ExitCode::SUCCESS);
@@ -76,8 +118,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
 /// An empty answer on a terminal says so (on stderr); piped, it is empty.
 pub fn say_empty(what: &str) {
-    use std::io::IsTerminal;
-    if std::io::stdout().is_terminal() {
+    if crate::pager::terminal() {
         eprintln!("{what}");
     }
 }
