@@ -49,6 +49,8 @@ pub fn record(db: &Path, socket: &Path) -> Result<()> {
     let tmp = PathBuf::from(tmp);
     let what = || format!("writing {}", path.display());
     let write = || -> std::io::Result<()> {
+        // A leftover of a crashed process that had our pid.
+        let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
