@@ -24,14 +24,33 @@ pub struct Cli {
     /// SQLite store.
     #[arg(long, global = true, env = "FILETRAIL_DB", default_value = DEFAULT_DB, value_name = "PATH")]
     pub db: PathBuf,
-    /// Socket the library reports to.
-    #[arg(long, global = true, default_value = filetrail_wire::DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
+    /// Socket the library reports to [default: /run/filetrail/collector.sock]. `restore` reports to the
+    /// collector that serves --db, and refuses a --socket that names another.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Config file (TOML: track, ignore, max_size, redact, [quota]) [default: /etc/filetrail/config.toml].
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Do not pipe review output through $PAGER (default `less -FRX`; only on a terminal).
+    #[arg(long, global = true)]
+    pub no_pager: bool,
+    /// Read and show times in UTC instead of the local time zone (`TZ`, else the system's).
+    #[arg(long, global = true)]
+    pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// `--socket`, or the default.
+    pub fn socket(&self) -> &std::path::Path {
+        self.socket.as_deref().unwrap_or(std::path::Path::new(filetrail_wire::DEFAULT_SOCKET))
+    }
+
+    /// The zone times are read and shown in.
+    pub fn clock(&self) -> crate::when::Clock {
+        crate::when::Clock::new(self.utc)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,7 +61,7 @@ pub enum Command {
     Query(cmd::query::Args),
     /// Write the exact content of a version (after, or --before) to stdout.
     Show(cmd::show::Args),
-    /// Unified diff of a version (before vs after), or of two versions.
+    /// Unified diff of a version (before vs after), or of two versions; exit 1 when they differ.
     Diff(cmd::diff::Args),
     /// History of a file, newest first, with who did it and the diffs.
     Log(cmd::log::Args),
@@ -65,6 +84,12 @@ pub fn main() -> ExitCode {
     reexec_without_preload();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve(_)));
+    let paged = matches!(
+        cli.command,
+        Command::Query(_) | Command::Log(_) | Command::Diff(_) | Command::Users(_) | Command::User(_)
+    );
+    crate::pager::terminal();
+    let pager = if paged && !cli.no_pager { crate::pager::start() } else { None };
     let result = match &cli.command {
         Command::Serve(args) => cmd::serve::run(&cli, args),
         Command::Query(args) => cmd::query::run(&cli, args),
@@ -78,6 +103,9 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(&cli, args),
         Command::Session(args) => cmd::session::run(&cli, args),
     };
+    if let Some(pager) = pager {
+        pager.finish();
+    }
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -85,7 +113,8 @@ pub fn main() -> ExitCode {
             // Paths in messages are quoted where they are made; this is the
             // net for anything else (a path inside an OS or SQLite error).
             let _ = writeln!(io::stderr(), "collector: error: {}", crate::print::visible(&format!("{e:#}")));
-            ExitCode::from(1)
+            // `diff` says "they differ" with 1, like diff(1): trouble is 2.
+            ExitCode::from(if matches!(cli.command, Command::Diff(_)) { 2 } else { 1 })
         }
     }
 }

@@ -23,6 +23,13 @@ pub enum Error {
     /// else the store holds.
     #[error("version {id} is redacted: its content was never stored")]
     Redacted { id: i64 },
+    /// Stored content decodes to other bytes than the SHA-256 it is filed
+    /// under (damaged store).
+    #[error(
+        "version {id}: the stored {side} content is damaged: it decodes to bytes with SHA-256 {got}, not the \
+         recorded {want}; refusing to use it (`collector verify` lists every damaged content)"
+    )]
+    Damaged { id: i64, side: &'static str, want: String, got: String },
     /// Stored content does not decode (damaged store).
     #[error("corrupt content in the store: {0}")]
     Corrupt(String),

@@ -10,6 +10,7 @@
 //! - [`activation`] — the listening socket across restarts (signals,
 //!   `LISTEN_FDS`, re-exec on SIGHUP).
 //! - [`handoff`] — opens still held at a stop, finished by the next collector.
+//! - [`serving`] — which collector serves a store (`restore` reports to it only).
 //! - [`who`] — who made a change, as plain data (identity and trust labels).
 //! - [`identity`] — how we learn it: SO_PEERCRED, pidfd, /proc.
 //! - [`access`] — could that peer have made the change it reports?
@@ -31,8 +32,8 @@
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
-//! - [`print`] — table, JSON-lines and diff output.
-//! - [`when`] — `--since`/`--until` times.
+//! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal.
+//! - [`when`] — times read and shown in one zone (`--since`, `--until`, `--utc`).
 
 pub mod access;
 pub mod activation;
@@ -52,11 +53,13 @@ pub mod intake;
 pub mod lifecycle;
 pub mod limits;
 pub mod model;
+pub mod pager;
 pub mod print;
 pub mod quota;
 pub mod registry;
 pub mod secrets;
 pub mod server;
+pub mod serving;
 pub mod spool;
 pub mod store;
 pub mod watch;

@@ -267,10 +267,18 @@ pub struct VersionRow {
     pub raw: RawPaths,
     pub id: i64,
     pub time: String,
+    /// Exact when the path is UTF-8; else a readable spelling (`\xNN` for
+    /// each byte that is not UTF-8), and `path_b64` holds the bytes.
     pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_b64: Option<String>,
     pub named_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub named_path_b64: Option<String>,
     pub action: String,
     pub old_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_path_b64: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
     pub size: Option<u64>,

@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use filetrail_wire::path::{hidden, quote};
 
 use crate::model::VersionRow;
+use crate::when::Clock;
 
 /// A string from the store (argv, user, tty...) as it may be shown.
 pub fn q(s: &str) -> Cow<'_, str> {
@@ -68,11 +69,6 @@ impl serde_json::ser::Formatter for InertJson {
         }
         w.write_all(&fragment.as_bytes()[start..])
     }
-}
-
-fn short_time(rfc3339: &str) -> String {
-    // 2026-11-25T14:30:00.123456Z -> 2026-11-25 14:30:00
-    rfc3339.get(..19).map(|t| t.replace('T', " ")).unwrap_or_else(|| rfc3339.to_owned())
 }
 
 /// The program: the kernel-verified executable's name (argv[0] is
@@ -131,10 +127,12 @@ fn note(r: &VersionRow) -> &'static str {
     }
 }
 
-pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
+pub fn table(out: &mut impl Write, rows: &[VersionRow], clock: &Clock) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    let time_header = format!("TIME ({})", clock.zone());
+    let tw = time_header.chars().count().max(19);
     let who = |r: &VersionRow| chain(r, "→");
     let uw = rows.iter().map(|r| who(r).chars().count()).max().unwrap_or(4).max(4);
     let pw = rows.iter().map(|r| program(r).chars().count()).max().unwrap_or(7).max(7);
@@ -144,9 +142,9 @@ pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
     let sep = if notes { "  " } else { "" };
     writeln!(
         out,
-        "{:>5}  {:<19}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  PATH",
+        "{:>5}  {:<tw$}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  PATH",
         "ID",
-        "TIME (UTC)",
+        time_header,
         "USER",
         "ACTION",
         if notes { "NOTE" } else { "" },
@@ -158,9 +156,9 @@ pub fn table(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
         let path = shown_path(r);
         writeln!(
             out,
-            "{:>5}  {:<19}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  {path}",
+            "{:>5}  {:<tw$}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  {path}",
             r.id,
-            short_time(&r.time),
+            clock.show_text(&r.time),
             who(r),
             r.action,
             note(r),
@@ -181,11 +179,15 @@ pub enum Color {
 
 impl Color {
     pub fn enabled(self) -> bool {
-        use std::io::IsTerminal;
         match self {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            // NO_COLOR set, even to the empty string, or a dumb terminal: none.
+            Color::Auto => {
+                crate::pager::terminal()
+                    && std::env::var_os("NO_COLOR").is_none()
+                    && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+            }
         }
     }
 }
@@ -240,7 +242,7 @@ pub fn diff(
 }
 
 /// The header `collector log` prints above each version's diff.
-pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Result<()> {
+pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clock) -> io::Result<()> {
     let (y, n) = if color { ("\x1b[33m", "\x1b[0m") } else { ("", "") };
     writeln!(out, "{y}version {}{n}  {} {}", r.id, r.action, quote(&r.raw.path))?;
     if let Some(old) = &r.raw.old_path {
@@ -248,7 +250,7 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool) -> io::Resu
     }
     let unregistered = if r.unregistered_session { " [session not registered by a login: user claimed]" } else { "" };
     writeln!(out, "User:    {} (uid {}, euid {}){unregistered}", chain(r, " → "), r.uid, r.euid)?;
-    writeln!(out, "Date:    {}", r.time)?;
+    writeln!(out, "Date:    {} ({})", clock.show_text(&r.time), clock.zone())?;
     writeln!(out, "Program: {} (pid {})  {}", q(&r.exe), r.pid, shell_words(&r.argv))?;
     let place: Vec<String> = [
         r.tty.as_deref().map(|t| format!("tty {}", q(t))),

@@ -1,60 +1,208 @@
-//! Times on the command line: `--since 2h`, `--since yesterday`,
-//! `--until 2026-11-25`, or RFC 3339 (`2026-11-25T14:00:00Z`).
+//! Times for humans: read on the command line, shown in review output, in
+//! one zone (the local one, or UTC with `--utc`).
+//!
+//! A time is read exactly or refused: `2026-11-25 14:30[:SS[.frac]]` (a
+//! space or a `T`), a date alone (its midnight), `14:30[:SS]` (today),
+//! `today|yesterday [HH:MM[:SS]]`, `now`, `@EPOCH` (Unix seconds), RFC 3339
+//! with an offset, and spans back from now: `2h`, `-2h`, `90 minutes ago`,
+//! `3d` (a leading `+` means ahead of now). Every human output shows a time
+//! as `YYYY-MM-DD HH:MM:SS` in the same zone (truncated to the second, so a
+//! time copied from the output into `--since` includes that version). JSON
+//! stays RFC 3339 UTC ([`json`]).
 
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ZonedDateTime as Zoned};
 
-/// Parses `text` relative to `now` (in the local time zone).
-pub fn parse(text: &str, now: &Zoned) -> Result<Timestamp, String> {
-    let t = text.trim();
-    if let Ok(ts) = t.parse::<Timestamp>() {
-        return Ok(ts);
+/// The zone times are read and shown in, and "now" in it.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    now: Zoned,
+    label: String,
+}
+
+const SHOWN: &str = "%Y-%m-%d %H:%M:%S";
+const FORMS: &str = "2026-11-25 14:30, 2026-11-25, 14:30, yesterday 10:00, 2h (ago), -2h, @1764000000, \
+                     or 2026-11-25T14:30:00Z";
+
+impl Clock {
+    /// The local zone (`TZ`, else the system's), or UTC.
+    pub fn new(utc: bool) -> Clock {
+        let zone = if utc { TimeZone::UTC } else { TimeZone::system() };
+        Clock::at(Timestamp::now().to_zoned_datetime(zone))
     }
-    let start_of_today = || now.start_of_day().map_err(|e| e.to_string());
-    match t {
-        "now" => return Ok(now.timestamp()),
-        "today" => return Ok(start_of_today()?.timestamp()),
-        "yesterday" => {
-            return start_of_today()?
-                .checked_sub(Span::new().days(1))
-                .map(|z| z.timestamp())
-                .map_err(|e| e.to_string());
+
+    /// A clock whose "now" is `now`, in `now`'s zone.
+    pub fn at(now: Zoned) -> Clock {
+        let label = now.time_zone().iana_name().unwrap_or("local").to_owned();
+        Clock { now, label }
+    }
+
+    /// The zone's name, for headers: `UTC`, `Europe/Paris`, or `local`.
+    pub fn zone(&self) -> &str {
+        &self.label
+    }
+
+    fn tz(&self) -> TimeZone {
+        self.now.time_zone().clone()
+    }
+
+    /// `t` as review output shows times: `2026-11-25 14:30:00`.
+    pub fn show(&self, t: Timestamp) -> String {
+        t.to_zoned_datetime(self.tz()).strftime(SHOWN).to_string()
+    }
+
+    /// An RFC 3339 time from the store's JSON spelling, shown as [`show`];
+    /// anything else as it is.
+    pub fn show_text(&self, rfc3339: &str) -> String {
+        rfc3339.parse::<Timestamp>().map(|t| self.show(t)).unwrap_or_else(|_| rfc3339.to_owned())
+    }
+
+    /// Reads `text` as a time (see the module's forms).
+    pub fn parse(&self, text: &str) -> Result<Timestamp, String> {
+        let t = text.trim();
+        self.read(t).ok_or_else(|| format!("cannot read {text:?} as a time: use e.g. {FORMS}"))?
+    }
+
+    /// `None`: not a form we know; `Some(Err)`: a form, but no such time.
+    fn read(&self, t: &str) -> Option<Result<Timestamp, String>> {
+        let err = |e: jiff::Error| e.to_string();
+        let in_zone = |dt: DateTime| Some(dt.to_zoned_datetime(self.tz()).map(|z| z.timestamp()).map_err(err));
+        if t == "now" {
+            return Some(Ok(self.now.timestamp()));
         }
-        _ => {}
+        if let Some(epoch) = t.strip_prefix('@') {
+            return Some(epoch_seconds(epoch).ok_or_else(|| format!("@{epoch}: not a number of seconds")));
+        }
+        // Exact instants (with an offset or Z).
+        if let Ok(ts) = t.parse::<Timestamp>() {
+            return Some(Ok(ts));
+        }
+        // A date and a time of day, or a date alone.
+        for form in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+            if let Ok(dt) = DateTime::strptime(form, t) {
+                return in_zone(dt);
+            }
+        }
+        if let Ok(d) = Date::strptime("%Y-%m-%d", t) {
+            return in_zone(d.to_datetime(Time::midnight()));
+        }
+        // A day by name, with an optional time of day; a time of day alone is today.
+        let today = self.now.date();
+        let (day, rest) = match t.split_once(' ') {
+            Some(("today", rest)) => (Some(today), rest),
+            Some(("yesterday", rest)) => (today.yesterday().ok(), rest),
+            None if t == "today" => (Some(today), ""),
+            None if t == "yesterday" => (today.yesterday().ok(), ""),
+            _ => (None, t),
+        };
+        let time = match rest.trim() {
+            "" => Some(Time::midnight()),
+            r => ["%H:%M:%S", "%H:%M"].iter().find_map(|f| Time::strptime(f, r).ok()),
+        };
+        match (day, time) {
+            (Some(d), Some(time)) => return in_zone(d.to_datetime(time)),
+            (None, Some(time)) if !rest.trim().is_empty() => return in_zone(today.to_datetime(time)),
+            (Some(_), None) => return None,
+            _ => {}
+        }
+        // A span: back from now ("2h", "-2h", "2h ago"), or ahead ("+2h").
+        let (ahead, span) = match t.strip_suffix("ago") {
+            Some(s) => (false, s.trim()),
+            None => match t.as_bytes().first() {
+                Some(b'+') => (true, &t[1..]),
+                Some(b'-') => (false, &t[1..]),
+                _ => (false, t),
+            },
+        };
+        if span.starts_with(['+', '-']) {
+            return None;
+        }
+        let span = span.parse::<Span>().ok()?;
+        let moved = if ahead { self.now.checked_add(span) } else { self.now.checked_sub(span) };
+        Some(moved.map(|z| z.timestamp()).map_err(err))
     }
-    if let Ok(date) = t.parse::<jiff::civil::Date>() {
-        return date.to_zoned_datetime(now.time_zone().clone()).map(|z| z.timestamp()).map_err(|e| e.to_string());
+}
+
+/// `1764000000` or `1764000000.25`: seconds since the Unix epoch.
+fn epoch_seconds(text: &str) -> Option<Timestamp> {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    if let Ok(dt) = t.parse::<jiff::civil::DateTime>() {
-        return dt.to_zoned_datetime(now.time_zone().clone()).map(|z| z.timestamp()).map_err(|e| e.to_string());
-    }
-    // A span back from now: "2h", "30m", "3d", "1w", "2 hours", "2h ago".
-    let span_text = t.strip_suffix("ago").unwrap_or(t).trim();
-    if let Ok(span) = span_text.parse::<Span>() {
-        return now.checked_sub(span).map(|z| z.timestamp()).map_err(|e| e.to_string());
-    }
-    Err(format!(
-        "cannot read {text:?} as a time: use e.g. 2h, 3d, yesterday, today, 2026-11-25, or 2026-11-25T14:00:00Z"
-    ))
+    let secs: i64 = whole.parse().ok()?;
+    let nanos: i32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+    let nanos = if secs < 0 || whole.starts_with('-') { -nanos } else { nanos };
+    Timestamp::new(secs, nanos).ok()
+}
+
+/// The JSON spelling of a time: RFC 3339 in UTC, to the microsecond (as
+/// `query --json`'s `time`), from the store's microseconds.
+pub fn json(us: i64) -> String {
+    Timestamp::from_microsecond(us).map(|t| t.to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn now() -> Zoned {
-        "2026-11-25T15:00:00+00:00[UTC]".parse().unwrap()
+    fn clock() -> Clock {
+        Clock::at("2026-11-25T15:00:00+00:00[UTC]".parse().unwrap())
+    }
+
+    fn at(text: &str) -> String {
+        clock().parse(text).map(|t| t.to_string()).unwrap_or_else(|e| format!("error: {e}"))
     }
 
     #[test]
-    fn relative_and_absolute_times() {
-        let n = now();
-        assert_eq!(parse("2h", &n).unwrap().to_string(), "2026-11-25T13:00:00Z");
-        assert_eq!(parse("3d", &n).unwrap().to_string(), "2026-11-22T15:00:00Z");
-        assert_eq!(parse("90 minutes ago", &n).unwrap().to_string(), "2026-11-25T13:30:00Z");
-        assert_eq!(parse("yesterday", &n).unwrap().to_string(), "2026-11-24T00:00:00Z");
-        assert_eq!(parse("today", &n).unwrap().to_string(), "2026-11-25T00:00:00Z");
-        assert_eq!(parse("2026-11-01", &n).unwrap().to_string(), "2026-11-01T00:00:00Z");
-        assert_eq!(parse("2026-11-25T10:00:00Z", &n).unwrap().to_string(), "2026-11-25T10:00:00Z");
-        assert!(parse("last tuesdayish", &n).is_err());
+    fn spans_count_back_from_now_whatever_their_sign_says_unless_plus() {
+        assert_eq!(at("2h"), "2026-11-25T13:00:00Z");
+        assert_eq!(at("-1h"), "2026-11-25T14:00:00Z");
+        assert_eq!(at("+1h"), "2026-11-25T16:00:00Z");
+        assert_eq!(at("3d"), "2026-11-22T15:00:00Z");
+        assert_eq!(at("90 minutes ago"), "2026-11-25T13:30:00Z");
+        assert_eq!(at("2 hours"), "2026-11-25T13:00:00Z");
+        assert!(at("--1h").starts_with("error"));
+        assert!(at("+-1h").starts_with("error"));
+    }
+
+    #[test]
+    fn a_date_and_time_is_read_exactly() {
+        assert_eq!(at("2026-11-30 03:45:00"), "2026-11-30T03:45:00Z");
+        assert_eq!(at("2026-11-30 03:45"), "2026-11-30T03:45:00Z");
+        assert_eq!(at("2026-11-30T03:45:07.5"), "2026-11-30T03:45:07.5Z");
+        assert_eq!(at("2026-11-01"), "2026-11-01T00:00:00Z");
+        assert_eq!(at("2026-11-25T10:00:00Z"), "2026-11-25T10:00:00Z");
+        assert_eq!(at("2026-11-25T10:00:00+01:00"), "2026-11-25T09:00:00Z");
+        for bad in ["2026-11-30 03:45:00 junk", "2026-11-30 3h", "2026-11-30 25:00", "2026-13-01", "last tuesdayish"] {
+            assert!(at(bad).starts_with("error"), "{bad}: {}", at(bad));
+        }
+    }
+
+    #[test]
+    fn named_days_times_of_day_and_epochs() {
+        assert_eq!(at("now"), "2026-11-25T15:00:00Z");
+        assert_eq!(at("today"), "2026-11-25T00:00:00Z");
+        assert_eq!(at("yesterday"), "2026-11-24T00:00:00Z");
+        assert_eq!(at("yesterday 10:00"), "2026-11-24T10:00:00Z");
+        assert_eq!(at("today 09:30:15"), "2026-11-25T09:30:15Z");
+        assert_eq!(at("10:00"), "2026-11-25T10:00:00Z");
+        assert_eq!(at("@1764000000"), "2025-11-24T16:00:00Z");
+        assert_eq!(at("@1764000000.25"), "2025-11-24T16:00:00.25Z");
+        assert!(at("@12x").starts_with("error"));
+        assert!(at("yesterday noon").starts_with("error"));
+    }
+
+    #[test]
+    fn input_and_output_share_the_zone() {
+        let paris = Clock::at("2026-11-25T15:00:00+01:00[Europe/Paris]".parse().unwrap());
+        let t = paris.parse("2026-11-25 10:00").unwrap();
+        assert_eq!(t.to_string(), "2026-11-25T09:00:00Z");
+        assert_eq!(paris.show(t), "2026-11-25 10:00:00");
+        assert_eq!(paris.zone(), "Europe/Paris");
+        assert_eq!(paris.show_text("2026-11-25T09:00:00.999Z"), "2026-11-25 10:00:00");
+        // What is shown reads back as the second it was truncated to.
+        assert_eq!(paris.parse(&paris.show(t)).unwrap(), t);
+        assert_eq!(clock().zone(), "UTC");
     }
 }

@@ -58,7 +58,11 @@ fn review_output_quotes_every_control_byte_a_user_chose() {
     assert!(log.contains("+a␛[2Jb␍"), "content lines show their controls: {log}");
     assert!(log.contains("Program: /usr/bin/cp"), "{log}");
     for id in v.iter().map(|v| v["id"].to_string()) {
-        stdout_of("diff", cli(&c, &["diff", &id]));
+        // Exit 1: the contents differ (like diff(1)).
+        let out = cli(&c, &["diff", &id]);
+        assert_eq!(out.status.code(), Some(1), "diff {id}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_inert("diff", &out.stdout);
+        assert_inert("diff", &out.stderr);
     }
     stdout_of("users", cli(&c, &["users"]));
     let user = stdout_of("user", cli(&c, &["user", v[0]["user"].as_str().unwrap()]));

@@ -1,4 +1,6 @@
 //! `collector diff`: what a version changed, or how two versions differ.
+//! Exit status as `diff(1)` and `git diff --exit-code`: 0 when the two
+//! contents are equal, 1 when they differ, 2 on trouble (`cli.rs`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,7 +18,7 @@ pub struct Args {
     pub id: i64,
     /// A second version id: the first one's after against this one's after.
     pub other: Option<i64>,
-    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set), always, never.
+    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: Color,
 }
@@ -54,5 +56,5 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     print::diff(&mut out, a.as_deref(), b.as_deref(), &la, &lb, args.color.enabled())?;
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if a == b { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

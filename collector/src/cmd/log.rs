@@ -8,32 +8,33 @@ use filetrail_wire::path::quote;
 
 use crate::cli::Cli;
 use crate::print::{self, Color};
-use crate::store::{QueryFilter, Store};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The file (or directory: everything under it).
     pub path: std::path::PathBuf,
-    /// At most this many versions.
-    #[arg(long, short = 'n')]
-    pub max_count: Option<u64>,
-    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[command(flatten)]
+    pub filters: super::query::Filters,
+    #[command(flatten)]
+    pub order: super::query::Order,
+    /// Colour the diff: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: Color,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
-    let filter = QueryFilter {
-        paths: vec![super::query::path_spec(&args.path)?],
-        newest_first: true,
-        limit: args.max_count,
-        ..QueryFilter::default()
-    };
+    let clock = cli.clock();
+    let filter = args.filters.filter(std::slice::from_ref(&args.path), &store, &clock)?;
     let color = args.color.enabled();
     let mut out = std::io::stdout().lock();
-    for v in store.versions(&filter)? {
-        print::log_header(&mut out, &v, color)?;
+    let versions = args.order.versions(&store, filter.clone(), true)?;
+    if versions.is_empty() {
+        super::query::say_empty(&format!("no versions of {}", quote(&filter.paths[0].path)));
+    }
+    for v in versions {
+        print::log_header(&mut out, &v, color, &clock)?;
         let before = super::diff::side(&store, v.id, true);
         let after = super::diff::side(&store, v.id, false);
         match (before, after) {

@@ -1,4 +1,5 @@
-//! `collector query`: list versions, oldest first.
+//! `collector query`: list versions, oldest first; the filters and the
+//! order options it shares with `log`.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,40 +8,66 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::model::VersionRow;
 use crate::print;
 use crate::store::query::PathSpec;
 use crate::store::{QueryFilter, Store};
+use crate::when::Clock;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files to show the history of; a directory means everything under it.
     pub paths: Vec<std::path::PathBuf>,
-    /// Only changes made by this human (login name, as in the USER column).
-    #[arg(long, short)]
-    pub user: Option<String>,
-    /// Only changes at or after this time: 2h, 3d, yesterday, 2026-11-25, RFC 3339.
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
-    /// Only changes before this time (same forms as --since).
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
-    /// Only changes from this login session (audit session id).
-    #[arg(long)]
-    pub session: Option<u32>,
+    #[command(flatten)]
+    pub filters: Filters,
+    #[command(flatten)]
+    pub order: Order,
     /// One JSON object per line (fields: see README, "Review").
     #[arg(long)]
     pub json: bool,
 }
 
-impl Args {
-    /// The flags as a store filter.
-    pub fn filter(&self) -> anyhow::Result<QueryFilter> {
-        let now = jiff::ZonedDateTime::now();
+/// Who and when: the filters `query` and `log` share.
+#[derive(Debug, clap::Args)]
+pub struct Filters {
+    /// Only changes made by this human (login name, as in the USER column).
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// Only changes at or after this time: 2026-11-25 14:30, yesterday 10:00, 14:30 (today), 2h (ago),
+    /// @EPOCH, RFC 3339; in the local zone unless --utc.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Only changes before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Only changes from this login session (audit session id).
+    #[arg(long)]
+    pub session: Option<u32>,
+}
+
+/// How many and in which order: `query` and `log` share these too.
+#[derive(Debug, clap::Args)]
+pub struct Order {
+    /// Only the N most recent matching versions.
+    #[arg(long = "max-count", short = 'n', value_name = "N")]
+    pub max_count: Option<u64>,
+    /// The other order: `query` newest first, `log` oldest first.
+    #[arg(long)]
+    pub reverse: bool,
+}
+
+impl Filters {
+    /// The flags and `paths` as a store filter, checked against `store`: a
+    /// user or a path nobody could mean is an error, not an empty answer.
+    pub fn filter(&self, paths: &[std::path::PathBuf], store: &Store, clock: &Clock) -> anyhow::Result<QueryFilter> {
         let time = |t: &Option<String>, flag: &str| -> anyhow::Result<Option<jiff::Timestamp>> {
-            t.as_deref().map(|t| crate::when::parse(t, &now).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
+            t.as_deref().map(|t| clock.parse(t).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
         };
+        if let Some(user) = &self.user {
+            check_user(store, user)?;
+        }
         Ok(QueryFilter {
-            paths: self.paths.iter().map(|p| path_spec(p)).collect::<anyhow::Result<_>>()?,
+            paths: paths.iter().map(|p| checked_path_spec(store, p)).collect::<anyhow::Result<_>>()?,
             user: self.user.clone(),
             since: time(&self.since, "--since")?,
             until: time(&self.until, "--until")?,
@@ -50,25 +77,78 @@ impl Args {
     }
 }
 
+impl Order {
+    /// The versions `filter` matches, at most `-n`, the most recent ones;
+    /// in `natural` order (newest first or not), or the other with `--reverse`.
+    pub fn versions(
+        &self,
+        store: &Store,
+        mut filter: QueryFilter,
+        newest_first: bool,
+    ) -> anyhow::Result<Vec<VersionRow>> {
+        // The N most recent are fetched newest first, then put in order.
+        filter.newest_first = self.max_count.is_some() || newest_first;
+        filter.limit = self.max_count;
+        let mut rows = store.versions(&filter).context("querying versions")?;
+        if filter.newest_first != (newest_first != self.reverse) {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+}
+
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
-    let filter = args.filter()?;
-    let rows = store.versions(&filter).context("querying versions")?;
+    let clock = cli.clock();
+    let filter = args.filters.filter(&args.paths, &store, &clock)?;
+    let rows = args.order.versions(&store, filter, false)?;
     if rows.is_empty() {
-        use std::io::IsTerminal;
-        if std::io::stdout().is_terminal() {
-            eprintln!("no versions match");
-        }
+        say_empty("no versions match");
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
     if args.json {
         print::json_lines(&mut out, &rows)?;
     } else {
-        print::table(&mut out, &rows)?;
+        print::table(&mut out, &rows, &clock)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An empty answer on a terminal says so (on stderr); piped, it is empty.
+pub fn say_empty(what: &str) {
+    if crate::pager::terminal() {
+        eprintln!("{what}");
+    }
+}
+
+/// `--user NAME`: a name neither this system nor the store knows is a typo.
+pub fn check_user(store: &Store, name: &str) -> anyhow::Result<()> {
+    if uzers::get_user_by_name(name).is_none() && !store.knows_user(name)? {
+        anyhow::bail!(
+            "--user {}: no such user on this system, and none by that name in the store (see `collector users`)",
+            print::q(name)
+        );
+    }
+    Ok(())
+}
+
+/// [`path_spec`], refusing a path that does not exist and of which nothing
+/// was ever recorded (a typo: an empty answer would look like "no changes").
+pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
+    let spec = path_spec(p)?;
+    if p.symlink_metadata().is_err() {
+        let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), ..QueryFilter::default() };
+        if store.versions(&any)?.is_empty() {
+            use std::os::unix::ffi::OsStrExt;
+            anyhow::bail!(
+                "{}: no such file or directory, and no version of it is recorded",
+                filetrail_wire::path::quote(p.as_os_str().as_bytes())
+            );
+        }
+    }
+    Ok(spec)
 }
 
 /// An argument as the store knows paths: absolute, normalized; a directory

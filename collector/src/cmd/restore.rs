@@ -25,8 +25,10 @@
 //! permission bits masked with 0o777: never setuid, setgid or sticky.
 //!
 //! The restore is recorded as a new version by the restoring user: through
-//! the running collector (which verifies who we are like any other client),
-//! or straight into the store when none is running.
+//! the collector that serves `--db` (found by `serving.rs`; it verifies who
+//! we are like any other client), or straight into the store when none
+//! does. A `--socket` naming another collector is refused before anything
+//! is written.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -114,9 +116,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let v = store.version(args.id)?;
     // A delete is undone by putting back what the file held before it.
     let undelete = v.after.is_none();
+    // Checked against its SHA-256: a damaged store writes nothing.
     let content = store.content(args.id, undelete)?;
     let source = store.restore_source(args.id)?;
     drop(store);
+    // Decided before anything is written.
+    let collector = collector_of_store(cli)?;
 
     let target = match &args.to {
         Some(p) => Target::chosen(p)?,
@@ -144,9 +149,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     });
 
     let path = target.path();
-    let how = match record_via_collector(&cli.socket, &target.dir.join(&tmp), &path, before.as_deref(), &content, meta)
-    {
-        Ok(true) => "recorded as a new version by the running collector",
+    let reported = match collector {
+        Some(stream) => record_via_collector(stream, &target.dir.join(&tmp), &path, before.as_deref(), &content, meta),
+        None => Err("no collector serves this store".to_owned()),
+    };
+    let how = match reported {
+        Ok(true) => "recorded as a new version by the running collector of the store",
         Ok(false) => "not recorded: the target is not tracked",
         Err(why) => {
             let config = crate::config::Config::load(
@@ -156,10 +164,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             if !config.policy().is_ok_and(|p| p.is_tracked(path.as_os_str().as_bytes())) {
                 "not recorded: the target is not tracked"
             } else {
-                record_directly(&cli.db, &path, before, content, meta).with_context(|| {
-                    format!("the collector is not answering ({why}) and the store cannot be written")
-                })?;
-                "recorded as a new version directly in the store; no collector is running"
+                record_directly(&cli.db, &path, before, content, meta)
+                    .with_context(|| format!("{why}, and the store cannot be written"))?;
+                "recorded as a new version directly in the store; no collector serves it"
             }
         }
     };
@@ -291,18 +298,42 @@ fn snapshot(bytes: Option<&[u8]>, meta: Option<Meta>) -> Snapshot {
     }
 }
 
-/// Reports the restore to the running collector exactly as the library
+/// A connection to the collector that serves `--db` (`serving.rs`), or
+/// `None` when none does. A `--socket` naming another collector is refused:
+/// a restore recorded in another store would be lost from this one's history.
+fn collector_of_store(cli: &Cli) -> anyhow::Result<Option<UnixStream>> {
+    let db = quote(cli.db.as_os_str().as_bytes()).into_owned();
+    let serving = crate::serving::connect(&cli.db);
+    let Some(asked) = &cli.socket else { return Ok(serving.map(|(_, stream)| stream)) };
+    let asked_abs = std::path::absolute(asked).unwrap_or_else(|_| asked.clone());
+    let shown = quote(asked.as_os_str().as_bytes()).into_owned();
+    match serving {
+        Some((s, stream)) if s.socket() == asked_abs => Ok(Some(stream)),
+        Some((s, _)) => bail!(
+            "--socket {shown} is not the collector serving the store {db}: that one listens on {} (pid {}); \
+             leave out --socket",
+            quote(s.socket.as_bytes()),
+            s.pid
+        ),
+        None if UnixStream::connect(asked).is_ok() => bail!(
+            "the collector at --socket {shown} does not serve the store {db} (no collector does): a restore \
+             reported there would be recorded in another store; leave out --socket to record it in {db} directly"
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Reports the restore to the collector on `s` exactly as the library
 /// reports a temp-file-and-rename save. `Ok(false)`: the target is not
-/// tracked; `Err`: no collector answered.
+/// tracked; `Err`: the collector did not answer.
 fn record_via_collector(
-    socket: &Path,
+    mut s: UnixStream,
     tmp: &Path,
     target: &Path,
     before: Option<&[u8]>,
     after: &[u8],
     meta: Option<Meta>,
 ) -> Result<bool, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let io = |e: std::io::Error| e.to_string();
     write_frame(&mut s, &ClientMsg::Hello { version: PROTOCOL_VERSION, image: 0, start: 0 }, &[]).map_err(io)?;

@@ -24,7 +24,7 @@ pub struct Args {}
 pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     // First, while this is the only thread: the environment is read and
     // changed here, and a signal from now on means a graceful stop.
-    let inherited = activation::inherited(&cli.socket).context("taking the socket passed in (LISTEN_FDS)")?;
+    let inherited = activation::inherited(cli.socket()).context("taking the socket passed in (LISTEN_FDS)")?;
     let signals = Signals::install().context("installing signal handlers")?;
     let (config_path, missing_ok) = match &cli.config {
         Some(p) => (p.clone(), false),
@@ -32,13 +32,17 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     };
     let config = Config::load(&config_path, missing_ok).context("loading the config")?;
     let mut store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
+    // `collector restore` finds us by this (a warning only: serving matters more).
+    if let Err(e) = crate::serving::record(&cli.db, cli.socket()) {
+        tracing::warn!("restore will not find this collector: {e}");
+    }
     let secrets = std::sync::Arc::new(Secrets::load(&config, &mut store).context("learning the redacted contents")?);
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
-    crate::spool::start(&cli.socket, &cli.db, &config, secrets.clone()).context("starting the spool replay")?;
+    crate::spool::start(cli.socket(), &cli.db, &config, secrets.clone()).context("starting the spool replay")?;
     let handoff = handoff::path_for(&cli.db);
-    let setup = Setup { socket: &cli.socket, inherited, handoff: &handoff, signals: &signals };
+    let setup = Setup { socket: cli.socket(), inherited, handoff: &handoff, signals: &signals };
     let watch = crate::watch::start(&config, &cli.db, secrets.clone(), tx.clone(), registry.clone());
     let ended = server::serve(setup, config, secrets, tx, registry).context("serving")?;
     // The watch holds a sender of the writer's queue: it ends first.
@@ -55,6 +59,7 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     }
     match ended {
         Ended::Stopped => {
+            crate::serving::clear(&cli.db);
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }

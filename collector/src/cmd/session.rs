@@ -30,7 +30,7 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
         // pam_exec in another phase (auth, account): nothing to register.
         return Ok(ExitCode::SUCCESS);
     }
-    let socket = registry::socket_path(&cli.socket);
+    let socket = registry::socket_path(cli.socket());
     let result = (|| -> anyhow::Result<Reply> {
         let mut s = UnixStream::connect(&socket)?;
         s.set_read_timeout(Some(Duration::from_secs(1)))?;

@@ -31,8 +31,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "contents:     {} distinct, {} bytes of content in {} bytes stored",
             s.blobs, s.content_bytes, s.stored_bytes
         )?;
-        writeln!(out, "oldest:       {}", s.oldest.as_deref().unwrap_or("-"))?;
-        writeln!(out, "newest:       {}", s.newest.as_deref().unwrap_or("-"))?;
+        let clock = cli.clock();
+        let t =
+            |time: Option<&str>| time.map_or("-".to_owned(), |t| format!("{} ({})", clock.show_text(t), clock.zone()));
+        writeln!(out, "oldest:       {}", t(s.oldest.as_deref()))?;
+        writeln!(out, "newest:       {}", t(s.newest.as_deref()))?;
         if s.gaps.is_empty() {
             writeln!(out, "gaps:         none")?;
         }
@@ -48,7 +51,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 g.bytes,
                 g.records,
                 users.join(", "),
-                g.last.as_deref().unwrap_or("-")
+                t(g.last.as_deref())
             )?;
         }
     }

@@ -28,23 +28,27 @@ pub struct UserArgs {
 pub fn run_users(cli: &Cli, args: &UsersArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let users = store.users(None)?;
+    let clock = cli.clock();
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if users.is_empty() {
+        super::query::say_empty("no changes recorded");
+    } else if args.json {
         for u in &users {
             crate::print::json(&mut out, u)?;
         }
-    } else if !users.is_empty() {
-        writeln!(out, "{:<16} {:>8} {:>6} {:>8}  {:<20}  LAST", "USER", "CHANGES", "FILES", "SESSIONS", "FIRST")?;
+    } else {
+        let (first, last) = (format!("FIRST ({})", clock.zone()), format!("LAST ({})", clock.zone()));
+        writeln!(out, "{:<16} {:>8} {:>6} {:>8}  {first:<19}  {last}", "USER", "CHANGES", "FILES", "SESSIONS")?;
         for u in &users {
             writeln!(
                 out,
-                "{:<16} {:>8} {:>6} {:>8}  {:<20}  {}",
+                "{:<16} {:>8} {:>6} {:>8}  {:<19}  {}",
                 q(&u.user),
                 u.versions,
                 u.files,
                 u.sessions,
-                u.first,
-                u.last
+                clock.show_text(&u.first),
+                clock.show_text(&u.last)
             )?;
         }
     }
@@ -53,9 +57,13 @@ pub fn run_users(cli: &Cli, args: &UsersArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run_user(cli: &Cli, args: &UserArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
+    super::query::check_user(&store, &args.name)?;
     let Some(summary) = store.users(Some(&args.name))?.pop() else {
-        anyhow::bail!("no changes recorded for user {} (see `collector users`)", q(&args.name));
+        eprintln!("no changes recorded for user {} (see `collector users`)", q(&args.name));
+        return Ok(ExitCode::SUCCESS);
     };
+    let clock = cli.clock();
+    let t = |rfc3339: &str| clock.show_text(rfc3339);
     let files = store.user_files(&args.name)?;
     let sessions = store.user_sessions(&args.name)?;
     let mut out = std::io::stdout().lock();
@@ -67,28 +75,29 @@ pub fn run_user(cli: &Cli, args: &UserArgs) -> anyhow::Result<ExitCode> {
     let n = |k: i64, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
     writeln!(
         out,
-        "{}: {} to {} in {}, {} .. {}",
+        "{}: {} to {} in {}, {} .. {} ({})",
         q(&summary.user),
         n(summary.versions, "change", "changes"),
         n(summary.files, "file", "files"),
         n(summary.sessions, "session", "sessions"),
-        summary.first,
-        summary.last
+        t(&summary.first),
+        t(&summary.last),
+        clock.zone()
     )?;
     writeln!(out, "\nFILES")?;
     for f in &files {
-        writeln!(out, "  {:>5}  {}  {}", f.versions, f.last, quote(&f.raw_path))?;
+        writeln!(out, "  {:>5}  {}  {}", f.versions, t(&f.last), quote(&f.raw_path))?;
     }
     writeln!(out, "\nSESSIONS")?;
     for s in &sessions {
-        let id = s.session.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        let id = s.session.as_deref().unwrap_or("-");
         let from = s.ssh_client.as_deref().map(|c| format!("ssh from {}", q(c))).unwrap_or_else(|| "local".into());
         writeln!(
             out,
             "  session {id:<8} {from:<28} tty {:<12} {} .. {}  {} changes",
             s.tty.as_deref().map_or("-".into(), q),
-            s.first,
-            s.last,
+            t(&s.first),
+            t(&s.last),
             s.versions
         )?;
     }

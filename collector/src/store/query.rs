@@ -131,19 +131,20 @@ impl Store {
         self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id))
     }
 
-    /// The exact bytes of a version's after (or before) content. A redacted
-    /// side is refused whatever its hash points at.
+    /// The exact bytes of a version's after (or before) content, checked
+    /// against the SHA-256 it is filed under. A redacted side is refused
+    /// whatever its hash points at.
     pub fn content(&self, id: i64, before: bool) -> Result<Vec<u8>> {
         let side = if before { "before" } else { "after" };
-        let (blob, state, secret): (Option<i64>, Option<String>, Option<bool>) = self
+        let (blob, state, secret, sha256): (Option<i64>, Option<String>, Option<bool>, Option<String>) = self
             .conn()
             .query_row(
                 &format!(
-                    "SELECT v.{side}_blob, v.{side}_state, b.redacted FROM versions v
+                    "SELECT v.{side}_blob, v.{side}_state, b.redacted, lower(hex(b.sha256)) FROM versions v
                      LEFT JOIN blobs b ON b.id = v.{side}_blob WHERE v.id = ?1"
                 ),
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
@@ -161,7 +162,14 @@ impl Store {
             Some(s) => format!("content not stored ({s})"),
         };
         let Some(blob) = blob else { return Err(Error::NoContent { id, why: why(state.as_deref()) }) };
-        self.blob_bytes(blob)?.ok_or_else(|| Error::NoContent { id, why: why(state.as_deref()) })
+        let bytes = self.blob_bytes(blob)?.ok_or_else(|| Error::NoContent { id, why: why(state.as_deref()) })?;
+        // What was decoded must be what the version recorded: a damaged
+        // store never passes for the file's content.
+        let got = crate::model::sha256_hex(&bytes);
+        match sha256 {
+            Some(want) if want == got => Ok(bytes),
+            want => Err(Error::Damaged { id, side, want: want.unwrap_or_default(), got }),
+        }
     }
 }
 
@@ -258,7 +266,7 @@ impl Store {
         let one = |sql: &str| c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).map(|v| v.unwrap_or(0));
         let time = |sql: &str| -> Result<Option<String>> {
             let us: Option<i64> = c.query_row(sql, [], |r| r.get(0))?;
-            Ok(us.and_then(|us| jiff::Timestamp::from_microsecond(us).ok()).map(|t| t.to_string()))
+            Ok(us.map(crate::when::json))
         };
         let disk_bytes = ["", "-wal"]
             .iter()
@@ -284,16 +292,20 @@ fn text(bytes: &[u8]) -> String {
     filetrail_wire::path::escape_bytes(bytes)
 }
 
+/// The exact spelling of a path in JSON when it is not UTF-8 (then `path`
+/// is only a readable, lossy spelling): its bytes in standard base64.
+pub fn b64_unless_utf8(bytes: &[u8]) -> Option<String> {
+    use base64::Engine;
+    std::str::from_utf8(bytes).is_err().then(|| base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// Permission bits as `ls -l`'s tools write them: `"0644"`, `"4755"`.
 pub fn octal(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
 fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
-    let time_us: i64 = r.get("time_us")?;
-    let time = jiff::Timestamp::from_microsecond(time_us)
-        .map(|t| t.round(jiff::Unit::Microsecond).unwrap_or(t).to_string())
-        .unwrap_or_default();
+    let time = crate::when::json(r.get("time_us")?);
     let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
     let owner: Option<u32> = r.get("owner_uid")?;
     let group: Option<u32> = r.get("group_gid")?;
@@ -305,9 +317,12 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         id: r.get("id")?,
         time,
         path: text(&raw.path),
+        path_b64: b64_unless_utf8(&raw.path),
         named_path: raw.named_path.as_deref().map(text),
+        named_path_b64: raw.named_path.as_deref().and_then(b64_unless_utf8),
         action: r.get("action")?,
         old_path: raw.old_path.as_deref().map(text),
+        old_path_b64: raw.old_path.as_deref().and_then(b64_unless_utf8),
         before: r.get("before_sha")?,
         after: r.get("after_sha")?,
         size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),

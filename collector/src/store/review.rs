@@ -6,10 +6,7 @@ use serde::Serialize;
 use super::Store;
 use crate::error::Result;
 
-/// To the second, truncated (as the query table shows it).
-fn time(us: i64) -> String {
-    jiff::Timestamp::from_second(us.div_euclid(1_000_000)).map(|t| t.to_string()).unwrap_or_default()
-}
+use crate::when::json as time;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UserSummary {
@@ -27,13 +24,17 @@ pub struct FileSummary {
     #[serde(skip)]
     pub raw_path: Vec<u8>,
     pub path: String,
+    /// The exact bytes (base64) when `path` is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_b64: Option<String>,
     pub versions: i64,
     pub last: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionSummary {
-    pub session: Option<i64>,
+    /// A string, as `session` is everywhere (`query --json`).
+    pub session: Option<String>,
     pub ssh_client: Option<String>,
     pub tty: Option<String>,
     pub first: String,
@@ -42,6 +43,11 @@ pub struct SessionSummary {
 }
 
 impl Store {
+    /// True when some version was made by a human of this name.
+    pub fn knows_user(&self, name: &str) -> Result<bool> {
+        Ok(self.conn().query_row("SELECT EXISTS (SELECT 1 FROM principals WHERE user = ?1)", [name], |r| r.get(0))?)
+    }
+
     /// Every human who changed something, most recent first.
     pub fn users(&self, only: Option<&str>) -> Result<Vec<UserSummary>> {
         let mut stmt = self.conn().prepare(
@@ -73,6 +79,7 @@ impl Store {
             let raw_path: Vec<u8> = r.get(0)?;
             Ok(FileSummary {
                 path: filetrail_wire::path::escape_bytes(&raw_path),
+                path_b64: super::query::b64_unless_utf8(&raw_path),
                 raw_path,
                 versions: r.get(1)?,
                 last: time(r.get(2)?),
@@ -90,7 +97,7 @@ impl Store {
         )?;
         let rows = stmt.query_map([user], |r| {
             Ok(SessionSummary {
-                session: r.get(0)?,
+                session: r.get::<_, Option<i64>>(0)?.map(|s| s.to_string()),
                 ssh_client: r.get(1)?,
                 tty: r.get(2)?,
                 first: time(r.get(3)?),
