@@ -190,8 +190,9 @@ state_of() { # path...: a line per entry under each: type mode owner size mtime 
         done
     done
 }
+state_mtime=
 mark() { # the marker the end checks: in /var/lib/filetrail, where a kept history lives
-    if [ ! -d "$STATE" ]; then install -d -m 0700 "$STATE" && made_state=1; fi
+    if [ -d "$STATE" ]; then state_mtime=$(stat -c %.9Y "$STATE"); else install -d -m 0700 "$STATE" && made_state=1; fi
     head -c 512 /dev/urandom | base64 > "$WORK/marker"
     cp "$WORK/marker" "$MARKER"
     echo "  marker $MARKER$([ "$made_state" = 1 ] && echo " (in $STATE, created for it)")"
@@ -200,6 +201,8 @@ unmark() {
     [ -f "$WORK/marker" ] || return 0
     rm -f "$MARKER" "$WORK/marker"
     if [ "$made_state" = 1 ]; then rmdir "$STATE" 2>/dev/null || echo "  KEPT $STATE (not empty)"; fi
+    # the marker came and went: the directory's time as it was
+    if [ -n "$state_mtime" ] && [ -d "$STATE" ]; then touch -m -d "@$state_mtime" "$STATE"; fi
 }
 save_host() { # OWNED: renamed aside (only these are touched at exit); EDITED: copied
     local p s f interrupted=0
