@@ -5,7 +5,19 @@
 # session's sudo chmod (the library's attrib hooks); a collector that is down
 # or stuck.
 #
-# It changes the host while it runs and undoes everything at exit:
+# It changes the host while it runs and puts back what was there at exit
+# (also when a check fails or the run is interrupted: trap on EXIT, INT, TERM):
+#   - first it moves aside (renames, on the same filesystem: instant, contents,
+#     owners, modes and times kept) every path scripts/install, the tests and
+#     scripts/uninstall --purge write: /etc/filetrail, /var/lib/filetrail
+#     (a history kept by an earlier uninstall), /var/log/filetrail,
+#     /run/filetrail (the spool), /var/spool/filetrail, /usr/local/lib/filetrail,
+#     /usr/local/bin/collector, the units in /etc/systemd/system, the sshd
+#     drop-in, and its own /etc/filetrail-test, /etc/sudoers.d/filetrail-test,
+#     /etc/cron.d/filetrail-test; each X goes to .X.saved-by-sessions-test
+#     beside it. It copies the PAM files install edits (/etc/pam.d/{sshd,
+#     login,su,sudo,sudo-i}). Before that it puts a marker file into
+#     /var/lib/filetrail (creating the directory if absent);
 #   - installs openssh-server, sudo, cron, tmux with apt-get if missing
 #     (packages are left installed),
 #   - scripts/install --start (the real /etc/pam.d lines, /usr/local/lib/filetrail,
@@ -13,15 +25,20 @@
 #   - creates users alice (sudo, NOPASSWD) and bob (a password), ssh keys,
 #     /etc/sudoers.d/filetrail-test, /etc/cron.d/filetrail-test, /etc/filetrail-test/,
 #   - runs its own sshd on 127.0.0.1:2222 and cron (unless one runs already),
-# then scripts/uninstall --purge, deletes the users, stops what it started
-# (by pid) and checks that /etc/pam.d and the install paths are as before.
+# then scripts/uninstall --purge (which only ever sees what the tests
+# created), checks that it left no filetrail path and /etc/pam.d as before,
+# deletes what the tests left at the moved paths, moves the saved ones back,
+# checks every saved path (the marker and the history included) is exactly
+# as before, deletes the users and stops what it started (by pid).
 # bob changes his own password with passwd (row r13): /etc/shadow loses his
 # entry with him, and is checked to be as before at the end.
 # (login, su and sshd append their usual records to wtmp/lastlog.)
 #
 # Usage (root): tests/sessions.sh [--no-build]
-# Exit status: 0 every check passed, 1 some failed, 77 skipped (not root,
-# filetrail already installed, users alice/bob exist, port 2222 busy).
+# Exit status: 0 every check passed, 1 some failed (or a killed run left
+# saved paths: it prints how to put them back), 77 skipped (not root,
+# filetrail installed here: /etc/filetrail or a collector answering on its
+# socket, users alice/bob exist, port 2222 busy).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -30,10 +47,40 @@ build_opt=()
 
 skip() { echo "sessions: SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (it installs filetrail into the host's PAM and creates users)"
-[ -e /etc/filetrail ] && skip "filetrail is installed on this host (/etc/filetrail); this test would uninstall it"
-grep -qs 'filetrail-managed' /etc/pam.d/* && skip "/etc/pam.d has filetrail lines already"
+SOCK=/run/filetrail/collector.sock
+answers() { # a process accepts connections on $SOCK (without python3: the socket exists)
+    [ -S "$SOCK" ] || return 1
+    command -v python3 >/dev/null || return 0
+    python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(sys.argv[1])' "$SOCK" 2>/dev/null
+}
+answers && skip "filetrail is installed and running on this host (a collector answers on $SOCK): the session tests do not install over it"
+[ -e /etc/filetrail ] && skip "filetrail is installed on this host (/etc/filetrail): the session tests do not install over it"
+grep -qs 'filetrail-managed' /etc/pam.d/* && skip "/etc/pam.d has filetrail lines already: the session tests do not install over them"
 for u in alice bob; do id "$u" >/dev/null 2>&1 && skip "user $u exists (the test creates and deletes alice and bob)"; done
 (exec 3<>/dev/tcp/127.0.0.1/2222) 2>/dev/null && skip "127.0.0.1:2222 is in use"
+
+# What the run moves aside and puts back (see the header). SAVED(X) is
+# .X.saved-by-sessions-test beside X: a run killed with SIGKILL (no trap)
+# leaves them there, and the next run refuses until they are put back.
+OWNED=(/etc/filetrail /var/lib/filetrail /var/log/filetrail /run/filetrail /var/spool/filetrail
+       /usr/local/lib/filetrail /usr/local/bin/collector
+       /etc/systemd/system/filetrail.service /etc/systemd/system/filetrail.socket
+       /etc/systemd/system/filetrail-collector.service /etc/ssh/sshd_config.d/filetrail.conf
+       /etc/filetrail-test /etc/sudoers.d/filetrail-test /etc/cron.d/filetrail-test)
+# The test's own files: still in use after uninstall (sudo in the last check).
+OWN_TEST=(/etc/filetrail-test /etc/sudoers.d/filetrail-test /etc/cron.d/filetrail-test)
+EDITED=(/etc/pam.d/sshd /etc/pam.d/login /etc/pam.d/su /etc/pam.d/sudo /etc/pam.d/sudo-i)
+STATE=/var/lib/filetrail
+MARKER=$STATE/sessions-test-marker
+saved() { echo "$(dirname "$1")/.$(basename "$1").saved-by-sessions-test"; }
+for p in "${OWNED[@]}"; do
+    s=$(saved "$p")
+    if [ -e "$s" ] || [ -L "$s" ]; then
+        echo "sessions: FAIL: $s is the host's $p, saved by a run that was killed; undo that run first:" \
+            "scripts/uninstall --purge; rm -rf $p; mv $s $p"
+        exit 1
+    fi
+done
 
 PORT=2222
 DB=/var/lib/filetrail/trail.db
@@ -64,9 +111,11 @@ EOF
 chmod 755 "$OUT/anc"
 
 # ------------------------------------------------------------------ cleanup
+made_state=0 processed=() restored=0
 installed=0 uninstalled=0 users_created=() made_run_sshd=0 host_changed=0 sshd_pid= cron_pid= made_cron_pidfile=0 stuck_pid=
 cleanup() {
     set +e
+    trap '' INT TERM  # putting the host back is not interrupted
     echo "==> cleanup"
     $TM kill-server 2>/dev/null
     [ -n "$stuck_pid" ] && kill "$stuck_pid" 2>/dev/null
@@ -91,9 +140,13 @@ cleanup() {
         [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
     done
     sleep 0.2
-    rm -f /etc/cron.d/filetrail-test /etc/sudoers.d/filetrail-test
-    rm -rf "$T"
     if [ "$installed" = 1 ] && [ "$uninstalled" = 0 ]; then scripts/uninstall --purge | sed 's/^/  /'; fi
+    # the tests' own files ($T, sudoers, cron) go with the saved paths
+    if [ "$restored" = 0 ] && [ ${#processed[@]} -gt 0 ]; then
+        restore_host
+        check_restored || host_changed=1
+    fi
+    unmark
     for u in "${users_created[@]}"; do userdel -r "$u" 2>/dev/null; echo "  deleted user $u"; done
     # useradd/userdel leave their own backups (/etc/passwd- ...): put back the
     # ones from before the test when the files themselves are as before.
@@ -126,6 +179,89 @@ RESULTS=$WORK/results
 pass() { passes=$((passes + 1)); printf '  PASS %s\n' "$*" | tee -a "$RESULTS"; }
 fail() { fails=$((fails + 1)); printf '  FAIL %s\n' "$*" | tee -a "$RESULTS"; }
 
+# ------------------------------------------------------------------ the host's paths: saved, put back
+state_of() { # path...: a line per entry under each: type mode owner size mtime sha256 path ("absent path" if none)
+    local p y m o z t f h
+    for p in "$@"; do
+        if [ ! -e "$p" ] && [ ! -L "$p" ]; then echo "absent $p"; continue; fi
+        find "$p" -printf '%y %m %u:%g %s %T@ %p\n' | LC_ALL=C sort -k6 | while read -r y m o z t f; do
+            h=-; [ "$y" = f ] && h=$(sha256sum < "$f" | cut -d' ' -f1)
+            echo "$y $m $o $z $t $h $f"
+        done
+    done
+}
+state_mtime=
+mark() { # the marker the end checks: in /var/lib/filetrail, where a kept history lives
+    if [ -d "$STATE" ]; then state_mtime=$(stat -c %.9Y "$STATE"); else install -d -m 0700 "$STATE" && made_state=1; fi
+    head -c 512 /dev/urandom | base64 > "$WORK/marker"
+    cp "$WORK/marker" "$MARKER"
+    echo "  marker $MARKER$([ "$made_state" = 1 ] && echo " (in $STATE, created for it)")"
+}
+unmark() {
+    [ -f "$WORK/marker" ] || return 0
+    rm -f "$MARKER" "$WORK/marker"
+    if [ "$made_state" = 1 ]; then rmdir "$STATE" 2>/dev/null || echo "  KEPT $STATE (not empty)"; fi
+    # the marker came and went: the directory's time as it was
+    if [ -n "$state_mtime" ] && [ -d "$STATE" ]; then touch -m -d "@$state_mtime" "$STATE"; fi
+}
+save_host() { # OWNED: renamed aside (only these are touched at exit); EDITED: copied
+    local p s f interrupted=0
+    trap 'interrupted=1' INT TERM  # a rename and its record are not separated
+    mkdir -p "$WORK/edited"
+    for f in "${EDITED[@]}"; do [ -f "$f" ] && cp -p "$(readlink -f "$f")" "$WORK/edited/${f##*/}"; done
+    for p in "${OWNED[@]}"; do
+        if [ -e "$p" ] || [ -L "$p" ]; then
+            s=$(saved "$p")
+            mv -T "$p" "$s" || { echo "sessions: cannot move $p aside"; exit 1; }
+            echo "  moved aside $p -> $s"
+        fi
+        processed+=("$p")
+    done
+    trap 'exit 130' INT TERM
+    [ "$interrupted" = 0 ] || exit 130
+}
+restore_host() { # what the tests left at the saved paths is deleted; the host's own is moved back
+    local p s f r c
+    restored=1
+    echo "==> putting back what was there before the tests"
+    for p in "${processed[@]}"; do
+        s=$(saved "$p")
+        if [ -e "$p" ] || [ -L "$p" ]; then rm -rf "$p" && echo "  removed $p (the tests' own)"; fi
+        if [ -e "$s" ] || [ -L "$s" ]; then mv -T "$s" "$p" && echo "  put back $p"; fi
+    done
+    for f in "${EDITED[@]}"; do
+        c=$WORK/edited/${f##*/}
+        [ -f "$c" ] || continue
+        r=$(readlink -f "$f")
+        if ! cmp -s "$c" "$r" || [ "$(stat -c %a.%u.%g "$c")" != "$(stat -c %a.%u.%g "$r")" ]; then
+            cp -p "$c" "$r" && echo "  put back $f (it differed from before the tests)"
+        fi
+    done
+}
+check_restored() { # every saved path is as before (contents, owners, modes, times), the marker and history too
+    local ok=0 n
+    state_of "${OWNED[@]}" > "$WORK/state-after"
+    if diff "$WORK/state-before" "$WORK/state-after" > "$WORK/state-diff"; then
+        pass "restore: the $(grep -vc '^absent ' "$WORK/state-before") entries under the saved paths are as before (contents, owners, modes, times); $(grep -c '^absent ' "$WORK/state-before") absent paths absent again"
+    else
+        fail "restore: the saved paths differ from before the tests:"; sed 's/^/         /' "$WORK/state-diff"; ok=1
+    fi
+    if cmp -s "$WORK/marker" "$MARKER"; then
+        pass "restore: marker $MARKER is there, byte-identical"
+    else
+        fail "restore: marker $MARKER is missing or changed"; ok=1
+    fi
+    n=$(grep -c "^f .* $STATE/" "$WORK/state-before")
+    if [ "$n" -gt 1 ]; then  # more than the marker: a history kept here before the tests
+        if diff <(grep " $STATE" "$WORK/state-before") <(grep " $STATE" "$WORK/state-after") >/dev/null; then
+            pass "restore: the history kept in $STATE is byte-identical: $((n - 1)) files besides the marker ($(grep "^f .* $STATE/" "$WORK/state-before" | grep -v "$MARKER" | awk '{print $NF}' | xargs -n1 basename | paste -sd, -)), same sha256, owners, modes, times"
+        else
+            fail "restore: the history kept in $STATE changed"; ok=1
+        fi
+    fi
+    return $ok
+}
+
 # ------------------------------------------------------------------ packages
 need=()
 command -v /usr/sbin/sshd >/dev/null || need+=(openssh-server)
@@ -140,15 +276,21 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 command -v python3 >/dev/null || skip "python3 is needed to read the collector's JSON"
 
-# snapshot of what install/uninstall touch, to compare at the end
+# ------------------------------------------------------------------ save
+echo "==> saving what install, the tests and uninstall --purge touch (put back at exit)"
+mark
+state_of "${OWNED[@]}" > "$WORK/state-before"
+save_host
+# What uninstall must leave as install found it: the PAM, sshd and sudoers
+# files, and (the host's own moved aside) no filetrail path at all.
 snapshot() {
+    local f p t
     for f in /etc/pam.d/* /etc/ssh/sshd_config /etc/ssh/sshd_config.d/* /etc/sudoers /etc/sudoers.d/*; do
         [ "$f" = /etc/sudoers.d/filetrail-test ] && continue
-        [ -f "$f" ] && sha256sum "$f"
+        [ -f "$f" ] && echo "$(stat -L -c '%a %U:%G' "$f") $(sha256sum "$f")"
     done
-    for p in /etc/filetrail /usr/local/lib/filetrail /usr/local/bin/collector /var/lib/filetrail /var/log/filetrail \
-             /run/filetrail /etc/systemd/system/filetrail-collector.service /etc/systemd/system/filetrail.service \
-             /etc/systemd/system/filetrail.socket /etc/ssh/sshd_config.d/filetrail.conf; do
+    for p in "${OWNED[@]}"; do
+        for t in "${OWN_TEST[@]}"; do [ "$p" = "$t" ] && continue 2; done
         [ -e "$p" ] && echo "present $p"
     done
     true
@@ -599,7 +741,7 @@ sed 's/^/  | /' "$WORK/uninstall.log"
 [ $rc = 0 ] && pass "uninstall: exit 0" || fail "uninstall: exit $rc"
 snapshot > "$WORK/host-after"
 if diff "$WORK/host-before" "$WORK/host-after" > "$WORK/host-diff"; then
-    pass "uninstall: /etc/pam.d, sshd and sudoers files byte-identical to before install; no filetrail paths left"
+    pass "uninstall: /etc/pam.d, sshd and sudoers files byte-identical to before install (owners, modes too); no filetrail paths left"
 else
     fail "uninstall: host differs from before install:"; sed 's/^/         /' "$WORK/host-diff"
 fi
@@ -609,6 +751,10 @@ if [ -z "$(tr -d '\n' < "$WORK/after.out")" ] && [ ! -s "$WORK/after.err" ]; the
 else
     fail "after uninstall: LD_PRELOAD '$(cat "$WORK/after.out")', stderr '$(cat "$WORK/after.err")'"
 fi
+
+restore_host
+check_restored
+unmark
 
 echo "==> summary: $passes passed, $fails failed"
 grep FAIL "$RESULTS" || true
