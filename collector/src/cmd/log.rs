@@ -1,5 +1,6 @@
 //! `collector log`: the history of a file, newest first, each version with
-//! who made it and its diff (like `git log -p`).
+//! who made it and its diff (like `git log -p`), and the gaps about it
+//! (what could not be recorded) in their place.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use filetrail_wire::path::quote;
 
 use crate::cli::Cli;
+use crate::model::Record;
 use crate::print::{self, Color};
 use crate::store::{QueryFilter, Store};
 
@@ -14,7 +16,7 @@ use crate::store::{QueryFilter, Store};
 pub struct Args {
     /// The file (or directory: everything under it).
     pub path: std::path::PathBuf,
-    /// At most this many versions.
+    /// At most this many versions (and gaps).
     #[arg(long, short = 'n')]
     pub max_count: Option<u64>,
     /// Colour the diff: auto (on a terminal, unless NO_COLOR is set), always, never.
@@ -32,7 +34,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let color = args.color.enabled();
     let mut out = std::io::stdout().lock();
-    for v in store.versions(&filter)? {
+    for record in store.records(&filter)? {
+        let v = match record {
+            Record::Version(v) => v,
+            Record::Gap(g) => {
+                print::log_gap(&mut out, &g, color)?;
+                continue;
+            }
+        };
         print::log_header(&mut out, &v, color)?;
         let before = super::diff::side(&store, v.id, true);
         let after = super::diff::side(&store, v.id, false);

@@ -1,4 +1,5 @@
-//! `collector query`: list versions, oldest first.
+//! `collector query`: list versions, oldest first, and the gaps among them
+//! (what could not be recorded: `store/gaps.rs`).
 
 use std::io::Write;
 use std::path::Path;
@@ -27,7 +28,7 @@ pub struct Args {
     /// Only changes from this login session (audit session id).
     #[arg(long)]
     pub session: Option<u32>,
-    /// One JSON object per line (fields: see README, "Review").
+    /// One JSON object per line (fields: see README, "Review"); a gap has `"kind": "gap"`.
     #[arg(long)]
     pub json: bool,
 }
@@ -53,7 +54,7 @@ impl Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let filter = args.filter()?;
-    let rows = store.versions(&filter).context("querying versions")?;
+    let rows = store.records(&filter).context("querying versions")?;
     if rows.is_empty() {
         use std::io::IsTerminal;
         if std::io::stdout().is_terminal() {
