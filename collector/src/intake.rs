@@ -2,7 +2,9 @@
 //! checked (could this writer have made it?), redacted where its names or
 //! its content are secret ([`Secrets`]), and counted against the quota of
 //! its writer's kernel-verified euid before it is queued for the writer.
-//! Refusals are logged, never silent.
+//! Refusals are logged, never silent. What a live writer reports it lost, or
+//! the collector could not take from it, goes to the writer as a gap in the
+//! writer's name ([`Intake::gap`]).
 
 use std::sync::Arc;
 
@@ -10,24 +12,67 @@ use filetrail_wire::Policy;
 use filetrail_wire::path::quote;
 
 use crate::access;
+use crate::config::Quota;
 use crate::delivery::Delivery;
 use crate::model::{Draft, NewVersion};
 use crate::quota::{Exceeded, Quotas};
 use crate::secrets::Secrets;
+use crate::store::gaps::Gap;
 use crate::who::Identity;
-use crate::writer::VersionSender;
+use crate::writer::{GapSender, VersionSender};
+
+/// Gap records one user (kernel euid) may add per minute; beyond, their
+/// counts are added to that user's last gap of the same kind.
+const GAPS_PER_MINUTE: u64 = 60;
 
 pub struct Intake {
     /// What is tracked: versions of other paths are refused.
     scope: Policy,
     secrets: Arc<Secrets>,
-    quotas: Quotas,
+    /// Shared by every intake of a collector: a version costs its user's
+    /// quota once, however it arrives.
+    quotas: Arc<Quotas>,
     tx: VersionSender,
+    gaps: Option<GapSender>,
+    gap_rate: Quotas,
 }
 
 impl Intake {
-    pub fn new(scope: Policy, secrets: Arc<Secrets>, quotas: Quotas, tx: VersionSender) -> Self {
-        Intake { scope, secrets, quotas, tx }
+    pub fn new(scope: Policy, secrets: Arc<Secrets>, quotas: Arc<Quotas>, tx: VersionSender) -> Self {
+        let gap_rate = Quotas::new(Quota { versions_per_minute: GAPS_PER_MINUTE, bytes_per_day: u64::MAX });
+        Intake { scope, secrets, quotas, tx, gaps: None, gap_rate }
+    }
+
+    /// Gaps go to the writer through `gaps`; without, [`Intake::gap`] only logs.
+    pub fn with_gaps(self, gaps: GapSender) -> Self {
+        Intake { gaps: Some(gaps), ..self }
+    }
+
+    /// Records a gap in the name of `who` (a live writer, identified by the
+    /// kernel): `versions` changes (the library counts events) of `bytes`
+    /// could not be recorded, about `path` when known. The counts are the
+    /// writer's claim (a process can only make its own record noisier); the
+    /// rows are bounded per user ([`GAPS_PER_MINUTE`]).
+    pub fn gap(&self, who: &Identity, what: &'static str, versions: u64, bytes: u64, path: Option<Vec<u8>>) {
+        let now = jiff::Timestamp::now();
+        let coalesce = self.gap_rate.charge(who.euid, 0, now.as_second()).is_err();
+        if !coalesce {
+            tracing::warn!(pid = who.pid, euid = who.euid, user = %who.user, what, versions, bytes, "gap: changes not recorded");
+        }
+        let Some(tx) = &self.gaps else { return };
+        let _ = tx.send(Gap {
+            time_us: now.as_microsecond(),
+            uid: Some(who.euid),
+            user: Some(who.user.clone()),
+            what,
+            versions,
+            bytes,
+            pid: Some(who.pid),
+            exe: Some(who.exe.clone()),
+            path,
+            coalesce,
+            ..Gap::default()
+        });
     }
 
     /// Checks and queues one version. `delivery` (from a client that numbers
@@ -86,14 +131,13 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::config::Quota;
     use crate::model::{Action, Side, Stored};
     use crate::who::Trust;
 
     #[test]
     fn quotas_are_charged_to_the_kernel_euid_not_a_claimed_uid() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let quotas = Quotas::new(Quota { versions_per_minute: 3, bytes_per_day: 1 << 20 });
+        let quotas = Arc::new(Quotas::new(Quota { versions_per_minute: 3, bytes_per_day: 1 << 20 }));
         let dir = tempfile::tempdir().unwrap();
         // SAFETY: geteuid cannot fail.
         if unsafe { libc::geteuid() } != 0 {

@@ -265,6 +265,9 @@ pub struct VersionRow {
     /// these (`wire::path::quote`), never the JSON spellings.
     #[serde(skip)]
     pub raw: RawPaths,
+    /// `time` in µs since the epoch (to order versions and gaps).
+    #[serde(skip)]
+    pub time_us: i64,
     pub id: i64,
     pub time: String,
     /// Exact when the path is UTF-8; else a readable spelling (`\xNN` for
@@ -317,6 +320,27 @@ pub struct VersionRow {
     pub exe: String,
     pub argv: Vec<String>,
     pub trust: serde_json::Value,
+}
+
+/// One record of `query` and `log`: a version, or a gap among them
+/// (`store/gaps.rs`). In JSON a gap says `"kind": "gap"`; a version keeps
+/// its fields as they are.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+// Most records are versions: boxing them would only add an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Record {
+    Version(VersionRow),
+    Gap(crate::store::gaps::GapRow),
+}
+
+impl Record {
+    pub fn time_us(&self) -> i64 {
+        match self {
+            Record::Version(v) => v.time_us,
+            Record::Gap(g) => g.time_us,
+        }
+    }
 }
 
 /// A version's paths as raw bytes.

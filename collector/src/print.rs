@@ -13,7 +13,8 @@ use std::io::{self, Write};
 
 use filetrail_wire::path::{hidden, quote};
 
-use crate::model::VersionRow;
+use crate::model::{Record, VersionRow};
+use crate::store::gaps::GapRow;
 use crate::when::Clock;
 
 /// A string from the store (argv, user, tty...) as it may be shown.
@@ -44,7 +45,7 @@ pub fn visible(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-pub fn json_lines(out: &mut impl Write, rows: &[VersionRow]) -> io::Result<()> {
+pub fn json_lines(out: &mut impl Write, rows: &[Record]) -> io::Result<()> {
     rows.iter().try_for_each(|row| json(out, row))
 }
 
@@ -127,17 +128,57 @@ fn note(r: &VersionRow) -> &'static str {
     }
 }
 
-pub fn table(out: &mut impl Write, rows: &[VersionRow], clock: &Clock) -> io::Result<()> {
+/// What a gap means, in words: `the library lost 5 events`.
+pub fn gap_words(g: &GapRow) -> String {
+    let n = g.versions;
+    let s = if n == 1 { "" } else { "s" };
+    let what = match g.what.as_str() {
+        "lost_in_library" => format!("the library lost {n} event{s} (not delivered, not spooled)"),
+        "spool_truncated" => "a spool file was cut off: its last event is lost".to_owned(),
+        "spool_malformed" => "a spool file could not be read: moved aside, its changes are not recorded".to_owned(),
+        "open_not_recorded" => format!("{n} open{s} not recorded (over the open files allowed per process)"),
+        other => format!("{} ({n})", q(other)),
+    };
+    match g.bytes {
+        0 => what,
+        b => format!("{what}, {b} bytes of content"),
+    }
+}
+
+fn gap_user(g: &GapRow) -> String {
+    match (&g.user, g.uid) {
+        (Some(u), _) => q(u).into_owned(),
+        (None, Some(uid)) => uid.to_string(),
+        (None, None) => "?".to_owned(),
+    }
+}
+
+fn gap_program(g: &GapRow) -> String {
+    let name = g.exe.as_deref().unwrap_or("-");
+    q(name.rsplit('/').next().unwrap_or(name)).into_owned()
+}
+
+/// The versions as a table; a gap is a row of its own: `GAP` as its
+/// action, what was lost in the PATH column (after the file, if it is
+/// about one).
+pub fn table(out: &mut impl Write, rows: &[Record], clock: &Clock) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let time_header = format!("TIME ({})", clock.zone());
     let tw = time_header.chars().count().max(19);
-    let who = |r: &VersionRow| chain(r, "→");
+    let who = |r: &Record| match r {
+        Record::Version(v) => chain(v, "→"),
+        Record::Gap(g) => gap_user(g),
+    };
+    let prog = |r: &Record| match r {
+        Record::Version(v) => program(v),
+        Record::Gap(g) => gap_program(g),
+    };
     let uw = rows.iter().map(|r| who(r).chars().count()).max().unwrap_or(4).max(4);
-    let pw = rows.iter().map(|r| program(r).chars().count()).max().unwrap_or(7).max(7);
+    let pw = rows.iter().map(|r| prog(r).chars().count()).max().unwrap_or(7).max(7);
     // The NOTE column only when some row has a note.
-    let notes = rows.iter().any(|r| !note(r).is_empty());
+    let notes = rows.iter().any(|r| matches!(r, Record::Version(v) if !note(v).is_empty()));
     let nw = if notes { 6 } else { 0 };
     let sep = if notes { "  " } else { "" };
     writeln!(
@@ -152,18 +193,30 @@ pub fn table(out: &mut impl Write, rows: &[VersionRow], clock: &Clock) -> io::Re
         "PROGRAM"
     )?;
     for r in rows {
-        let size = r.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-        let path = shown_path(r);
+        let (id, time, action, note, size, path) = match r {
+            Record::Version(v) => (
+                v.id.to_string(),
+                &v.time,
+                v.action.as_str(),
+                note(v),
+                v.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                shown_path(v),
+            ),
+            Record::Gap(g) => {
+                let words = gap_words(g);
+                let path = match &g.raw_path {
+                    Some(p) => format!("{}: {words}", quote(p)),
+                    None => words,
+                };
+                ("-".to_owned(), &g.time, "GAP", "", "-".to_owned(), path)
+            }
+        };
         writeln!(
             out,
-            "{:>5}  {:<tw$}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  {path}",
-            r.id,
-            clock.show_text(&r.time),
+            "{id:>5}  {:<tw$}  {:<uw$}  {action:<8}{sep}{note:<nw$}  {size:>8}  {:<pw$}  {path}",
+            clock.show_text(time),
             who(r),
-            r.action,
-            note(r),
-            size,
-            program(r)
+            prog(r),
         )?;
     }
     Ok(())
@@ -289,6 +342,30 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clo
     writeln!(out)
 }
 
+/// A gap in `collector log`: what was lost, whose, when.
+pub fn log_gap(out: &mut impl Write, g: &GapRow, color: bool, clock: &Clock) -> io::Result<()> {
+    let (y, n) = if color { ("\x1b[33m", "\x1b[0m") } else { ("", "") };
+    let path = g.raw_path.as_deref().map(|p| format!(" {}", quote(p))).unwrap_or_default();
+    writeln!(out, "{y}GAP{n}  {}{path}", q(&g.what))?;
+    writeln!(out, "Lost:    {}", gap_words(g))?;
+    let uid = g.uid.map(|u| format!(" (uid {u})")).unwrap_or_default();
+    writeln!(out, "User:    {}{uid}", gap_user(g))?;
+    match (&g.since, &g.until) {
+        (Some(a), Some(b)) if a != b => {
+            writeln!(out, "Date:    between {} and {} ({})", clock.show_text(a), clock.show_text(b), clock.zone())?
+        }
+        _ => writeln!(out, "Date:    {} ({})", clock.show_text(&g.time), clock.zone())?,
+    }
+    if let Some(exe) = &g.exe {
+        let pid = g.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        writeln!(out, "Program: {}{pid}", q(exe))?;
+    }
+    if let Some(source) = &g.source {
+        writeln!(out, "Source:  {}", q(source))?;
+    }
+    writeln!(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +413,43 @@ mod tests {
     fn a_control_character_in_argv_is_c_quoted() {
         let argv: Vec<String> = ["printf", "\x1b[1A\r", "it's"].iter().map(|s| s.to_string()).collect();
         assert_eq!(shell_words(&argv), "printf \"\\033[1A\\r\" 'it'\\''s'");
+    }
+
+    #[test]
+    fn a_gap_is_a_row_of_its_own_marked_gap() {
+        let gap = GapRow {
+            kind: "gap",
+            id: 1,
+            time: "2026-11-25T14:30:00Z".into(),
+            what: "lost_in_library".into(),
+            versions: 5,
+            bytes: 0,
+            since: None,
+            until: None,
+            recorded: "2026-11-25T14:30:00Z".into(),
+            path: None,
+            uid: Some(1000),
+            user: Some("alice\x1b[2J".into()),
+            pid: Some(123),
+            exe: Some("/usr/bin/python3".into()),
+            source: None,
+            raw_path: None,
+            time_us: 0,
+        };
+        let mut out = Vec::new();
+        table(&mut out, &[Record::Gap(gap.clone())], &crate::when::Clock::new(true)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains(" GAP "), "{text}");
+        assert!(row.contains("python3") && row.contains("the library lost 5 events"), "{text}");
+        assert!(!text.contains('\x1b'), "{text:?}");
+        let mut out = Vec::new();
+        json(&mut out, &Record::Gap(gap)).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (value["kind"].as_str(), value["versions"].as_u64(), value["pid"].as_i64()),
+            (Some("gap"), Some(5), Some(123))
+        );
+        assert!(value.get("raw_path").is_none() && value.get("time_us").is_none());
     }
 }

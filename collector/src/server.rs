@@ -14,7 +14,9 @@
 //! exits, or re-executes with the listening socket.
 //!
 //! A client that numbers its events gets `Ack`s as they become due
-//! (`delivery.rs`).
+//! (`delivery.rs`). What a client reports it lost (`Lost`), and an open the
+//! collector will not follow (over [`MAX_OPENS`]), become gaps in the
+//! kernel-verified writer's name (`Intake::gap`).
 
 use std::io::{self, BufReader, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -44,7 +46,7 @@ use crate::model::{Draft, Side, Stored};
 use crate::quota::Quotas;
 use crate::registry::{self, Registry};
 use crate::secrets::Secrets;
-use crate::writer::VersionSender;
+use crate::writer::{GapSender, VersionSender};
 use crate::{finisher, handoff, holders, lifecycle};
 
 /// How long a client may take to say hello, or to finish a frame it started
@@ -105,12 +107,14 @@ pub fn serve(
     setup: Setup,
     config: Config,
     secrets: Arc<Secrets>,
+    quotas: Arc<Quotas>,
     tx: VersionSender,
+    gaps: GapSender,
     registry: Arc<Registry>,
 ) -> Result<Ended> {
     let socket = setup.socket;
     let scope = config.policy().map_err(|e| Error::Config { path: socket.into(), message: e.to_string() })?;
-    let intake = Arc::new(Intake::new(scope, secrets, Quotas::new(config.quota), tx));
+    let intake = Arc::new(Intake::new(scope, secrets, quotas, tx).with_gaps(gaps));
     let nofile = limits::raise_nofile();
     let limits = Arc::new(Limits::new(&config, nofile));
     tracing::info!(
@@ -323,6 +327,11 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             }
         };
         slot.touch();
+        // What the process lost since its last report: a gap in its name.
+        if let ClientMsg::Lost { versions, bytes } = &msg {
+            intake.gap(&who, "lost_in_library", *versions, *bytes, None);
+            continue;
+        }
         if let Some(a) = &mut acks {
             a.received(msg.seq());
         }
@@ -368,6 +377,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
                     path = %quote(&path.0),
                     "open not recorded: over {MAX_OPENS} open files per process or a path over {PATH_MAX} bytes"
                 );
+                intake.gap(&who, "open_not_recorded", 1, 0, (!too_long).then(|| path.0.clone()));
                 continue;
             }
         }
@@ -503,7 +513,8 @@ pub(crate) fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>
             let (before, after) = (side(), side());
             asm.attrib(path.0, named.map(|n| n.0), before, after, now)
         }
-        // Clock and Lost only appear in spool files (`spool.rs`).
+        // Clock only appears in spool files (`spool.rs`); a Lost on a
+        // connection is a gap (`serve_conn`), in a spool file too.
         ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => Vec::new(),
     }
 }

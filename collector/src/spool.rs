@@ -20,11 +20,13 @@
 //!   one verified fact), its groups from the user database; the pid in the
 //!   name and everything in the frames is `claimed`;
 //! - frames are read with the socket's bounded reader and fed to an
-//!   [`Assembler`] with the time of the preceding `Clock`; the versions pass
-//!   an [`Intake`] (scope and the kernel's permission check as the owner,
-//!   redaction, quotas) and are committed by this thread's own store
-//!   connection; a `Lost` frame becomes a gap (`store/gaps.rs`); then the
-//!   file is deleted;
+//!   [`Assembler`] with the time of the preceding `Clock`; a version whose
+//!   origin is stored already (its connection delivered it before the
+//!   process began to spool) is skipped; the others pass an [`Intake`]
+//!   (scope and the kernel's permission check as the owner, redaction, the
+//!   collector's quotas: a version costs its user once) and are committed
+//!   by this thread's own store connection; a `Lost` frame becomes a gap
+//!   (`store/gaps.rs`); then the file is deleted;
 //! - opens the writer never closed (it `exec`'d) are finished from the file
 //!   once the claimed pid, if it is alive and the owner's, has exited;
 //! - a malformed file is moved aside, with a `spool_malformed` gap;
@@ -78,7 +80,9 @@ pub fn dir_beside(socket: &Path) -> PathBuf {
 
 /// Prepares the spool directories and starts the replay thread. Unless
 /// another collector already serves `socket` (then `serve` fails anyway).
-pub fn start(socket: &Path, db: &Path, config: &Config, secrets: Arc<Secrets>) -> Result<()> {
+/// `quotas`: the collector's, shared with its connections (a replayed
+/// version costs its user's quota like any other, once).
+pub fn start(socket: &Path, db: &Path, config: &Config, secrets: Arc<Secrets>, quotas: Arc<Quotas>) -> Result<()> {
     if std::os::unix::net::UnixStream::connect(socket).is_ok() {
         return Ok(());
     }
@@ -95,7 +99,7 @@ pub fn start(socket: &Path, db: &Path, config: &Config, secrets: Arc<Secrets>) -
     {
         tracing::error!(dir = %beside.display(), "cannot leave the policy for libraries in the spool: {e}");
     }
-    let mut replay = Replay::new(db, config, secrets)?;
+    let mut replay = Replay::new(db, config, secrets, quotas)?;
     std::thread::Builder::new()
         .name("spool".into())
         .spawn(move || {
@@ -204,12 +208,12 @@ impl Replay {
     /// A replayer with its own connection to the store at `db`.
     /// Shares the collector's [`Secrets`], so what one path learns is
     /// secret is redacted in the other too.
-    fn new(db: &Path, config: &Config, secrets: Arc<Secrets>) -> Result<Replay> {
+    fn new(db: &Path, config: &Config, secrets: Arc<Secrets>, quotas: Arc<Quotas>) -> Result<Replay> {
         let config_err = |e: glob::PatternError| Error::Config { path: db.into(), message: e.to_string() };
         let policy = config.policy().map_err(config_err)?;
         let store = Store::open(db)?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let intake = Intake::new(policy.clone(), secrets, Quotas::new(config.quota), tx);
+        let intake = Intake::new(policy.clone(), secrets, quotas, tx);
         let max_size = config.max_size;
         Ok(Replay { store, intake, rx, policy, max_size, waiting: HashMap::new(), warned: HashMap::new() })
     }
@@ -319,11 +323,20 @@ impl Replay {
         });
         let drafts: Vec<Draft> = drafts.into_iter().chain(finished.collect::<Vec<_>>()).collect();
         let origin = (named.0 != 0 && named.1 != 0).then(|| Origin::new(pid, named.1, named.0));
+        let mut repeats = 0;
         for draft in drafts {
             let delivery = origin
                 .as_ref()
                 .filter(|_| draft.seq != 0)
                 .map(|o| Delivery { origin: o.key(draft.seq), receipt: None });
+            // Stored already (its connection delivered it before the spool
+            // took over): not offered again, so it costs no quota twice.
+            if let Some(d) = &delivery
+                && self.store.has_origin(&d.origin)?
+            {
+                repeats += 1;
+                continue;
+            }
             self.intake.submit(draft, &who, delivery);
         }
         let batch: Vec<NewVersion> = self.rx.try_iter().collect();
@@ -344,6 +357,7 @@ impl Replay {
             file = %String::from_utf8_lossy(name.as_bytes()),
             uid = st.st_uid,
             versions = batch.len(),
+            repeats,
             "spool file replayed"
         );
         // Deleted before the lock goes (with `file`): a collector that
@@ -430,6 +444,7 @@ impl Replay {
             versions,
             bytes,
             source: Some(String::from_utf8_lossy(name.as_bytes()).into_owned()),
+            ..Gap::default()
         }
     }
 
@@ -500,13 +515,17 @@ mod tests {
 
     impl Place {
         fn new() -> Place {
+            Place::with_quota(crate::config::Config::default().quota)
+        }
+        fn with_quota(quota: crate::config::Quota) -> Place {
             let dir = tempfile::tempdir().unwrap();
             let track = dir.path().join("track");
             std::fs::create_dir(&track).unwrap();
             std::fs::create_dir(dir.path().join("spool")).unwrap();
-            let config = Config { track: vec![track.display().to_string()], ..Config::default() };
+            let config = Config { track: vec![track.display().to_string()], quota, ..Config::default() };
             let secrets = Arc::new(Secrets::new(config.redactions().unwrap(), Default::default()));
-            let replay = Replay::new(&dir.path().join("db").join("t.db"), &config, secrets).unwrap();
+            let quotas = Arc::new(Quotas::new(config.quota));
+            let replay = Replay::new(&dir.path().join("db").join("t.db"), &config, secrets, quotas).unwrap();
             Place { dir, replay }
         }
         fn spool(&self) -> PathBuf {
@@ -560,6 +579,44 @@ mod tests {
         assert!(!file.exists());
         assert_eq!(p.count("SELECT count(*) FROM versions WHERE time_us = 1700000000500000"), 1);
         assert_eq!(p.count("SELECT pid FROM writers"), 10);
+    }
+
+    /// The events of `create`, numbered from `first` as the library does.
+    fn numbered(frames: [(ClientMsg, &'static [u8]); 4], first: u64) -> Vec<(ClientMsg, &'static [u8])> {
+        let mut seq = first;
+        frames
+            .into_iter()
+            .map(|(mut msg, payload)| {
+                if matches!(msg, ClientMsg::Begin { .. } | ClientMsg::Close { .. }) {
+                    msg.set_seq(seq);
+                    seq += 1;
+                }
+                (msg, payload)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_of_stored_versions_costs_no_quota_and_new_ones_cost_once() {
+        // Two versions a minute: `a` once, then `b`.
+        let mut p = Place::with_quota(crate::config::Quota { versions_per_minute: 2, bytes_per_day: 1 << 30 });
+        let hello = (ClientMsg::Hello { version: 2, image: 99, start: 1234 }, &b""[..]);
+        let a = numbered(create(p.track("a"), b"one\n"), 1);
+        let b = numbered(create(p.track("b"), b"two\n"), 3);
+        // The process delivered `a` (stored: that charged it) ...
+        p.file("20.1.ftspool", &[vec![hello.clone()], a.clone()].concat());
+        p.replay.dir(&p.spool());
+        // ... and its spool holds `a` again (never acknowledged), then `b`.
+        p.file("20.2.ftspool", &[vec![hello], a, b].concat());
+        p.replay.dir(&p.spool());
+        assert_eq!(p.count("SELECT count(*) FROM versions"), 2, "a once, b once");
+        assert_eq!(p.count("SELECT count(*) FROM versions WHERE after_state = 'stored'"), 2, "b within the quota");
+        // A third version is over it: recorded, without content.
+        let c = numbered(create(p.track("c"), b"three\n"), 5);
+        let hello = (ClientMsg::Hello { version: 2, image: 99, start: 1234 }, &b""[..]);
+        p.file("20.3.ftspool", &[vec![hello], c].concat());
+        p.replay.dir(&p.spool());
+        assert_eq!(p.count("SELECT count(*) FROM versions WHERE after_state = 'quota'"), 1);
     }
 
     #[test]

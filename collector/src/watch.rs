@@ -99,6 +99,7 @@ pub fn start(
     config: &Config,
     db: &Path,
     secrets: Arc<Secrets>,
+    quotas: Arc<Quotas>,
     tx: VersionSender,
     registry: Arc<Registry>,
 ) -> Option<Watch> {
@@ -135,7 +136,7 @@ pub fn start(
     // SAFETY: a new descriptor we now own.
     let stop = unsafe { OwnedFd::from_raw_fd(stop) };
     let stop_copy = stop.try_clone().ok()?;
-    let intake = Intake::new(policy.clone(), secrets.clone(), Quotas::new(config.quota), tx);
+    let intake = Intake::new(policy.clone(), secrets.clone(), quotas, tx);
     let mut state = State {
         fan,
         marks: Marks { mounts: HashMap::new(), count: 0, max: config.max_watched_dirs, warned: false },

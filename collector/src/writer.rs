@@ -11,6 +11,11 @@
 //! [`MAX_HELD_ALL`] it is dropped; both are counted and logged. At a stop
 //! ([`Writer::finish`]) it commits everything queued, then checkpoints the
 //! WAL into the database and truncates it.
+//!
+//! Gaps reported on live connections ([`GapSender`], `store/gaps.rs`) come
+//! on a channel of their own and are stored after the versions that came
+//! with them, held the same way while the store fails (at most
+//! [`MAX_HELD_GAPS`], then counted in the log).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +26,7 @@ use crossbeam_channel::{Receiver, Sender, after, never, select};
 
 use crate::model::{NewVersion, Stored};
 use crate::store::Store;
+use crate::store::gaps::Gap;
 
 /// Most versions committed in one transaction.
 const MAX_BATCH: usize = 2048;
@@ -30,30 +36,45 @@ pub const MAX_HELD_BYTES: u64 = 64 << 20;
 pub const MAX_HELD_VERSIONS: usize = 100_000;
 /// Versions held at all (without content beyond the two above).
 pub const MAX_HELD_ALL: usize = 1_000_000;
+/// Gaps held while the store cannot be written.
+pub const MAX_HELD_GAPS: usize = 10_000;
 /// First and longest wait between two attempts at a failing store.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 pub type VersionSender = Sender<NewVersion>;
+pub type GapSender = Sender<Gap>;
 
 /// The writer thread.
 pub struct Writer {
     stop: Sender<Instant>,
     handle: JoinHandle<()>,
+    gaps: GapSender,
 }
 
 /// Starts the writer thread; it ends when every sender is dropped or at
 /// [`Writer::finish`].
 pub fn spawn(mut store: Store) -> (VersionSender, Writer) {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let (gaps, gap_rx) = crossbeam_channel::unbounded();
     let (stop, stop_rx) = crossbeam_channel::bounded(1);
+    // The thread keeps a sender: the gap channel never disconnects.
+    let keep = gaps.clone();
     let handle = std::thread::Builder::new()
         .name("writer".into())
-        .spawn(move || run(&mut store, rx, stop_rx))
+        .spawn(move || {
+            let _keep = keep;
+            run(&mut store, rx, gap_rx, stop_rx)
+        })
         .expect("spawning the writer thread");
-    (tx, Writer { stop, handle })
+    (tx, Writer { stop, handle, gaps })
 }
 
 impl Writer {
+    /// Where live connections send the gaps they learn of.
+    pub fn gaps(&self) -> GapSender {
+        self.gaps.clone()
+    }
+
     /// Commits everything queued, checkpoints the WAL and ends the thread.
     /// Waits until `deadline` at most; true when it ended.
     pub fn finish(self, deadline: Instant) -> bool {
@@ -82,6 +103,9 @@ pub fn store_failing() -> bool {
 struct Held {
     queue: VecDeque<NewVersion>,
     bytes: u64,
+    gaps: Vec<Gap>,
+    /// Gaps not held (over [`MAX_HELD_GAPS`]) since the store last failed.
+    gaps_dropped: u64,
     /// Since the store last failed: kept without content, dropped.
     stripped: u64,
     dropped: u64,
@@ -115,9 +139,42 @@ impl Held {
         self.queue.push_back(v);
     }
 
+    fn push_gap(&mut self, g: Gap) {
+        if self.gaps.len() >= MAX_HELD_GAPS {
+            self.gaps_dropped += 1;
+        } else {
+            self.gaps.push(g);
+        }
+    }
+
+    /// Stores the gaps held, once the versions are stored.
+    fn commit_gaps(&mut self, store: &mut Store) {
+        if self.gaps.is_empty() || !self.queue.is_empty() {
+            return;
+        }
+        match store.insert_gaps(&self.gaps) {
+            Ok(()) => {
+                if self.gaps_dropped > 0 {
+                    tracing::warn!(
+                        dropped = self.gaps_dropped,
+                        "gaps not recorded while the store could not be written"
+                    );
+                    self.gaps_dropped = 0;
+                }
+                self.gaps.clear();
+            }
+            Err(e) => tracing::warn!(gaps = self.gaps.len(), "cannot store gaps yet: {e}"),
+        }
+    }
+
     /// Commits what is held, a batch at a time, until it is all stored or
-    /// the store fails.
+    /// the store fails; then the gaps.
     fn commit(&mut self, store: &mut Store) {
+        self.commit_versions(store);
+        self.commit_gaps(store);
+    }
+
+    fn commit_versions(&mut self, store: &mut Store) {
         while !self.queue.is_empty() {
             let n = self.queue.len().min(MAX_BATCH);
             let batch: Vec<NewVersion> = self.queue.drain(..n).collect();
@@ -190,7 +247,7 @@ impl Held {
     }
 }
 
-fn run(store: &mut Store, rx: Receiver<NewVersion>, stop: Receiver<Instant>) {
+fn run(store: &mut Store, rx: Receiver<NewVersion>, gaps: Receiver<Gap>, stop: Receiver<Instant>) {
     let mut held = Held::default();
     let deadline = loop {
         let retry = match held.failing {
@@ -202,8 +259,12 @@ fn run(store: &mut Store, rx: Receiver<NewVersion>, stop: Receiver<Instant>) {
                 Ok(v) => held.push(v),
                 Err(_) => break None,
             },
+            recv(gaps) -> g => if let Ok(g) = g { held.push_gap(g) },
             recv(stop) -> d => break d.ok(),
             recv(retry) -> _ => {}
+        }
+        while let Ok(g) = gaps.try_recv() {
+            held.push_gap(g);
         }
         // Everything that has arrived meanwhile joins the batch.
         while let Ok(v) = rx.try_recv() {
@@ -220,6 +281,9 @@ fn run(store: &mut Store, rx: Receiver<NewVersion>, stop: Receiver<Instant>) {
     };
     while let Ok(v) = rx.try_recv() {
         held.push(v);
+    }
+    while let Ok(g) = gaps.try_recv() {
+        held.push_gap(g);
     }
     // At a stop: a store that fails is retried until the deadline.
     loop {

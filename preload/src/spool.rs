@@ -221,6 +221,15 @@ impl Spool {
         self.content += payload.iter().map(|p| p.len() as u64).sum::<u64>();
     }
 
+    /// Events lost before this file existed (not yet reported): recorded
+    /// in a `Lost` frame like those lost here.
+    pub fn lost_before(&mut self, events: u64) {
+        if events > 0 {
+            self.lost_versions += events;
+            self.record_losses();
+        }
+    }
+
     fn lose(&mut self, bytes: u64) {
         self.lost_versions += 1;
         self.lost_bytes += bytes;

@@ -23,7 +23,10 @@
 //!   ([`at_exit`]) does a process that has events not yet acknowledged
 //!   wait for them, briefly (the collector's commit), and spool what the
 //!   collector did not confirm: a collector killed before its commit
-//!   loses nothing a finished process reported.
+//!   loses nothing a finished process reported;
+//! - events lost for good are counted, and the count not yet reported is
+//!   sent (`Lost`) on the next connection, or written to the spool: the
+//!   collector records it as a gap, each lost event once.
 
 use std::ffi::CStr;
 use std::sync::Once;
@@ -67,8 +70,10 @@ struct Process {
     fds: FdTable,
     next_token: u64,
     budget: Budget,
-    /// Events lost for good (not delivered and not kept).
+    /// Events lost for good (not delivered and not kept) ...
     dropped: u64,
+    /// ... and how many of them the collector was told of (`Lost`).
+    reported: u64,
     /// Set once no collector answers: every later event goes here.
     spool: Option<Spool>,
     /// The next event's number: 1 first, never reused in this process
@@ -105,6 +110,7 @@ impl Process {
             next_token: 1,
             budget: Budget::new(0),
             dropped: 0,
+            reported: 0,
             spool: None,
             next_seq: 1,
             unacked: Unacked::new(),
@@ -191,7 +197,7 @@ fn connect(p: &mut Process) -> bool {
             p.phase = Phase::Ready { policy, conn: Some(conn) };
             OFF.store(false, Relaxed);
             p.failing = false;
-            resend(p)
+            resend(p) && report_lost(p)
         }
         Err(why) => {
             let kept = p.unacked.len();
@@ -234,6 +240,30 @@ fn resend(p: &mut Process) -> bool {
     }
     match result {
         Ok(acked) => {
+            if let Some(upto) = acked {
+                p.unacked.ack(upto);
+            }
+            true
+        }
+        Err(failure) => {
+            broken(p, failure);
+            false
+        }
+    }
+}
+
+/// Tells the collector how many events were lost since the last report
+/// (it records a gap in this process's name). True unless the connection
+/// broke.
+fn report_lost(p: &mut Process) -> bool {
+    let lost = p.dropped - p.reported;
+    let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else { return false };
+    if lost == 0 {
+        return true;
+    }
+    match conn.send(&ClientMsg::Lost { versions: lost, bytes: 0 }, &[], &mut p.budget) {
+        Ok(acked) => {
+            p.reported = p.dropped;
             if let Some(upto) = acked {
                 p.unacked.ack(upto);
             }
@@ -297,8 +327,10 @@ fn start_spooling(p: &mut Process, why: &str) -> Result<(), String> {
         Phase::Ready { .. } => None,
         _ => Some(spool::policy(socket)?),
     };
-    let s = Spool::create(socket, sys::getpid())?;
+    let mut s = Spool::create(socket, sys::getpid())?;
     debug(|| format!("{why}: spooling to {}", s.name()));
+    s.lost_before(p.dropped - p.reported);
+    p.reported = p.dropped;
     p.spool = Some(s);
     drop_conn(p, LetGo::Close);
     if let Some(policy) = policy {
@@ -442,8 +474,9 @@ extern "C" fn fork_child() {
     // spool: the parent's file (and lock) is the parent's; close our copy.
     p.spool = None;
     p.budget = Budget::new(settings().budget_ms);
-    // The parent's events are the parent's to deliver.
+    // The parent's events (and losses) are the parent's to deliver.
     p.unacked.clear();
+    (p.dropped, p.reported) = (0, 0);
     p.failing = false;
     p.retry_at = 0;
     TRACKED_FDS.store(0, Relaxed);

@@ -186,12 +186,14 @@ impl Collector {
         self.versions_of(&[])
     }
 
-    /// The versions `collector query --json PATHS...` prints.
+    /// The versions `collector query --json PATHS...` prints (not the gaps
+    /// among them: records with `"kind": "gap"`).
     pub fn versions_of(&self, paths: &[&Path]) -> Vec<Value> {
         let out =
             Command::new(collector_bin()).args(["query", "--json", "--db"]).arg(&self.db).args(paths).output().unwrap();
         assert!(out.status.success(), "query failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let records = String::from_utf8(out.stdout).unwrap();
+        records.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|r| r["kind"] != "gap").collect()
     }
 
     /// Waits (up to 5 s) until at least `n` versions are recorded.

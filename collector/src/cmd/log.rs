@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use filetrail_wire::path::quote;
 
 use crate::cli::Cli;
+use crate::model::Record;
 use crate::print::{self, Color};
 use crate::store::Store;
 
@@ -29,11 +30,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let filter = args.filters.filter(std::slice::from_ref(&args.path), &store, &clock)?;
     let color = args.color.enabled();
     let mut out = std::io::stdout().lock();
-    let versions = args.order.versions(&store, filter.clone(), true)?;
-    if versions.is_empty() {
+    let records = args.order.records(&store, filter.clone(), true)?;
+    if records.is_empty() {
         super::query::say_empty(&format!("no versions of {}", quote(&filter.paths[0].path)));
     }
-    for v in versions {
+    for record in records {
+        let v = match record {
+            Record::Version(v) => v,
+            Record::Gap(g) => {
+                print::log_gap(&mut out, &g, color, &clock)?;
+                continue;
+            }
+        };
         print::log_header(&mut out, &v, color, &clock)?;
         let before = super::diff::side(&store, v.id, true);
         let after = super::diff::side(&store, v.id, false);

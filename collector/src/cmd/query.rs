@@ -1,5 +1,6 @@
-//! `collector query`: list versions, oldest first; the filters and the
-//! order options it shares with `log`.
+//! `collector query`: list versions, oldest first, and the gaps among them
+//! (what could not be recorded: `store/gaps.rs`); the filters and the order
+//! options it shares with `log`.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
-use crate::model::VersionRow;
+use crate::model::Record;
 use crate::print;
 use crate::store::query::PathSpec;
 use crate::store::{QueryFilter, Store};
@@ -22,7 +23,7 @@ pub struct Args {
     pub filters: Filters,
     #[command(flatten)]
     pub order: Order,
-    /// One JSON object per line (fields: see README, "Review").
+    /// One JSON object per line (fields: see README, "Review"); a gap has `"kind": "gap"`.
     #[arg(long)]
     pub json: bool,
 }
@@ -78,18 +79,13 @@ impl Filters {
 }
 
 impl Order {
-    /// The versions `filter` matches, at most `-n`, the most recent ones;
-    /// in `natural` order (newest first or not), or the other with `--reverse`.
-    pub fn versions(
-        &self,
-        store: &Store,
-        mut filter: QueryFilter,
-        newest_first: bool,
-    ) -> anyhow::Result<Vec<VersionRow>> {
+    /// The versions and gaps `filter` matches, at most `-n`, the most
+    /// recent ones; newest first or not, or the other way with `--reverse`.
+    pub fn records(&self, store: &Store, mut filter: QueryFilter, newest_first: bool) -> anyhow::Result<Vec<Record>> {
         // The N most recent are fetched newest first, then put in order.
         filter.newest_first = self.max_count.is_some() || newest_first;
         filter.limit = self.max_count;
-        let mut rows = store.versions(&filter).context("querying versions")?;
+        let mut rows = store.records(&filter).context("querying versions")?;
         if filter.newest_first != (newest_first != self.reverse) {
             rows.reverse();
         }
@@ -101,7 +97,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let clock = cli.clock();
     let filter = args.filters.filter(&args.paths, &store, &clock)?;
-    let rows = args.order.versions(&store, filter, false)?;
+    let rows = args.order.records(&store, filter, false)?;
     if rows.is_empty() {
         say_empty("no versions match");
         return Ok(ExitCode::SUCCESS);
@@ -140,7 +136,7 @@ pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
     let spec = path_spec(p)?;
     if p.symlink_metadata().is_err() {
         let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), ..QueryFilter::default() };
-        if store.versions(&any)?.is_empty() {
+        if store.records(&any)?.is_empty() {
             use std::os::unix::ffi::OsStrExt;
             anyhow::bail!(
                 "{}: no such file or directory, and no version of it is recorded",

@@ -40,11 +40,14 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
-    crate::spool::start(cli.socket(), &cli.db, &config, secrets.clone()).context("starting the spool replay")?;
+    // One quota per user, whichever way their versions arrive.
+    let quotas = std::sync::Arc::new(crate::quota::Quotas::new(config.quota));
+    crate::spool::start(cli.socket(), &cli.db, &config, secrets.clone(), quotas.clone())
+        .context("starting the spool replay")?;
     let handoff = handoff::path_for(&cli.db);
     let setup = Setup { socket: cli.socket(), inherited, handoff: &handoff, signals: &signals };
-    let watch = crate::watch::start(&config, &cli.db, secrets.clone(), tx.clone(), registry.clone());
-    let ended = server::serve(setup, config, secrets, tx, registry).context("serving")?;
+    let watch = crate::watch::start(&config, &cli.db, secrets.clone(), quotas.clone(), tx.clone(), registry.clone());
+    let ended = server::serve(setup, config, secrets, quotas, tx, writer.gaps(), registry).context("serving")?;
     // The watch holds a sender of the writer's queue: it ends first.
     drop(watch);
     match handoff::write(&handoff) {

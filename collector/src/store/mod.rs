@@ -97,6 +97,13 @@ impl Store {
         &self.conn
     }
 
+    /// A version of this origin is stored already (`delivery.rs`).
+    pub fn has_origin(&self, origin: &[u8; 16]) -> Result<bool> {
+        use rusqlite::OptionalExtension;
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM versions WHERE origin = ?1")?;
+        Ok(stmt.query_row([&origin[..]], |_| Ok(())).optional()?.is_some())
+    }
+
     /// Stores a batch of versions in one transaction; returns their ids,
     /// `None` for a version whose origin is already stored (not stored again).
     /// A batch that fails is rolled back whole and leaves no trace (not even

@@ -6,7 +6,7 @@ use rusqlite::{Row, params_from_iter};
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::model::{RawPaths, VersionRow};
+use crate::model::{RawPaths, Record, VersionRow};
 use crate::who::user_name;
 
 /// One path argument: the file itself, or everything under a directory.
@@ -14,6 +14,18 @@ use crate::who::user_name;
 pub struct PathSpec {
     pub path: Vec<u8>,
     pub under: bool,
+}
+
+impl PathSpec {
+    /// The file itself (trailing slashes aside), or, for a directory,
+    /// anything under it: as [`Store::versions`] matches its columns.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        let mut dir = &self.path[..];
+        while dir.len() > 1 && dir.ends_with(b"/") {
+            dir = &dir[..dir.len() - 1];
+        }
+        path == dir || (self.under && (dir == b"/" || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))))
+    }
 }
 
 /// What `collector query` asks for. Empty means everything.
@@ -122,6 +134,25 @@ impl Store {
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Versions and gaps matching `filter`, interleaved by time (see
+    /// [`Store::gaps`] for which gaps match), at most `limit` in all.
+    pub fn records(&self, filter: &QueryFilter) -> Result<Vec<Record>> {
+        let versions = self.versions(filter)?.into_iter().map(Record::Version);
+        let gaps = self.gaps(filter)?.into_iter().map(Record::Gap);
+        let mut all: Vec<Record> = versions.chain(gaps).collect();
+        // Both lists are in order already; a stable sort keeps ties as
+        // they were (versions before gaps).
+        if filter.newest_first {
+            all.sort_by_key(|r| std::cmp::Reverse(r.time_us()));
+        } else {
+            all.sort_by_key(Record::time_us);
+        }
+        if let Some(n) = filter.limit {
+            all.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(all)
     }
 
     /// One version by id.
@@ -305,7 +336,8 @@ pub fn octal(mode: u32) -> String {
 }
 
 fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
-    let time = crate::when::json(r.get("time_us")?);
+    let time_us: i64 = r.get("time_us")?;
+    let time = crate::when::json(time_us);
     let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
     let owner: Option<u32> = r.get("owner_uid")?;
     let group: Option<u32> = r.get("group_gid")?;
@@ -314,6 +346,7 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
     let trust = crate::who::trust_json(r.get("trust")?);
     let raw = RawPaths { path: r.get("path")?, named_path: r.get("named_path")?, old_path: r.get("old_path")? };
     Ok(VersionRow {
+        time_us,
         id: r.get("id")?,
         time,
         path: text(&raw.path),
