@@ -293,7 +293,13 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             intake.submit(draft, &who, delivery);
         }
     };
+    // Parked versions are released when due even while events keep coming.
+    let mut ticked = Instant::now();
     loop {
+        if ticked.elapsed() >= Duration::from_millis(TICK_MS as u64) {
+            store(asm.tick(Timestamp::now()), &acks);
+            ticked = Instant::now();
+        }
         reader.get_mut().stop();
         let idle = reader.buffer().is_empty();
         if let Some(a) = &mut acks
@@ -307,7 +313,6 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             if lifecycle::stopping() {
                 break; // everything the peer sent has been read
             }
-            store(asm.tick(Timestamp::now()), &acks);
             continue;
         }
         // A frame started must be complete within CLIENT_TIMEOUT, in total.

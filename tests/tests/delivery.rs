@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{Collector, PY_FRAMES, collector_bin, sha256};
+use filetrail_e2e::{Collector, PY_FRAMES, Reap, collector_bin, sha256};
 
 /// Polls `ok` for up to 5 s.
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -207,4 +207,16 @@ fn an_open_left_at_exit_is_stored_once_with_verified_identity() {
             .map_or(true, |d| d.flatten().all(|e| !e.file_name().to_string_lossy().ends_with(".ftspool")))
     });
     assert_eq!(c.versions().len(), 1, "{}", c.log());
+}
+
+/// A created file is held back (was it a temp file?) for a moment, then
+/// stored — also while its process keeps sending events without a pause.
+#[test]
+fn a_busy_process_created_files_are_stored_while_it_runs() {
+    let c = Collector::start();
+    let script = "import time\nfor i in range(60):\n    open('c%d' % i, 'w').write('%d\\n' % i)\n    time.sleep(0.1)";
+    let mut child = Reap(vec![c.command("/usr/bin/python3").arg("-c").arg(script).spawn().unwrap()]);
+    let c0 = c.path("c0");
+    wait_for("the first created file to be stored", || c0.exists() && !c.versions_of(&[&c0]).is_empty());
+    assert!(child.0[0].try_wait().unwrap().is_none(), "stored only once the process had ended");
 }
