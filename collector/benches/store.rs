@@ -153,7 +153,7 @@ fn queries(dir: &Path) {
         "\nqueries on a store of {total} versions ({fill:.1?} to generate, {:.0} versions/s):",
         total as f64 / fill.as_secs_f64()
     );
-    let spec = |p: &str, under| PathSpec { path: p.as_bytes().to_vec(), under };
+    let spec = |p: &str, under| PathSpec { path: p.as_bytes().to_vec(), under, glob: None };
     let cases = [
         (
             "one file's history",

@@ -61,16 +61,18 @@ pub enum Command {
     Query(cmd::query::Args),
     /// Write the exact content of a version (after, or --before) to stdout.
     Show(cmd::show::Args),
-    /// Unified diff of a version (before vs after), or of two versions; exit 1 when they differ.
+    /// Unified diff of a version (before vs after), of two versions, or of a version and the file now
+    /// (--current); exit 1 when they differ.
     Diff(cmd::diff::Args),
-    /// History of a file, newest first, with who did it and the diffs.
+    /// History of files (across renames with --follow) or of a login (--session ID|self), newest first,
+    /// with who did it and the diffs.
     Log(cmd::log::Args),
     /// Every human who changed something, with counts.
     Users(cmd::users::UsersArgs),
     /// One human's changes: files and sessions (with ssh client and tty).
     User(cmd::users::UserArgs),
-    /// Put a version's content back (atomically; an existing file keeps its
-    /// owner and mode); the restore is itself recorded as a new version.
+    /// Put a version's content back, or a file as it was at a time (PATH --at TIME), atomically (an
+    /// existing file keeps its owner and mode); recorded as a new version. --dry-run shows the diff.
     Restore(cmd::restore::Args),
     /// Counts, store size, oldest and newest version.
     Stats(cmd::stats::Args),

@@ -37,6 +37,10 @@ pub enum Error {
     /// someone else could control: the message says which and what to do.
     #[error("{0}")]
     UnsafeStore(String),
+    /// A command-line argument that cannot be used (a bad glob): the
+    /// message names it and says why.
+    #[error("{0}")]
+    Usage(String),
     /// Filesystem or socket I/O failed.
     #[error("{what}")]
     Io { what: String, source: std::io::Error },

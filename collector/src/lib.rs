@@ -32,7 +32,9 @@
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
-//! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal.
+//! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal;
+//!   [`fit`] — widths, cut paths and human sizes for tables that fit the terminal.
+//! - [`pathglob`] — path globs on the review command line (`'/etc/**/*.conf'`), matched on bytes.
 //! - [`when`] — times read and shown in one zone (`--since`, `--until`, `--utc`).
 
 pub mod access;
@@ -46,6 +48,7 @@ pub mod delivery;
 pub mod error;
 pub mod fanotify;
 pub mod finisher;
+pub mod fit;
 pub mod handoff;
 pub mod holders;
 pub mod identity;
@@ -54,6 +57,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod model;
 pub mod pager;
+pub mod pathglob;
 pub mod print;
 pub mod quota;
 pub mod registry;

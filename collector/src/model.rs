@@ -259,7 +259,7 @@ pub struct NewVersion {
 
 /// A stored version as the CLI shows it; field names are the `query --json`
 /// contract (shared/CONTRACTS.md).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct VersionRow {
     /// `path`, `named_path` and `old_path` as stored: human output quotes
     /// these (`wire::path::quote`), never the JSON spellings.

@@ -3,18 +3,39 @@
 //! `$PAGER` (empty or `cat`: none), else `less -FRX` when `less` exists
 //! (`-F`: one screen is just printed; `-R`: colours; `-X`: the screen is
 //! left as it was). Whether stdout is a terminal is decided once, before
-//! the pager takes stdout over, so colours follow the terminal, not the pipe.
+//! the pager takes stdout over, so colours follow the terminal, not the pipe;
+//! so is its width, which tables fit ([`width`]).
 
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-static TERMINAL: OnceLock<bool> = OnceLock::new();
+/// Whether stdout is a terminal, and its width in columns.
+static TERMINAL: OnceLock<(bool, Option<usize>)> = OnceLock::new();
+
+fn term() -> (bool, Option<usize>) {
+    *TERMINAL.get_or_init(|| {
+        let stdout = std::io::stdout();
+        if !stdout.is_terminal() {
+            return (false, None);
+        }
+        // `COLUMNS` first (as less and git read it), else the terminal's own.
+        let columns = std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse::<usize>().ok());
+        let asked = || rustix::termios::tcgetwinsize(&stdout).ok().map(|w| usize::from(w.ws_col));
+        (true, columns.or_else(asked).filter(|&w| w > 0))
+    })
+}
 
 /// Whether the output goes to a terminal (through a pager or not).
 pub fn terminal() -> bool {
-    *TERMINAL.get_or_init(|| std::io::stdout().is_terminal())
+    term().0
+}
+
+/// The terminal's width in columns; `None` when the output is not a
+/// terminal (piped output is never cut) or the width is unknown.
+pub fn width() -> Option<usize> {
+    term().1
 }
 
 /// The pager command to run, if any.

@@ -13,6 +13,7 @@ use std::io::{self, Write};
 
 use filetrail_wire::path::{hidden, quote};
 
+use crate::fit;
 use crate::model::{Record, VersionRow};
 use crate::store::gaps::GapRow;
 use crate::when::Clock;
@@ -109,11 +110,20 @@ fn chain(r: &VersionRow, sep: &str) -> String {
     users.join(sep)
 }
 
-/// The path a row shows, with where it was renamed from.
-fn shown_path(r: &VersionRow) -> String {
-    match &r.raw.old_path {
-        Some(old) => format!("{} (from {})", quote(&r.raw.path), quote(old)),
-        None => quote(&r.raw.path).into_owned(),
+/// The path a row shows, with where it was renamed from, in at most `max`
+/// columns (`None`: all of it): cut in the middle, the new name first.
+fn shown_path(r: &VersionRow, max: Option<usize>) -> String {
+    let path = quote(&r.raw.path);
+    let Some(old) = &r.raw.old_path else { return max.map_or(path.to_string(), |m| fit::path(&path, m)) };
+    let old = quote(old);
+    let full = format!("{path} (from {old})");
+    let Some(max) = max.filter(|&m| fit::width(&full) > m) else { return full };
+    // The old name gets what the new one leaves, if that is enough to read.
+    let room = max.saturating_sub(fit::width(&path) + " (from )".len());
+    if room >= 12 {
+        format!("{path} (from {})", fit::path(&old, room))
+    } else {
+        format!("{} (from …)", fit::path(&path, max.saturating_sub(" (from …)".chars().count())))
     }
 }
 
@@ -158,66 +168,122 @@ fn gap_program(g: &GapRow) -> String {
     q(name.rsplit('/').next().unwrap_or(name)).into_owned()
 }
 
-/// The versions as a table; a gap is a row of its own: `GAP` as its
-/// action, what was lost in the PATH column (after the file, if it is
-/// about one).
+/// The versions as a table; a gap is a row of its own (`GAP` as its
+/// action, what was lost in the PATH column, after the file if it is about
+/// one). On a terminal ([`pager::width`](crate::pager::width)) every row
+/// fits its width: USER and PROGRAM give up columns first, then the PATH is
+/// cut in its middle (its file name stays); a row is never wrapped. Piped,
+/// nothing is cut. Sizes are human-readable (`4.0K`).
 pub fn table(out: &mut impl Write, rows: &[Record], clock: &Clock) -> io::Result<()> {
+    table_in(out, rows, clock, crate::pager::width())
+}
+
+/// One table row's cells but the path.
+struct Cells<'a> {
+    id: String,
+    time: &'a str,
+    who: String,
+    action: &'a str,
+    note: &'static str,
+    size: String,
+    program: String,
+}
+
+fn cells(r: &Record) -> Cells<'_> {
+    match r {
+        Record::Version(v) => Cells {
+            id: v.id.to_string(),
+            time: &v.time,
+            who: chain(v, "→"),
+            action: &v.action,
+            note: note(v),
+            size: v.size.map(fit::size).unwrap_or_else(|| "-".into()),
+            program: program(v),
+        },
+        Record::Gap(g) => Cells {
+            id: "-".into(),
+            time: &g.time,
+            who: gap_user(g),
+            action: "GAP",
+            note: "",
+            size: "-".into(),
+            program: gap_program(g),
+        },
+    }
+}
+
+/// The PATH column of a row, in at most `max` columns.
+fn row_path(r: &Record, max: Option<usize>) -> String {
+    match r {
+        Record::Version(v) => shown_path(v, max),
+        Record::Gap(g) => {
+            let words = gap_words(g);
+            let text = match &g.raw_path {
+                Some(p) => format!("{}: {words}", quote(p)),
+                None => words,
+            };
+            max.map_or(text.clone(), |m| fit::end(&text, m))
+        }
+    }
+}
+
+fn table_in(out: &mut impl Write, rows: &[Record], clock: &Clock, columns: Option<usize>) -> io::Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let time_header = format!("TIME ({})", clock.zone());
-    let tw = time_header.chars().count().max(19);
-    let who = |r: &Record| match r {
-        Record::Version(v) => chain(v, "→"),
-        Record::Gap(g) => gap_user(g),
-    };
-    let prog = |r: &Record| match r {
-        Record::Version(v) => program(v),
-        Record::Gap(g) => gap_program(g),
-    };
-    let uw = rows.iter().map(|r| who(r).chars().count()).max().unwrap_or(4).max(4);
-    let pw = rows.iter().map(|r| prog(r).chars().count()).max().unwrap_or(7).max(7);
+    let tw = fit::width(&time_header).max(19);
+    let all: Vec<Cells> = rows.iter().map(cells).collect();
+    let widest = |f: &dyn Fn(&Cells) -> usize, min: usize| all.iter().map(f).fold(min, usize::max);
+    let mut uw = widest(&|c| fit::width(&c.who), 4);
+    let mut pw = widest(&|c| fit::width(&c.program), 7);
+    let sw = widest(&|c| fit::width(&c.size), 4);
+    let iw = widest(&|c| c.id.len(), 2);
     // The NOTE column only when some row has a note.
-    let notes = rows.iter().any(|r| matches!(r, Record::Version(v) if !note(v).is_empty()));
+    let notes = all.iter().any(|c| !c.note.is_empty());
     let nw = if notes { 6 } else { 0 };
     let sep = if notes { "  " } else { "" };
-    writeln!(
-        out,
-        "{:>5}  {:<tw$}  {:<uw$}  {:<8}{sep}{:<nw$}  {:>8}  {:<pw$}  PATH",
+    let fixed = |uw: usize, pw: usize| iw + 2 + tw + 2 + uw + 2 + 8 + sep.len() + nw + 2 + sw + 2 + pw + 2;
+    // On a terminal, leave the path at least this much before cutting it.
+    const PATH_MIN: usize = 24;
+    if let Some(cols) = columns {
+        while fixed(uw, pw) + PATH_MIN > cols && (uw > 6 || pw > 6) {
+            if uw >= pw { uw -= 1 } else { pw -= 1 }
+        }
+    }
+    let path_max = columns.map(|cols| cols.saturating_sub(fixed(uw, pw)).max(8));
+    let line = |text: String| -> String {
+        // The last resort on a very narrow terminal: cut the row itself.
+        match columns {
+            Some(cols) => fit::end(text.trim_end(), cols),
+            None => text.trim_end().to_owned(),
+        }
+    };
+    let pad = |text: &str, w: usize| format!("{text}{}", " ".repeat(w.saturating_sub(fit::width(text))));
+    let header = format!(
+        "{:>iw$}  {}  {}  {:<8}{sep}{:<nw$}  {:>sw$}  {}  PATH",
         "ID",
-        time_header,
-        "USER",
+        pad(&time_header, tw),
+        pad("USER", uw),
         "ACTION",
         if notes { "NOTE" } else { "" },
         "SIZE",
-        "PROGRAM"
-    )?;
-    for r in rows {
-        let (id, time, action, note, size, path) = match r {
-            Record::Version(v) => (
-                v.id.to_string(),
-                &v.time,
-                v.action.as_str(),
-                note(v),
-                v.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-                shown_path(v),
-            ),
-            Record::Gap(g) => {
-                let words = gap_words(g);
-                let path = match &g.raw_path {
-                    Some(p) => format!("{}: {words}", quote(p)),
-                    None => words,
-                };
-                ("-".to_owned(), &g.time, "GAP", "", "-".to_owned(), path)
-            }
-        };
-        writeln!(
-            out,
-            "{id:>5}  {:<tw$}  {:<uw$}  {action:<8}{sep}{note:<nw$}  {size:>8}  {:<pw$}  {path}",
-            clock.show_text(time),
-            who(r),
-            prog(r),
-        )?;
+        pad("PROGRAM", pw)
+    );
+    writeln!(out, "{}", line(header))?;
+    for (r, c) in rows.iter().zip(&all) {
+        let row = format!(
+            "{:>iw$}  {}  {}  {:<8}{sep}{:<nw$}  {:>sw$}  {}  {}",
+            c.id,
+            pad(&clock.show_text(c.time), tw),
+            pad(&fit::end(&c.who, uw), uw),
+            c.action,
+            c.note,
+            c.size,
+            pad(&fit::end(&c.program, pw), pw),
+            row_path(r, path_max)
+        );
+        writeln!(out, "{}", line(row))?;
     }
     Ok(())
 }
@@ -292,6 +358,37 @@ pub fn diff(
         }
     }
     Ok(())
+}
+
+/// What `collector log --session` prints first: the login as a unit (who,
+/// from where, how many changes to how many files, from when to when).
+pub fn session_header(out: &mut impl Write, session: u32, rows: &[VersionRow], clock: &Clock) -> io::Result<()> {
+    let seen = |f: &dyn Fn(&VersionRow) -> Option<String>| {
+        let mut all: Vec<String> = rows.iter().filter_map(f).collect();
+        all.sort();
+        all.dedup();
+        all.join(", ")
+    };
+    let users = seen(&|r| Some(chain(r, " → ")));
+    let places = seen(&|r| r.ssh_client.as_deref().map(|s| format!("ssh from {}", q(s))));
+    let ttys = seen(&|r| r.tty.as_deref().map(|t| format!("tty {}", q(t))));
+    let times: Vec<String> = rows.iter().map(|r| clock.show_text(&r.time)).collect();
+    let (first, last) =
+        (times.iter().min().cloned().unwrap_or_default(), times.iter().max().cloned().unwrap_or_default());
+    writeln!(out, "Session {session}: {users}")?;
+    let place: Vec<&str> = [places.as_str(), ttys.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+    if !place.is_empty() {
+        writeln!(out, "From:    {}", place.join(", "))?;
+    }
+    let n_files = rows.iter().map(|r| &r.raw.path).collect::<std::collections::BTreeSet<_>>().len();
+    writeln!(
+        out,
+        "Changes: {} to {n_files} file{}, {first} to {last} ({})",
+        rows.len(),
+        if n_files == 1 { "" } else { "s" },
+        clock.zone()
+    )?;
+    writeln!(out)
 }
 
 /// The header `collector log` prints above each version's diff.
@@ -407,6 +504,45 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "{\"path\":\"a\\u001b[2J\\u007f\\u009b\\u202eé\"}\n");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), value);
+    }
+
+    #[test]
+    fn a_table_fits_the_width_it_is_given_and_keeps_file_names() {
+        let long = b"/etc/nginx/sites-available/some/deeply/nested/directory/of/configs/default.conf".to_vec();
+        let row = |id: i64, path: &[u8], size: u64| VersionRow {
+            raw: crate::model::RawPaths { path: path.to_vec(), ..Default::default() },
+            id,
+            time: "2026-11-25T10:00:00Z".into(),
+            action: "write".into(),
+            size: Some(size),
+            chain: vec!["alice".into(), "root".into()],
+            exe: "/usr/bin/vim.basic".into(),
+            seen_by: "library".into(),
+            ..Default::default()
+        };
+        let rows = [row(1, &long, 4096), row(12, b"/etc/hosts", 1_258_291)].map(Record::Version);
+        let clock = Clock::at("2026-11-25T15:00:00+00:00[UTC]".parse().unwrap());
+        for cols in [80, 100, 120] {
+            let mut out = Vec::new();
+            table_in(&mut out, &rows, &clock, Some(cols)).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.lines().count(), 3, "{text}");
+            for line in text.lines() {
+                assert!(fit::width(line) <= cols, "{cols}: {line:?}");
+            }
+            assert!(text.contains("/default.conf\n") && text.contains('…'), "{text}");
+            assert!(text.contains(" 4.0K ") && text.contains(" 1.2M "), "{text}");
+        }
+        // Too narrow for every column: the rows are cut, never wrapped.
+        let mut out = Vec::new();
+        table_in(&mut out, &rows, &clock, Some(40)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().count() == 3 && text.lines().all(|l| fit::width(l) <= 40), "{text}");
+        // Piped: nothing is cut.
+        let mut out = Vec::new();
+        table_in(&mut out, &rows, &clock, None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(std::str::from_utf8(&long).unwrap()) && !text.contains('…'), "{text}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `collector diff`: what a version changed, or how two versions differ.
+//! `collector diff`: what a version changed, how two versions differ, or
+//! how the file on disk now differs from a version (`--current`: read
+//! without following any symlink, as `restore` reads it).
 //! Exit status as `diff(1)` and `git diff --exit-code`: 0 when the two
 //! contents are equal, 1 when they differ, 2 on trouble (`cli.rs`).
 
@@ -18,6 +20,9 @@ pub struct Args {
     pub id: i64,
     /// A second version id: the first one's after against this one's after.
     pub other: Option<i64>,
+    /// The version's after against what its file holds on disk now (read as you, never through a symlink).
+    #[arg(long, conflicts_with = "other")]
+    pub current: bool,
     /// Colour the diff: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: Color,
@@ -37,6 +42,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
     let v = store.version(args.id)?;
     let (a, b, la, lb) = match args.other {
+        None if args.current => (
+            side(&store, args.id, false)?,
+            super::restore::on_disk(v.id, &v.raw.path)?,
+            format!("{} (version {})", quote(&v.raw.path), v.id),
+            format!("{} (on disk now)", quote(&v.raw.path)),
+        ),
         None => (
             side(&store, args.id, true)?,
             side(&store, args.id, false)?,

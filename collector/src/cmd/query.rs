@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
-use crate::model::Record;
+use crate::model::{Record, VersionRow};
 use crate::print;
 use crate::store::query::PathSpec;
 use crate::store::{QueryFilter, Store};
@@ -17,7 +17,8 @@ use crate::when::Clock;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Files to show the history of; a directory means everything under it.
+    /// Files to show the history of; a directory means everything under it; a glob (quoted:
+    /// '/etc/nginx/**/*.conf') every recorded path it matches, deleted files included.
     pub paths: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub filters: Filters,
@@ -41,9 +42,10 @@ pub struct Filters {
     /// Only changes before this time (same forms as --since).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
-    /// Only changes from this login session (audit session id).
-    #[arg(long)]
-    pub session: Option<u32>,
+    /// Only changes from this login session: its audit session id (the SESSION of `collector user`),
+    /// or `self` for the session this command runs in.
+    #[arg(long, value_name = "ID|self")]
+    pub session: Option<String>,
 }
 
 /// How many and in which order: `query` and `log` share these too.
@@ -68,13 +70,27 @@ impl Filters {
             check_user(store, user)?;
         }
         Ok(QueryFilter {
-            paths: paths.iter().map(|p| checked_path_spec(store, p)).collect::<anyhow::Result<_>>()?,
+            paths: paths.iter().map(|p| path_arg(store, p)).collect::<anyhow::Result<_>>()?,
             user: self.user.clone(),
             since: time(&self.since, "--since")?,
             until: time(&self.until, "--until")?,
-            session: self.session,
+            session: self.session.as_deref().map(session_id).transpose()?,
             ..QueryFilter::default()
         })
+    }
+}
+
+/// `--session`: an audit session id, or `self`, this process's own.
+pub fn session_id(arg: &str) -> anyhow::Result<u32> {
+    if arg != "self" {
+        return arg.parse().map_err(|_| anyhow::anyhow!("--session {}: not a session id or `self`", print::q(arg)));
+    }
+    let text =
+        std::fs::read_to_string("/proc/self/sessionid").context("--session self: reading /proc/self/sessionid")?;
+    match text.trim().parse::<u32>() {
+        // (u32)-1: no login set an audit session for this process.
+        Ok(id) if id != u32::MAX => Ok(id),
+        _ => anyhow::bail!("--session self: this process is in no audit session (not started from a login)"),
     }
 }
 
@@ -90,6 +106,21 @@ impl Order {
             rows.reverse();
         }
         Ok(rows)
+    }
+
+    /// [`Order::records`] for rows gathered from several queries (in any
+    /// order, possibly twice): each once, by time, the `-n` most recent.
+    pub fn arrange(&self, mut rows: Vec<VersionRow>, newest_first: bool) -> Vec<VersionRow> {
+        let key = |r: &VersionRow| (r.time.parse::<jiff::Timestamp>().ok(), r.id);
+        rows.sort_by_key(|r| std::cmp::Reverse(key(r)));
+        rows.dedup_by_key(|r| r.id);
+        if let Some(n) = self.max_count {
+            rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if newest_first == self.reverse {
+            rows.reverse();
+        }
+        rows
     }
 }
 
@@ -130,6 +161,22 @@ pub fn check_user(store: &Store, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one path argument matches: itself ([`checked_path_spec`]), or, for
+/// a glob ([`pathglob`](crate::pathglob)), the recorded paths it matches; a
+/// glob that matches none is refused like a missing file.
+pub fn path_arg(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = p.as_os_str().as_bytes();
+    if !crate::pathglob::is_glob(raw, p.symlink_metadata().is_ok()) {
+        return checked_path_spec(store, p);
+    }
+    let glob = crate::pathglob::PathGlob::new(&path_spec(p)?.path)?;
+    if !store.paths_under(glob.base())?.iter().any(|path| glob.is_match(path)) {
+        anyhow::bail!("{}: no recorded path matches this glob", filetrail_wire::path::quote(&glob.pattern));
+    }
+    Ok(PathSpec { path: glob.base().to_vec(), under: true, glob: Some(glob) })
+}
+
 /// [`path_spec`], refusing a path that does not exist and of which nothing
 /// was ever recorded (a typo: an empty answer would look like "no changes").
 pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
@@ -155,5 +202,5 @@ pub fn path_spec(p: &Path) -> anyhow::Result<PathSpec> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let abs = filetrail_wire::policy::absolute(cwd.as_os_str().as_bytes(), raw);
     let under = raw.ends_with(b"/") || p.is_dir();
-    Ok(PathSpec { path: abs, under })
+    Ok(PathSpec { path: abs, under, glob: None })
 }

@@ -1,4 +1,7 @@
-//! `collector restore`: put a version's content back.
+//! `collector restore`: put a version's content back: `restore ID`, or
+//! `restore PATH --at TIME`, the version of PATH current at that time (its
+//! newest version at or before it). `--dry-run` prints the diff the restore
+//! would apply to the file as it is now and changes nothing.
 //!
 //! **Where.** The version's own path, which must be absolute and canonical
 //! (`wire::path::canonical`: no `.`, `..`, `//`, NUL or trailing `/`), else
@@ -56,11 +59,70 @@ use crate::store::Store;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The version whose content to put back: what the file held after it
-    /// (for a delete: what the file held before it was deleted).
-    pub id: i64,
+    /// (for a delete: what the file held before it was deleted). With --at: a file's path.
+    #[arg(value_name = "ID|PATH")]
+    pub version: OsString,
+    /// Put back the content PATH had at this time (its newest version at or before it): 2026-11-25 14:30,
+    /// yesterday 10:00, 7d (ago), @EPOCH; in the local zone unless --utc.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub at: Option<String>,
     /// Write here instead of the version's own path.
     #[arg(long, value_name = "PATH")]
     pub to: Option<PathBuf>,
+    /// Print the diff the restore would apply (the file now against what it would hold) and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// The version `restore` puts back: the id given, or the one current `--at`.
+fn chosen_version(cli: &Cli, store: &Store, args: &Args) -> anyhow::Result<i64> {
+    let shown = || quote(args.version.as_bytes()).into_owned();
+    let Some(at) = &args.at else {
+        return args.version.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            anyhow::anyhow!("{}: not a version id (to restore a file as it was at a time: PATH --at TIME)", shown())
+        });
+    };
+    let clock = cli.clock();
+    let t = clock.parse(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+    let spec = super::query::checked_path_spec(store, Path::new(&args.version))?;
+    if spec.under {
+        bail!("{}: a directory; --at restores one file", shown());
+    }
+    let when = format!("{} ({})", clock.show(t), clock.zone());
+    let filter = crate::store::QueryFilter {
+        paths: vec![crate::store::query::PathSpec::exact(spec.path.clone())],
+        // At or before: the store's bound is exclusive.
+        until: Some(t.checked_add(jiff::SignedDuration::from_micros(1))?),
+        newest_first: true,
+        limit: Some(1),
+        ..Default::default()
+    };
+    let Some(v) = store.versions(&filter)?.pop() else {
+        bail!("{}: no version recorded at or before {when} (see `collector log`)", quote(&spec.path));
+    };
+    if v.raw.path != spec.path {
+        bail!(
+            "{} did not exist at {when}: version {} had renamed it to {}",
+            quote(&spec.path),
+            v.id,
+            quote(&v.raw.path)
+        );
+    }
+    if v.after.is_none() && v.action == "delete" {
+        bail!(
+            "{} did not exist at {when}: version {} had deleted it (`collector restore {}` puts back what it deleted)",
+            quote(&spec.path),
+            v.id,
+            v.id
+        );
+    }
+    println!(
+        "version {} ({}, by {}) is the one current at {when}",
+        v.id,
+        clock.show_text(&v.time),
+        crate::print::q(&v.user)
+    );
+    Ok(v.id)
 }
 
 /// A file to restore: its directory (absolute, canonical) and its name.
@@ -113,15 +175,16 @@ struct Owner {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let store = Store::open_read(&cli.db)?;
-    let v = store.version(args.id)?;
+    let id = chosen_version(cli, &store, args)?;
+    let v = store.version(id)?;
     // A delete is undone by putting back what the file held before it.
     let undelete = v.after.is_none();
     // Checked against its SHA-256: a damaged store writes nothing.
-    let content = store.content(args.id, undelete)?;
-    let source = store.restore_source(args.id)?;
+    let content = store.content(id, undelete)?;
+    let source = store.restore_source(id)?;
     drop(store);
-    // Decided before anything is written.
-    let collector = collector_of_store(cli)?;
+    // Decided before anything is written (a dry run writes nothing).
+    let collector = if args.dry_run { None } else { collector_of_store(cli)? };
 
     let target = match &args.to {
         Some(p) => Target::chosen(p)?,
@@ -136,6 +199,21 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let before = current.map(|(bytes, _)| bytes);
     if before.as_deref() == Some(&content[..]) {
         println!("{} already holds the content of version {}: nothing changed", target.shown(), v.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.dry_run {
+        println!("would restore version {} to {} (nothing changed: --dry-run):", v.id, target.shown());
+        let mut out = std::io::stdout().lock();
+        let (now, then) = (format!("{} (now)", target.shown()), format!("{} (version {})", target.shown(), v.id));
+        crate::print::diff(
+            &mut out,
+            before.as_deref(),
+            Some(&content),
+            &now,
+            &then,
+            crate::print::Color::Auto.enabled(),
+        )?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     let (tmp, written) = write_replacement(&dir, &target, &content, owner)?;
@@ -173,6 +251,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let what = if undelete { "the content deleted by version" } else { "version" };
     println!("restored {what} {} to {}: {how}", v.id, target.shown());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the file a version was recorded under holds now (`None`: there is
+/// no such file), read the way restore reads it: its directory opened
+/// without following any symlink, the file with `O_NOFOLLOW`, regular files
+/// only; as the invoking user (`diff --current`).
+pub fn on_disk(id: i64, path: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    let target = Target::recorded(id, path)?;
+    if std::fs::symlink_metadata(&target.dir).is_err() {
+        return Ok(None);
+    }
+    let dir = open_dir(&target.dir)?;
+    Ok(read_current(&dir, &target)?.map(|(bytes, _)| bytes))
 }
 
 /// Opens `dir` (absolute) for the restore without following any symlink.

@@ -22,14 +22,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         crate::print::json(&mut out, &s)?;
     } else {
         let db = filetrail_wire::path::quote(cli.db.as_os_str().as_bytes());
-        writeln!(out, "store:        {db} ({} bytes on disk)", s.disk_bytes)?;
+        // Sizes as people read them; a small one in bytes.
+        let size = |n: u64| if n < 1024 { format!("{n} bytes") } else { crate::fit::size(n) };
+        writeln!(out, "store:        {db} ({} on disk)", size(s.disk_bytes))?;
         writeln!(out, "versions:     {}", s.versions)?;
         writeln!(out, "files:        {}", s.paths)?;
         writeln!(out, "users:        {}", s.users)?;
         writeln!(
             out,
-            "contents:     {} distinct, {} bytes of content in {} bytes stored",
-            s.blobs, s.content_bytes, s.stored_bytes
+            "contents:     {} distinct, {} of content in {} stored",
+            s.blobs,
+            size(s.content_bytes.max(0) as u64),
+            size(s.stored_bytes.max(0) as u64)
         )?;
         let clock = cli.clock();
         let t =

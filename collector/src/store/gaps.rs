@@ -275,7 +275,7 @@ mod tests {
         store
             .insert_gaps(&[at(2_000, "open_not_recorded", Some(b"/etc/a.conf")), at(1_000, "lost_in_library", None)])
             .unwrap();
-        let spec = |p: &[u8], under| PathSpec { path: p.to_vec(), under };
+        let spec = |p: &[u8], under| PathSpec { path: p.to_vec(), under, glob: None };
         let what = |f: &QueryFilter| -> Vec<String> { store.gaps(f).unwrap().into_iter().map(|g| g.what).collect() };
         assert_eq!(what(&QueryFilter::default()), ["lost_in_library", "open_not_recorded"], "by time");
         let of = |paths| QueryFilter { paths, ..QueryFilter::default() };

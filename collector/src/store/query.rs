@@ -7,13 +7,23 @@ use rusqlite::{Row, params_from_iter};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::model::{RawPaths, Record, VersionRow};
+use crate::pathglob::PathGlob;
 use crate::who::user_name;
 
-/// One path argument: the file itself, or everything under a directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One path argument: the file itself, everything under a directory, or
+/// the paths under a directory that a glob matches.
+#[derive(Debug, Clone)]
 pub struct PathSpec {
     pub path: Vec<u8>,
     pub under: bool,
+    /// With `under`: only the paths this glob matches (`path` is its base).
+    pub glob: Option<PathGlob>,
+}
+
+impl PathSpec {
+    pub fn exact(path: Vec<u8>) -> PathSpec {
+        PathSpec { path, under: false, glob: None }
+    }
 }
 
 impl PathSpec {
@@ -24,7 +34,9 @@ impl PathSpec {
         while dir.len() > 1 && dir.ends_with(b"/") {
             dir = &dir[..dir.len() - 1];
         }
-        path == dir || (self.under && (dir == b"/" || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))))
+        let here = path == dir
+            || (self.under && (dir == b"/" || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))));
+        here && self.glob.as_ref().is_none_or(|g| g.is_match(path))
     }
 }
 
@@ -63,7 +75,20 @@ impl Store {
     pub fn versions(&self, filter: &QueryFilter) -> Result<Vec<VersionRow>> {
         let mut clauses = Vec::new();
         let mut args: Vec<Value> = Vec::new();
-        for spec in &filter.paths {
+        // Globs are matched by a function of this query: `ft_glob(k, path)`
+        // with the k-th spec's glob.
+        let globs: Vec<Option<PathGlob>> = filter.paths.iter().map(|s| s.glob.clone()).collect();
+        if globs.iter().any(Option::is_some) {
+            use rusqlite::functions::FunctionFlags;
+            let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+            self.conn().create_scalar_function("ft_glob", 2, flags, move |ctx| {
+                let k: i64 = ctx.get(0)?;
+                let path: Vec<u8> = ctx.get(1)?;
+                let glob = usize::try_from(k).ok().and_then(|k| globs.get(k)).and_then(Option::as_ref);
+                Ok(glob.is_some_and(|g| g.is_match(&path)))
+            })?;
+        }
+        for (k, spec) in filter.paths.iter().enumerate() {
             let mut dir = spec.path.clone();
             while dir.len() > 1 && dir.ends_with(b"/") {
                 dir.pop();
@@ -77,9 +102,10 @@ impl Store {
                 if spec.under {
                     let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
                     let hi = if dir == b"/" { vec![b'/' + 1] } else { prefix_end(&dir) };
-                    parts.push(format!("SELECT id FROM versions WHERE {column} = ?{}", n + 1));
+                    let glob = if spec.glob.is_some() { format!(" AND ft_glob({k}, {column})") } else { String::new() };
+                    parts.push(format!("SELECT id FROM versions WHERE {column} = ?{}{glob}", n + 1));
                     parts.push(format!(
-                        "SELECT id FROM versions WHERE {column} >= ?{} AND {column} < ?{}",
+                        "SELECT id FROM versions WHERE {column} >= ?{} AND {column} < ?{}{glob}",
                         n + 2,
                         n + 3
                     ));
@@ -153,6 +179,19 @@ impl Store {
             all.truncate(usize::try_from(n).unwrap_or(usize::MAX));
         }
         Ok(all)
+    }
+
+    /// Every path recorded under directory `dir` (as `path`, `named_path`
+    /// or `old_path`), each once, in byte order: what a glob is matched against.
+    pub fn paths_under(&self, dir: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let (lo, hi) =
+            if dir == b"/" { (b"/".to_vec(), vec![b'/' + 1]) } else { ([dir, b"/"].concat(), prefix_end(dir)) };
+        let sql = ["path", "named_path", "old_path"]
+            .map(|c| format!("SELECT {c} AS p FROM versions WHERE {c} >= ?1 AND {c} < ?2"))
+            .join(" UNION ");
+        let mut stmt = self.conn().prepare(&format!("{sql} ORDER BY p"))?;
+        let rows = stmt.query_map([lo, hi], |r| r.get::<_, Vec<u8>>(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// One version by id.
