@@ -79,6 +79,12 @@ pub enum Command {
     /// Register a login session (run by pam_exec in the sshd and login PAM stacks).
     Session(cmd::session::Args),
     /// Write the versions stored since the last run to a git repository, one commit per version.
+    ///
+    /// Each tracked file is at its absolute path without the leading slash; the author is the human at the
+    /// version's time, the committer `filetrail`; the message says the action, program and arguments, tty, ssh
+    /// client and session, and ends in `Filetrail-Version: ID` and `Filetrail-Exported-Through: N` (the next
+    /// run starts after N). Content the store does not hold (redacted, over quota, hash only, unreadable) never
+    /// reaches the repository: the file leaves the tree and the message says why.
     ExportGit(cmd::export_git::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::generate::CompletionsArgs),

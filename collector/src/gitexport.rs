@@ -9,7 +9,7 @@
 //! rename moves it, a mode with the owner's execute bit makes it 100755.
 //! Author: the human (`user`, `user@host`), at the version's time in the
 //! review zone (local, or UTC with `--utc`); committer: `filetrail`, at the
-//! same time, so exporting the same store again gives the same commits.
+//! same time, so the same runs over the same store give the same commits.
 //! The message says the action, program and arguments, who, tty, ssh
 //! client, session, and ends in trailers: `Filetrail-Version: ID` and
 //! `Filetrail-Exported-Through: N` (every version up to id N is in the
@@ -453,6 +453,45 @@ mod tests {
         for bad in [&b"/srv/x/.git/config"[..], b"/srv/x/.GIT/config", b"/srv/x/git~1/config", b"/srv/.git./a"] {
             assert!(git_path(bad).is_err(), "{}", quote(bad));
         }
+    }
+
+    /// One version of `path` at `second`, by a user named "alice".
+    fn version(path: &str, after: &[u8], second: i64) -> crate::model::NewVersion {
+        use crate::model::{Action, Draft, Side};
+        let after = Some(Side::from_bytes(after.to_vec(), None, true));
+        let time = jiff::Timestamp::from_second(second).unwrap();
+        let draft = Draft::new(path.as_bytes().to_vec(), Action::Write, None, after, time);
+        let who = crate::who::Identity { pid: 7, key: 7, user: "alice".into(), ..Default::default() };
+        crate::model::NewVersion { draft, who: std::sync::Arc::new(who), delivery: None }
+    }
+
+    fn show(repo: &Path, spec: &str) -> String {
+        let out = std::process::Command::new("git").arg("-C").arg(repo).args(["show", spec]).output().unwrap();
+        assert!(out.status.success(), "git show {spec}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn a_run_commits_in_time_order_and_a_late_version_leaves_the_newer_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let repo = dir.path().join("repo");
+        let clock = Clock::new(true);
+        // Stored out of time order (as a held-back create is): ids 1, 2.
+        store.insert(&[version("/srv/a", b"second\n", 200), version("/srv/a", b"first\n", 100)]).unwrap();
+        let report = export(&store, &repo, "filetrail", &clock).unwrap();
+        assert_eq!((report.commits, report.through), (2, 2));
+        assert_eq!(show(&repo, "filetrail:srv/a"), "second\n");
+        assert_eq!(show(&repo, "filetrail~1:srv/a"), "first\n");
+        // Stored after the run, but earlier than what the run exported.
+        store.insert(&[version("/srv/a", b"late\n", 150), version("/srv/b", b"b\n", 300)]).unwrap();
+        let report = export(&store, &repo, "filetrail", &clock).unwrap();
+        assert_eq!((report.commits, report.through), (2, 4));
+        let late = show(&repo, "filetrail~1");
+        assert!(late.contains("recorded after version 1") && late.contains("Filetrail-Version: 3"), "{late}");
+        assert_eq!(show(&repo, "filetrail:srv/a"), "second\n");
+        assert_eq!(show(&repo, "filetrail:srv/b"), "b\n");
+        assert_eq!(export(&store, &repo, "filetrail", &clock).unwrap().commits, 0);
     }
 
     #[test]
