@@ -301,3 +301,22 @@ fn export_refuses_a_directory_others_could_read_and_a_branch_it_did_not_write() 
         refused(&foreign, "belongs to uid");
     }
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli() {
+    let out = Command::new(collector_bin()).args(["completions", "bash"]).output().unwrap();
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success() && script.contains("complete -F _collector") && script.contains("export-git"));
+    let check = Command::new("bash").arg("-n").arg("-c").arg(&script).status().unwrap();
+    assert!(check.success(), "bash -n of the completion script");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(collector_bin()).arg("man").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["collector.1", "collector-query.1", "collector-log.1", "collector-export-git.1", "collector-restore.1"]
+    {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH "), "{page} is a man page");
+    }
+    let export = std::fs::read_to_string(dir.path().join("collector-export-git.1")).unwrap();
+    assert!(export.contains("Filetrail\\-Version") || export.contains("Filetrail-Version"), "{export}");
+}
