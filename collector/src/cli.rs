@@ -80,6 +80,18 @@ pub enum Command {
     Verify(cmd::verify::Args),
     /// Register a login session (run by pam_exec in the sshd and login PAM stacks).
     Session(cmd::session::Args),
+    /// Write the versions stored since the last run to a git repository, one commit per version.
+    ///
+    /// Each tracked file is at its absolute path without the leading slash; the author is the human at the
+    /// version's time, the committer `filetrail`; the message says the action, program and arguments, tty, ssh
+    /// client and session, and ends in `Filetrail-Version: ID` and `Filetrail-Exported-Through: N` (the next
+    /// run starts after N). Content the store does not hold (redacted, over quota, hash only, unreadable) never
+    /// reaches the repository: the file leaves the tree and the message says why.
+    ExportGit(cmd::export_git::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::generate::CompletionsArgs),
+    /// Write man pages (collector.1 and one per subcommand) to a directory.
+    Man(cmd::generate::ManArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -104,6 +116,9 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => cmd::restore::run(&cli, args),
         Command::Verify(args) => cmd::verify::run(&cli, args),
         Command::Session(args) => cmd::session::run(&cli, args),
+        Command::ExportGit(args) => cmd::export_git::run(&cli, args),
+        Command::Completions(args) => cmd::generate::completions(args),
+        Command::Man(args) => cmd::generate::man(args),
     };
     if let Some(pager) = pager {
         pager.finish();

@@ -41,6 +41,13 @@ pub enum Error {
     /// message names it and says why.
     #[error("{0}")]
     Usage(String),
+    /// `export-git` refuses the repository or the branch: the message says
+    /// why and what to do.
+    #[error("{0}")]
+    Export(String),
+    /// The git library failed while `export-git` read or wrote the repository.
+    #[error("git repository {}: {what}", filetrail_wire::path::quote(dir.as_os_str().as_encoded_bytes()))]
+    Git { dir: PathBuf, what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
     /// Filesystem or socket I/O failed.
     #[error("{what}")]
     Io { what: String, source: std::io::Error },

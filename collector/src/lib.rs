@@ -29,6 +29,7 @@
 //!   sent twice stored once.
 //! - [`watch`] — the kernel watch (fanotify, [`fanotify`]): changes no library
 //!   reported, the baseline of tracked files.
+//! - [`gitexport`] — `export-git`: the store as a git history (one commit per version).
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
@@ -49,6 +50,7 @@ pub mod error;
 pub mod fanotify;
 pub mod finisher;
 pub mod fit;
+pub mod gitexport;
 pub mod handoff;
 pub mod holders;
 pub mod identity;

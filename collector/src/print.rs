@@ -82,7 +82,7 @@ fn program(row: &VersionRow) -> String {
 
 /// argv as a shell would need it typed; an argument holding a control
 /// character is C-quoted instead (it could not be shown raw).
-fn shell_words(argv: &[String]) -> String {
+pub(crate) fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {

@@ -58,6 +58,11 @@ impl Clock {
         rfc3339.parse::<Timestamp>().map(|t| self.show(t)).unwrap_or_else(|_| rfc3339.to_owned())
     }
 
+    /// The zone's offset from UTC at `t`, in seconds (git dates carry it).
+    pub fn offset_seconds(&self, t: Timestamp) -> i32 {
+        self.tz().to_offset(t).seconds()
+    }
+
     /// Reads `text` as a time (see the module's forms).
     pub fn parse(&self, text: &str) -> Result<Timestamp, String> {
         let t = text.trim();

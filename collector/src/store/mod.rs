@@ -12,6 +12,7 @@
 
 mod baseline;
 pub mod blobs;
+mod export;
 pub mod gaps;
 mod purge;
 pub mod query;

@@ -1,0 +1,48 @@
+//! What `collector export-git` reads besides the versions themselves: which
+//! versions a run exports, in which order, and whether a version arrived
+//! after a later change of its file was exported.
+//!
+//! A run exports the versions stored since the last one, by id (`after <
+//! id <= through`, `through` fixed at the start of the run, so a version
+//! committed meanwhile waits for the next run), in time order within the
+//! run: a created file's version is stored a moment after later changes
+//! (the assembler holds it back), so ids are only roughly chronological.
+
+use rusqlite::OptionalExtension;
+
+use super::Store;
+use crate::error::Result;
+
+impl Store {
+    /// The highest version id (0 for an empty store).
+    pub fn last_version_id(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT coalesce(max(id), 0) FROM versions", [], |r| r.get(0))?)
+    }
+
+    /// Ids of the versions with `after < id <= through`, by time, then id.
+    pub fn export_ids(&self, after: i64, through: i64) -> Result<Vec<i64>> {
+        let mut stmt =
+            self.conn().prepare("SELECT id FROM versions WHERE id > ?1 AND id <= ?2 ORDER BY time_us, id")?;
+        let ids = stmt.query_map([after, through], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
+    }
+
+    /// A version of `path` with an id up to `through` (already exported)
+    /// that is later than `time_us`: its content, not this one's, is the
+    /// file's newest.
+    pub fn exported_later(&self, path: &[u8], through: i64, time_us: i64) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM versions WHERE path = ?1 AND id <= ?2 AND time_us > ?3 ORDER BY id DESC LIMIT 1",
+                rusqlite::params![path, through, time_us],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// A version's time in microseconds since the epoch.
+    pub fn version_time_us(&self, id: i64) -> Result<Option<i64>> {
+        Ok(self.conn().query_row("SELECT time_us FROM versions WHERE id = ?1", [id], |r| r.get(0)).optional()?)
+    }
+}
