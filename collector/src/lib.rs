@@ -46,6 +46,7 @@ pub mod delivery;
 pub mod error;
 pub mod fanotify;
 pub mod finisher;
+pub mod fold;
 pub mod handoff;
 pub mod holders;
 pub mod identity;

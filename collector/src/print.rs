@@ -109,11 +109,13 @@ fn chain(r: &VersionRow, sep: &str) -> String {
     users.join(sep)
 }
 
-/// The path a row shows, with where it was renamed from.
+/// The path a row shows, with where it was renamed from or the temp file
+/// it was written through.
 fn shown_path(r: &VersionRow) -> String {
-    match &r.raw.old_path {
-        Some(old) => format!("{} (from {})", quote(&r.raw.path), quote(old)),
-        None => quote(&r.raw.path).into_owned(),
+    match (&r.raw.old_path, &r.raw.via) {
+        (Some(old), _) => format!("{} (from {})", quote(&r.raw.path), quote(old)),
+        (None, Some(via)) => format!("{} (via {})", quote(&r.raw.path), quote(via)),
+        (None, None) => quote(&r.raw.path).into_owned(),
     }
 }
 
@@ -300,6 +302,12 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clo
     writeln!(out, "{y}version {}{n}  {} {}", r.id, r.action, quote(&r.raw.path))?;
     if let Some(old) = &r.raw.old_path {
         writeln!(out, "From:    {}", quote(old))?;
+    }
+    if let Some(via) = &r.raw.via {
+        writeln!(out, "Via:     {} (a temp file renamed over it)", quote(via))?;
+    }
+    if let Some(into) = r.folded_into.filter(|&into| into != r.id) {
+        writeln!(out, "Folded:  a step of version {into}")?;
     }
     let unregistered = if r.unregistered_session { " [session not registered by a login: user claimed]" } else { "" };
     writeln!(out, "User:    {} (uid {}, euid {}){unregistered}", chain(r, " → "), r.uid, r.euid)?;

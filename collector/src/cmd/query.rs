@@ -44,6 +44,10 @@ pub struct Filters {
     /// Only changes from this login session (audit session id).
     #[arg(long)]
     pub session: Option<u32>,
+    /// Every step: also a temp file's versions folded into the version that renamed it over its target
+    /// (`folded_into` says which), and temp files not renamed yet.
+    #[arg(long, alias = "raw")]
+    pub all: bool,
 }
 
 /// How many and in which order: `query` and `log` share these too.
@@ -73,6 +77,7 @@ impl Filters {
             since: time(&self.since, "--since")?,
             until: time(&self.until, "--until")?,
             session: self.session,
+            raw: self.all,
             ..QueryFilter::default()
         })
     }
@@ -135,7 +140,7 @@ pub fn check_user(store: &Store, name: &str) -> anyhow::Result<()> {
 pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
     let spec = path_spec(p)?;
     if p.symlink_metadata().is_err() {
-        let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), ..QueryFilter::default() };
+        let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), raw: true, ..QueryFilter::default() };
         if store.records(&any)?.is_empty() {
             use std::os::unix::ffi::OsStrExt;
             anyhow::bail!(
