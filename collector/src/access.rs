@@ -2,7 +2,7 @@
 //! before it is stored, so no user can forge history for files that are not
 //! theirs, or for paths the collector does not track.
 //!
-//! - **Scope** (text only): `path`, `old_path` and `named_path` are absolute
+//! - **Scope** (text only): `path`, `old_path`, `named_path` and `via` are absolute
 //!   and canonical (`wire::path::canonical`); `path` is tracked, or the
 //!   version is a rename whose `old_path` is (a tracked file renamed away).
 //! - **Permission** (asked of the kernel, as the writer: [`crate::asuser`]):
@@ -10,7 +10,7 @@
 //!   itself, or may replace it in its directory: write and search on the
 //!   directory and, in a sticky directory, owning the file or the directory
 //!   when the file exists. A rename also needs that on `old_path`'s
-//!   directory. Search permission on every parent is part of the kernel's
+//!   directory, a write via a temp file on `via`'s. Search permission on every parent is part of the kernel's
 //!   check. An `attrib` (mode or owner) needs what `chmod` needs: the
 //!   writer owns the file. Root (euid 0) may do anything.
 //! - `named_path` (the name a program used when a symlink led to `path`) is
@@ -60,7 +60,7 @@ fn bytes_path(b: &[u8]) -> &Path {
 
 /// Checks `draft` for `who`; drops a `named_path` that does not check out.
 pub fn check(policy: &Policy, who: &Identity, draft: &mut Draft) -> Result<(), Refused> {
-    let paths = [Some(&draft.path), draft.old_path.as_ref(), draft.named_path.as_ref()];
+    let paths = [Some(&draft.path), draft.old_path.as_ref(), draft.named_path.as_ref(), draft.via.as_ref()];
     if !paths.into_iter().flatten().all(|p| canonical(p)) {
         return Err(Refused::NotCanonical);
     }
@@ -78,7 +78,7 @@ pub fn check(policy: &Policy, who: &Identity, draft: &mut Draft) -> Result<(), R
             Action::Attrib => file_owned(path),
             _ => file_writable(path) || may_replace(path),
         };
-        let old_ok = draft.old_path.as_deref().is_none_or(|o| may_replace(bytes_path(o)));
+        let old_ok = [&draft.old_path, &draft.via].into_iter().flatten().all(|o| may_replace(bytes_path(o)));
         let named_ok = draft.named_path.as_deref().is_none_or(|n| same_file(bytes_path(n), path));
         (path_ok && old_ok, named_ok)
     })

@@ -7,8 +7,10 @@
 //! - a file the process *created* is parked for a moment: if the same
 //!   process renames it over a path (`sed -i`, python `os.replace`, rsync),
 //!   that is one version of the target (`write`, or `create` if the target
-//!   did not exist) and the temp file leaves no trace; if it deletes it, it
-//!   was a probe or scratch file and leaves no trace either;
+//!   did not exist) `via` the temp name, and the temp file leaves no version
+//!   of its own; if it deletes it, it was a probe or scratch file and leaves
+//!   no trace either (a temp file renamed or deleted later, or by another
+//!   process, is folded by the store: `fold.rs`);
 //! - a tracked file renamed to an ignored name (vim's `f` → `f~`) or
 //!   unlinked (`install`, some editors) is parked: when the same process
 //!   then creates `f` again, that is one `write` of `f` whose before is the
@@ -234,7 +236,8 @@ impl Assembler {
         if let Some(temp) = self.take_parked(|p| matches!(p, Parked::Created(_)) && p.subject() == old.as_slice()) {
             self.flush_path(&new, &mut out);
             let action = if before.is_some() { Action::Write } else { Action::Create };
-            out.push(self.made(Draft::new(new, action, before, after, now), lower(pin, temp.draft().pin)));
+            let draft = Draft { via: Some(old), ..Draft::new(new, action, before, after, now) };
+            out.push(self.made(draft, lower(pin, temp.draft().pin)));
             return finish(out);
         }
         self.flush_path(&old, &mut out);
@@ -466,6 +469,7 @@ mod tests {
         assert!(a.link(p("/etc/.tmpXYZ"), side("new"), t(0)).is_empty());
         let v = a.rename(p("/etc/.tmpXYZ"), p("/etc/f"), side("old"), side("new"), t(0));
         assert_eq!((v.len(), v[0].action), (1, Action::Write));
+        assert_eq!(v[0].via.as_deref(), Some(&b"/etc/.tmpXYZ"[..]), "the temp name is kept as a detail");
     }
 
     #[test]
@@ -730,7 +734,7 @@ mod tests {
                 out.extend(unfinished.iter().cloned().filter_map(|u| complete(u, side_of("z"), t(clock + 1))));
                 for d in &out {
                     prop_assert!(given.contains(&d.path), "path {:?} of {:?}", d.path, d);
-                    for other in d.old_path.iter().chain(&d.named_path) {
+                    for other in d.old_path.iter().chain(&d.named_path).chain(&d.via) {
                         prop_assert!(given.contains(other), "{:?} of {:?}", other, d);
                     }
                     prop_assert!(!d.is_noop(), "a version that changes nothing: {:?}", d);

@@ -51,6 +51,7 @@ pub mod fanotify;
 pub mod finisher;
 pub mod fit;
 pub mod gitexport;
+pub mod fold;
 pub mod handoff;
 pub mod holders;
 pub mod identity;

@@ -154,6 +154,9 @@ pub struct Draft {
     pub named_path: Option<Vec<u8>>,
     pub action: Action,
     pub old_path: Option<Vec<u8>>,
+    /// The temp file this process renamed over `path` to make this version
+    /// (`action` is then `write` or `create`).
+    pub via: Option<Vec<u8>>,
     pub before: Option<Side>,
     pub after: Option<Side>,
     pub time: jiff::Timestamp,
@@ -221,6 +224,7 @@ impl Draft {
             named_path: None,
             action,
             old_path: None,
+            via: None,
             before,
             after,
             time,
@@ -282,6 +286,14 @@ pub struct VersionRow {
     pub old_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_path_b64: Option<String>,
+    /// The temp file renamed over `path` to make this version (`write` or
+    /// `create`): its own versions are folded into this one (`fold.rs`).
+    pub via: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_b64: Option<String>,
+    /// A step folded into that version (shown by `query --all` only); its
+    /// own id: a scratch file's delete, or a rename that changed nothing.
+    pub folded_into: Option<i64>,
     pub before: Option<String>,
     pub after: Option<String>,
     pub size: Option<u64>,
@@ -349,4 +361,5 @@ pub struct RawPaths {
     pub path: Vec<u8>,
     pub named_path: Option<Vec<u8>>,
     pub old_path: Option<Vec<u8>>,
+    pub via: Option<Vec<u8>>,
 }

@@ -110,20 +110,24 @@ fn chain(r: &VersionRow, sep: &str) -> String {
     users.join(sep)
 }
 
-/// The path a row shows, with where it was renamed from, in at most `max`
-/// columns (`None`: all of it): cut in the middle, the new name first.
+/// The path a row shows, with where it was renamed from or the temp file
+/// it was written through, in at most `max` columns (`None`: all of it):
+/// cut in the middle, the new name first.
 fn shown_path(r: &VersionRow, max: Option<usize>) -> String {
     let path = quote(&r.raw.path);
-    let Some(old) = &r.raw.old_path else { return max.map_or(path.to_string(), |m| fit::path(&path, m)) };
-    let old = quote(old);
-    let full = format!("{path} (from {old})");
+    let (word, other) = match (&r.raw.old_path, &r.raw.via) {
+        (Some(old), _) => ("from", quote(old)),
+        (None, Some(via)) => ("via", quote(via)),
+        (None, None) => return max.map_or(path.to_string(), |m| fit::path(&path, m)),
+    };
+    let full = format!("{path} ({word} {other})");
     let Some(max) = max.filter(|&m| fit::width(&full) > m) else { return full };
-    // The old name gets what the new one leaves, if that is enough to read.
-    let room = max.saturating_sub(fit::width(&path) + " (from )".len());
+    // The other name gets what the new one leaves, if that is enough to read.
+    let room = max.saturating_sub(fit::width(&path) + word.len() + 3);
     if room >= 12 {
-        format!("{path} (from {})", fit::path(&old, room))
+        format!("{path} ({word} {})", fit::path(&other, room))
     } else {
-        format!("{} (from …)", fit::path(&path, max.saturating_sub(" (from …)".chars().count())))
+        format!("{} ({word} …)", fit::path(&path, max.saturating_sub(word.len() + 4)))
     }
 }
 
@@ -397,6 +401,12 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clo
     writeln!(out, "{y}version {}{n}  {} {}", r.id, r.action, quote(&r.raw.path))?;
     if let Some(old) = &r.raw.old_path {
         writeln!(out, "From:    {}", quote(old))?;
+    }
+    if let Some(via) = &r.raw.via {
+        writeln!(out, "Via:     {} (a temp file renamed over it)", quote(via))?;
+    }
+    if let Some(into) = r.folded_into.filter(|&into| into != r.id) {
+        writeln!(out, "Folded:  a step of version {into}")?;
     }
     let unregistered = if r.unregistered_session { " [session not registered by a login: user claimed]" } else { "" };
     writeln!(out, "User:    {} (uid {}, euid {}){unregistered}", chain(r, " → "), r.uid, r.euid)?;

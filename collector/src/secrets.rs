@@ -3,8 +3,9 @@
 //!
 //! - its path, or the name a program used for it, matches a `redact` glob
 //!   (both sides: that file's contents);
-//! - it is the after of a rename whose source (`old_path`) matches one (the
-//!   content moved away from the secret name);
+//! - it is the after of a rename whose source (`old_path`, or the temp file
+//!   `via` which it was written) matches one (the content moved away from the
+//!   secret name);
 //! - its SHA-256 equals a content known to be secret: `cp tls.key
 //!   tls.key.bak` or a copy under any other name stores nothing either.
 //!
@@ -80,7 +81,7 @@ impl Secrets {
     pub fn redact(&self, mut draft: Draft) -> Draft {
         let named = |p: Option<&Vec<u8>>| p.is_some_and(|p| self.globs.matches(p));
         let by_name = named(Some(&draft.path)) || named(draft.named_path.as_ref());
-        let moved_away = named(draft.old_path.as_ref());
+        let moved_away = named(draft.old_path.as_ref()) || named(draft.via.as_ref());
         let mut known = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
         let mut side = |s: Option<Side>, secret_name: bool| {
             let s = s?;

@@ -78,6 +78,18 @@ impl Collector {
         c
     }
 
+    /// Starts a collector tracking `roots` (instead of its own `track`
+    /// directory); `extra_config` as for [`Collector::start_with`].
+    pub fn start_tracking(roots: &[&Path], extra_config: &str) -> Collector {
+        let mut c = Self::prepare_with_db(extra_config, None);
+        let config = std::fs::read_to_string(&c.config).unwrap();
+        let roots: Vec<String> = roots.iter().map(|r| format!("{:?}", r.display().to_string())).collect();
+        let (_, rest) = config.split_once('\n').unwrap();
+        std::fs::write(&c.config, format!("track = [{}]\n{rest}", roots.join(", "))).unwrap();
+        c.start_prepared();
+        c
+    }
+
     /// The directory, config and paths of a collector, not started.
     pub fn prepare_with(extra_config: &str) -> Collector {
         Self::prepare_with_db(extra_config, None)

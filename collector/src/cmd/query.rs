@@ -46,6 +46,10 @@ pub struct Filters {
     /// or `self` for the session this command runs in.
     #[arg(long, value_name = "ID|self")]
     pub session: Option<String>,
+    /// Every step: also a temp file's versions folded into the version that renamed it over its target
+    /// (`folded_into` says which), and temp files not renamed yet.
+    #[arg(long, alias = "raw")]
+    pub all: bool,
 }
 
 /// How many and in which order: `query` and `log` share these too.
@@ -75,6 +79,7 @@ impl Filters {
             since: time(&self.since, "--since")?,
             until: time(&self.until, "--until")?,
             session: self.session.as_deref().map(session_id).transpose()?,
+            raw: self.all,
             ..QueryFilter::default()
         })
     }
@@ -182,7 +187,7 @@ pub fn path_arg(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
 pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
     let spec = path_spec(p)?;
     if p.symlink_metadata().is_err() {
-        let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), ..QueryFilter::default() };
+        let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), raw: true, ..QueryFilter::default() };
         if store.records(&any)?.is_empty() {
             use std::os::unix::ffi::OsStrExt;
             anyhow::bail!(

@@ -1,5 +1,6 @@
 //! What the store knows a path last held: its newest version's after (a
-//! rename away or a delete: nothing), else its baseline — the content the
+//! rename away, a rename over another path as a temp file, or a delete:
+//! nothing), else its baseline — the content the
 //! collector read when it first saw the file (`baseline` table, written by
 //! the kernel watch at start, never shown as a version).
 //!
@@ -53,26 +54,30 @@ fn side(row: Row) -> Option<Side> {
 /// What `path` last held (see the module doc); `None` when the store has
 /// neither a version nor a baseline of it.
 pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
-    let newest: Option<(i64, Row, String, i32)> = conn
+    let newest: Option<(i64, Row, String, i32, Option<i64>)> = conn
         .prepare_cached(
             "SELECT v.id, nullif(lower(hex(a.sha256)), ''), a.size,
                 CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END, v.mode, v.owner_uid, v.group_gid,
-                v.seen_by, w.pid
+                v.seen_by, w.pid, v.folded_into
              FROM versions v JOIN writers w ON w.id = v.writer LEFT JOIN blobs a ON a.id = v.after_blob
              WHERE v.path = ?1 ORDER BY v.id DESC LIMIT 1",
         )?
         .query_row([path], |r| {
-            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?), r.get(7)?, r.get(8)?))
+            let row = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
+            Ok((r.get(0)?, row, r.get(7)?, r.get(8)?, r.get(9)?))
         })
         .optional()?;
-    let moved_away: Option<i64> =
-        conn.prepare_cached("SELECT max(id) FROM versions WHERE old_path = ?1")?.query_row([path], |r| r.get(0))?;
-    if let Some(away) = moved_away
-        && newest.as_ref().is_none_or(|n| n.0 < away)
-    {
+    // Renamed over another path: as itself (`old_path`) or as a temp file (`via`).
+    let moved_away: Option<i64> = conn
+        .prepare_cached("SELECT max(id) FROM (SELECT id FROM versions WHERE old_path = ?1 UNION ALL SELECT id FROM versions WHERE via = ?1)")?
+        .query_row([path], |r| r.get(0))?;
+    // A step folded into another version (a rename of it, its delete),
+    // stored after that version (it was reported late): gone as well.
+    let folded_away = newest.as_ref().is_some_and(|n| n.4.is_some_and(|into| into != n.0));
+    if folded_away || moved_away.is_some_and(|away| newest.as_ref().is_none_or(|n| n.0 < away)) {
         return Ok(Some(Known { side: None, kernel: None }));
     }
-    if let Some((id, row, seen_by, pid)) = newest {
+    if let Some((id, row, seen_by, pid, _)) = newest {
         let kernel = (seen_by == "kernel").then_some((id, pid));
         return Ok(Some(Known { side: side(row), kernel }));
     }

@@ -2,7 +2,8 @@
 //! versions with their content-addressed blobs in one transaction, and
 //! reading them back ([`query`]).
 //!
-//! Invariants: every batch is one transaction; a blob is stored once per
+//! Invariants: every batch is one transaction (folding a temp file's
+//! versions into its rename included: [`fold`]); a blob is stored once per
 //! distinct SHA-256; a redacted content's bytes are never stored, under any
 //! name ([`purge`]); a version is stored once per origin (a repeat sent
 //! after a reconnect is ignored, `delivery.rs`); the database file is created 0600 from its first byte,
@@ -13,6 +14,7 @@
 mod baseline;
 pub mod blobs;
 mod export;
+mod fold;
 pub mod gaps;
 mod purge;
 pub mod query;
@@ -147,7 +149,7 @@ impl Store {
             {
                 tx.prepare_cached(
                     "UPDATE versions SET seen_by = 'library', action = ?2, named_path = ?3, old_path = ?4,
-                        writer = ?5, principal = ?6 WHERE id = ?1",
+                        writer = ?5, principal = ?6, via = ?7 WHERE id = ?1",
                 )?
                 .execute(params![
                     id,
@@ -155,8 +157,10 @@ impl Store {
                     &d.named_path,
                     &d.old_path,
                     writer,
-                    principal
+                    principal,
+                    &d.via
                 ])?;
+                fold::after_insert(&tx, *id)?;
                 ids.push(Some(*id));
                 continue;
             }
@@ -191,8 +195,9 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
                     after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal,
-                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                    ?22, ?23)
                  ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![
@@ -217,8 +222,14 @@ impl Store {
                     before_meta.map(|m| m.uid),
                     before_meta.map(|m| m.gid),
                     origin,
+                    &d.via,
+                    crate::fold::temp_name(&d.path),
                 ])?;
-            ids.push((inserted > 0).then(|| tx.last_insert_rowid()));
+            let id = (inserted > 0).then(|| tx.last_insert_rowid());
+            if let Some(id) = id {
+                fold::after_insert(&tx, id)?;
+            }
+            ids.push(id);
         }
         tx.commit()?;
         if self.writers.len() + fresh.len() > 10_000 {

@@ -52,13 +52,16 @@ pub struct QueryFilter {
     /// Newest first instead of oldest first.
     pub newest_first: bool,
     pub limit: Option<u64>,
+    /// Every step (`query --all`): also the versions folded into others
+    /// (`fold.rs`) and temp files' versions not folded yet.
+    pub raw: bool,
 }
 
 const COLUMNS: &str = "SELECT v.id, v.time_us, v.path, v.named_path, v.action, v.old_path,
     nullif(lower(hex(b.sha256)), '') AS before_sha, nullif(lower(hex(a.sha256)), '') AS after_sha, a.size AS after_size,
     CASE WHEN b.redacted THEN 'redacted' ELSE v.before_state END AS before_state, v.before_blob,
     CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END AS after_state, v.after_blob, v.consistent, v.mode, v.owner_uid, v.group_gid,
-    v.seen_by, v.gap_before, v.before_mode, v.before_owner_uid, v.before_group_gid,
+    v.seen_by, v.gap_before, v.before_mode, v.before_owner_uid, v.before_group_gid, v.via, v.folded_into,
     p.user, p.uid, p.euid, p.chain, p.sudo_user, p.session, p.tty, p.ssh_client, p.host, w.cwd, w.pid, w.exe, w.argv, w.trust";
 const JOINS: &str = "JOIN writers w ON w.id = v.writer JOIN principals p ON p.id = v.principal
     LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob";
@@ -94,10 +97,10 @@ impl Store {
                 dir.pop();
             }
             // One indexed lookup per column (the real path, the name used,
-            // the name a file was renamed away from), as a set of ids: an
+            // the name a file was renamed away from, the temp file renamed over it), as a set of ids: an
             // OR across the columns would scan.
             let mut parts = Vec::new();
-            for column in ["path", "named_path", "old_path"] {
+            for column in ["path", "named_path", "old_path", "via"] {
                 let n = args.len();
                 if spec.under {
                     let lo = if dir == b"/" { b"/".to_vec() } else { [&dir[..], b"/"].concat() };
@@ -144,6 +147,13 @@ impl Store {
         if let Some(session) = filter.session {
             args.push(Value::Integer(session.into()));
             wheres.push(format!("p.session = ?{}", args.len()));
+        }
+        if !filter.raw {
+            // Folded steps are not shown; nor, while a temp file may still
+            // be renamed (the fold window), a temp-named path's versions.
+            let window = crate::fold::FOLD_WINDOW.as_micros() as i64;
+            args.push(Value::Integer(jiff::Timestamp::now().as_microsecond() - window));
+            wheres.push(format!("v.folded_into IS NULL AND NOT (v.temp_name AND v.time_us > ?{})", args.len()));
         }
         let filter_sql = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
         let order = if filter.newest_first { "DESC" } else { "ASC" };
@@ -383,7 +393,12 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
     let after_state: Option<String> = r.get("after_state")?;
     let session: Option<u32> = r.get("session")?;
     let trust = crate::who::trust_json(r.get("trust")?);
-    let raw = RawPaths { path: r.get("path")?, named_path: r.get("named_path")?, old_path: r.get("old_path")? };
+    let raw = RawPaths {
+        path: r.get("path")?,
+        named_path: r.get("named_path")?,
+        old_path: r.get("old_path")?,
+        via: r.get("via")?,
+    };
     Ok(VersionRow {
         time_us,
         id: r.get("id")?,
@@ -395,6 +410,9 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         action: r.get("action")?,
         old_path: raw.old_path.as_deref().map(text),
         old_path_b64: raw.old_path.as_deref().and_then(b64_unless_utf8),
+        via: raw.via.as_deref().map(text),
+        via_b64: raw.via.as_deref().and_then(b64_unless_utf8),
+        folded_into: r.get("folded_into")?,
         before: r.get("before_sha")?,
         after: r.get("after_sha")?,
         size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),

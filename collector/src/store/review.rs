@@ -1,4 +1,5 @@
-//! Per-user review: who changed how much, which files, in which sessions.
+//! Per-user review: who changed how much, which files, in which sessions
+//! (versions as the default view shows them: folded steps not counted).
 
 use rusqlite::params;
 use serde::Serialize;
@@ -53,7 +54,7 @@ impl Store {
         let mut stmt = self.conn().prepare(
             "SELECT p.user, count(*), count(DISTINCT v.path), count(DISTINCT coalesce(p.session, -1)), min(v.time_us), max(v.time_us)
              FROM versions v JOIN principals p ON p.id = v.principal
-             WHERE ?1 IS NULL OR p.user = ?1
+             WHERE (?1 IS NULL OR p.user = ?1) AND v.folded_into IS NULL
              GROUP BY p.user ORDER BY max(v.time_us) DESC",
         )?;
         let rows = stmt.query_map(params![only], |r| {
@@ -73,7 +74,7 @@ impl Store {
     pub fn user_files(&self, user: &str) -> Result<Vec<FileSummary>> {
         let mut stmt = self.conn().prepare(
             "SELECT v.path, count(*), max(v.time_us) FROM versions v JOIN principals p ON p.id = v.principal
-             WHERE p.user = ?1 GROUP BY v.path ORDER BY max(v.time_us) DESC",
+             WHERE p.user = ?1 AND v.folded_into IS NULL GROUP BY v.path ORDER BY max(v.time_us) DESC",
         )?;
         let rows = stmt.query_map([user], |r| {
             let raw_path: Vec<u8> = r.get(0)?;
@@ -93,7 +94,7 @@ impl Store {
         let mut stmt = self.conn().prepare(
             "SELECT p.session, max(p.ssh_client), max(p.tty), min(v.time_us), max(v.time_us), count(*)
              FROM versions v JOIN principals p ON p.id = v.principal
-             WHERE p.user = ?1 GROUP BY p.session ORDER BY min(v.time_us)",
+             WHERE p.user = ?1 AND v.folded_into IS NULL GROUP BY p.session ORDER BY min(v.time_us)",
         )?;
         let rows = stmt.query_map([user], |r| {
             Ok(SessionSummary {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_origin.sql"),
     include_str!("../../migrations/0006_kernel_watch.sql"),
     include_str!("../../migrations/0007_gap_writer.sql"),
+    include_str!("../../migrations/0008_fold.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
