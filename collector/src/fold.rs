@@ -14,7 +14,9 @@
 //! - **Renamed over a path.** If the file was created in the window (its
 //!   first step is a `create`, not one made by a rename) and every
 //!   step was made by the same user (euid) in the same login session as the
-//!   rename, its steps are folded into the rename, which becomes a `write`
+//!   rename, and the rename replaced a file or the source has a temp
+//!   file's name ([`temp_name`]; `mv a.conf b.conf` of a new file stays a
+//!   rename), its steps are folded into the rename, which becomes a `write`
 //!   of the target (`create` if the target did not exist) `via` the temp
 //!   name: one version, before = what the target held, after = what it
 //!   holds. A rename that changes nothing (same content, mode, owner) is
@@ -47,6 +49,8 @@ pub struct Step {
     pub euid: u32,
     pub session: Option<u32>,
     pub pid: i32,
+    /// The path held a file before this step (a rename over it).
+    pub replaced: bool,
 }
 
 /// How a file ended.
@@ -79,6 +83,9 @@ pub fn decide(end: &Step, how: Ending, steps: &[Step], source: &[u8]) -> Fold {
     }
     let ids = steps.iter().map(|s| s.id).collect();
     match how {
+        // A file renamed to a new name is that file under another name
+        // (`mv a.conf b.conf`) unless it has a temp file's name.
+        Ending::Renamed if !end.replaced && !temp_name(source) => Fold::Keep,
         Ending::Renamed => Fold::Into(ids),
         Ending::Deleted if temp_name(source) || steps.iter().all(|s| s.pid == end.pid) => Fold::Scratch(ids),
         Ending::Deleted => Fold::Keep,
@@ -109,7 +116,7 @@ mod tests {
     use super::*;
 
     fn step(id: i64, action: &str, pid: i32) -> Step {
-        Step { id, action: action.into(), via: false, euid: 0, session: Some(3), pid }
+        Step { id, action: action.into(), via: false, euid: 0, session: Some(3), pid, replaced: false }
     }
 
     #[test]
@@ -135,6 +142,14 @@ mod tests {
         let via = Step { via: true, ..step(2, "write", 31) };
         let steps = [step(1, "create", 30), via];
         assert_eq!(decide(&step(3, "rename", 32), Ending::Renamed, &steps, b"/etc/shells.tmp"), Fold::Into(vec![1, 2]));
+    }
+
+    #[test]
+    fn a_new_file_moved_to_a_new_name_stays_a_rename_unless_it_replaces_one() {
+        let steps = [step(1, "create", 10), step(2, "write", 10)];
+        assert_eq!(decide(&step(3, "rename", 11), Ending::Renamed, &steps, b"/etc/a.conf"), Fold::Keep);
+        let over = Step { replaced: true, ..step(3, "rename", 11) };
+        assert_eq!(decide(&over, Ending::Renamed, &steps, b"/etc/a.conf"), Fold::Into(vec![1, 2]));
     }
 
     #[test]

@@ -35,7 +35,8 @@ struct Row {
 }
 
 const ROW: &str =
-    "SELECT v.id, v.action, v.via IS NOT NULL, p.euid, p.session, w.pid, v.time_us, v.path, v.old_path, v.via
+    "SELECT v.id, v.action, v.via IS NOT NULL, p.euid, p.session, w.pid, v.time_us, v.path, v.old_path, v.via,
+        v.before_state IS NOT NULL
     FROM versions v JOIN principals p ON p.id = v.principal JOIN writers w ON w.id = v.writer";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
@@ -47,6 +48,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
             euid: r.get(3)?,
             session: r.get(4)?,
             pid: r.get(5)?,
+            replaced: r.get(10)?,
         },
         time_us: r.get(6)?,
         path: r.get(7)?,
