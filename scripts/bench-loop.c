@@ -11,6 +11,10 @@
  *                                     that is set (this driver itself runs without it)
  *   bench-loop edit PATH N SEED       N edits: open(O_WRONLY|O_TRUNC)+write 4 KiB+close,
  *                                     each with different content (SEED distinguishes runs)
+ *   bench-loop spawn-edit N PATH SEED N processes one after the other (fork+execve of
+ *                                     this program, LD_PRELOAD as in `spawn`), each making
+ *                                     one edit of PATH and exiting (the ack path: a process
+ *                                     with the library waits for its last ack at exit)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -85,9 +89,10 @@ int main(int argc, char **argv) {
             if (close(fd) != 0) die("close");
         }
         t1 = now_ns();
-    } else if (strcmp(mode, "spawn") == 0 && argc == 4) {
+    } else if ((strcmp(mode, "spawn") == 0 && argc == 4) || (strcmp(mode, "spawn-edit") == 0 && argc == 5)) {
+        int edit = mode[5] == '-';
         long n = atol(argv[2]);
-        const char *prog = argv[3];
+        const char *prog = edit ? "/proc/self/exe" : argv[3];
         /* The children's environment: ours, plus LD_PRELOAD if asked. */
         const char *pre = getenv("BENCH_CHILD_PRELOAD");
         size_t count = 0;
@@ -102,12 +107,24 @@ int main(int argc, char **argv) {
             env[k++] = preload;
         }
         env[k] = NULL;
-        char *const child_argv[] = {(char *)prog, NULL};
+        char seed[32];
+        char *child_argv[] = {(char *)prog, NULL, NULL, NULL, NULL, NULL};
+        if (edit) {
+            child_argv[1] = "edit";
+            child_argv[2] = argv[3];
+            child_argv[3] = "1";
+            child_argv[4] = seed;
+        }
         t0 = now_ns();
         for (long i = 0; i < n; i++) {
+            snprintf(seed, sizeof seed, "%ld", atol(argv[argc - 1]) * 1000000 + i);
             pid_t pid = fork();
             if (pid < 0) die("fork");
             if (pid == 0) {
+                if (edit) {  /* the child prints its own time: not ours */
+                    int null = open("/dev/null", O_WRONLY);
+                    if (null >= 0) dup2(null, 1);
+                }
                 execve(prog, child_argv, env);
                 _exit(127);
             }
