@@ -1,6 +1,7 @@
 /* Tight loops for scripts/bench. Calls libc's open/write/close normally, so
  * under LD_PRELOAD the filetrail hooks are what is exercised. Each mode
- * prints the nanoseconds its loop took (CLOCK_MONOTONIC) on stdout, so the
+ * prints the nanoseconds its loop took (CLOCK_MONOTONIC; CPU time with
+ * BENCH_CPU=1) on stdout, so the
  * process start and library load are not part of the number (except in
  * `spawn`, where starting processes is the point).
  *
@@ -11,6 +12,10 @@
  *                                     that is set (this driver itself runs without it)
  *   bench-loop edit PATH N SEED       N edits: open(O_WRONLY|O_TRUNC)+write 4 KiB+close,
  *                                     each with different content (SEED distinguishes runs)
+ *   bench-loop spawn-edit N PATH SEED N processes one after the other (fork+execve of
+ *                                     this program, LD_PRELOAD as in `spawn`), each making
+ *                                     one edit of PATH and exiting (the ack path: a process
+ *                                     with the library waits for its last ack at exit)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,9 +29,12 @@
 
 extern char **environ;
 
+/* Wall time; with BENCH_CPU=1 in the environment, the CPU time this
+ * process used (user + kernel): what a kernel mechanism such as fanotify
+ * costs the caller, without the time spent waiting for the disk. */
 static long long now_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(getenv("BENCH_CPU") ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
@@ -85,9 +93,10 @@ int main(int argc, char **argv) {
             if (close(fd) != 0) die("close");
         }
         t1 = now_ns();
-    } else if (strcmp(mode, "spawn") == 0 && argc == 4) {
+    } else if ((strcmp(mode, "spawn") == 0 && argc == 4) || (strcmp(mode, "spawn-edit") == 0 && argc == 5)) {
+        int edit = mode[5] == '-';
         long n = atol(argv[2]);
-        const char *prog = argv[3];
+        const char *prog = edit ? "/proc/self/exe" : argv[3];
         /* The children's environment: ours, plus LD_PRELOAD if asked. */
         const char *pre = getenv("BENCH_CHILD_PRELOAD");
         size_t count = 0;
@@ -102,12 +111,24 @@ int main(int argc, char **argv) {
             env[k++] = preload;
         }
         env[k] = NULL;
-        char *const child_argv[] = {(char *)prog, NULL};
+        char seed[32];
+        char *child_argv[] = {(char *)prog, NULL, NULL, NULL, NULL, NULL};
+        if (edit) {
+            child_argv[1] = "edit";
+            child_argv[2] = argv[3];
+            child_argv[3] = "1";
+            child_argv[4] = seed;
+        }
         t0 = now_ns();
         for (long i = 0; i < n; i++) {
+            snprintf(seed, sizeof seed, "%ld", atol(argv[argc - 1]) * 1000000 + i);
             pid_t pid = fork();
             if (pid < 0) die("fork");
             if (pid == 0) {
+                if (edit) {  /* the child prints its own time: not ours */
+                    int null = open("/dev/null", O_WRONLY);
+                    if (null >= 0) dup2(null, 1);
+                }
                 execve(prog, child_argv, env);
                 _exit(127);
             }

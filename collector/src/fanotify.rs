@@ -36,7 +36,7 @@ pub struct Fanotify {
 
 /// A directory entry an event names: the directory's file system, its
 /// file handle (as `struct file_handle`: size, type, bytes) and the name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry {
     pub fsid: [i32; 2],
     pub handle: Vec<u8>,

@@ -11,7 +11,8 @@
 //! quiet for [`QUIET`] (the library's own version of the same change, parked
 //! up to 2 s to recognise temp files, lands first), reads the file as root,
 //! carefully (through the directory the kernel named, no symlink followed,
-//! regular files only, bounded by `max_size`, read twice for consistency),
+//! regular files only, bounded by `max_size`, consistent when its size,
+//! mtime and ctime held across the read),
 //! and compares it with what the store last knew of the path
 //! ([`Store::last_known`]: the newest version's after, else the baseline):
 //!
@@ -27,6 +28,13 @@
 //! facts the collector observed, so they skip the client access check but
 //! are redacted and charged to quotas like any other
 //! ([`Intake::submit_observed`]).
+//!
+//! **Cost.** Per change, not per event: while events keep coming the queue
+//! is read at most every [`READ_GAP`], so the kernel merges a burst's
+//! events of one file into one, and a file already waiting is found by the
+//! kernel's entry name without a lookup; the content is read once per quiet
+//! path. The library's report is not trusted to skip that read: it is the
+//! check that a library reported what the file holds.
 //!
 //! **Baseline.** At start, every tracked file the store knows nothing of is
 //! read once and recorded in the `baseline` table (hash only above
@@ -72,6 +80,17 @@ const MAX_PENDING: usize = 100_000;
 const MAX_DEPTH: usize = 64;
 /// Least time between two rescans of the roots after lost events.
 const RESCAN_EVERY: Duration = Duration::from_secs(60);
+/// Least time between two reads of the event queue. A lone event is read
+/// at once; during a burst (an editor saving, a bulk operation), the
+/// kernel merges the events of one file by one process into one, so the
+/// watch reads one event (one pidfd, one lookup) where it would read
+/// hundreds, and wakes up at most 50 times a second. The price: a process
+/// that writes during a burst and exits within this time is `unknown`.
+const READ_GAP: Duration = Duration::from_millis(20);
+/// How long a directory entry resolved to a path is trusted for the
+/// content events of a path already waiting (no directory handle opened,
+/// no `/proc/self/fd` link read); directory events forget them all.
+const RESOLVED_FOR: Duration = Duration::from_secs(1);
 /// Files per baseline transaction.
 const BASELINE_BATCH: usize = 256;
 
@@ -148,6 +167,7 @@ pub fn start(
         intake,
         registry,
         pending: HashMap::new(),
+        resolved: HashMap::new(),
         sent: HashMap::new(),
         ids: HashMap::new(),
         me: std::process::id() as i32,
@@ -184,6 +204,21 @@ struct Pending {
     renamed_from: Option<Vec<u8>>,
 }
 
+impl Pending {
+    /// One more event: the path is quiet from now on, by this process.
+    fn note(&mut self, mask: u64, who: Option<Arc<Identity>>, pid: i32, me: i32) {
+        (self.last, self.time) = (Instant::now(), jiff::Timestamp::now());
+        if mask & libc::FAN_CLOSE_WRITE != 0 {
+            self.open_write = false;
+        } else if mask & libc::FAN_MODIFY != 0 {
+            self.open_write = true;
+        }
+        if pid != me {
+            (self.who, self.pid) = (who, pid);
+        }
+    }
+}
+
 struct State {
     fan: Fanotify,
     marks: Marks,
@@ -195,6 +230,8 @@ struct State {
     intake: Intake,
     registry: Arc<Registry>,
     pending: HashMap<Vec<u8>, Pending>,
+    /// Entries of waiting paths as the kernel names them, resolved when.
+    resolved: HashMap<Entry, (Instant, Vec<u8>)>,
     /// Versions sent to the writer: path -> (when, after hash), until the store shows them.
     sent: HashMap<Vec<u8>, (Instant, Option<Option<String>>)>,
     /// pid -> identity read recently (a burst of events from one process).
@@ -221,22 +258,31 @@ impl State {
             "kernel watch on the tracked directories"
         );
         let mut buf = vec![0u8; 64 * 1024];
+        let mut last_read: Option<Instant> = None;
         loop {
-            let timeout = self.next_due().map_or(-1, |d| d.as_millis().min(60_000) as i32);
+            // Right after a read, the queue is left alone for READ_GAP: the
+            // events of a burst pile up and the kernel merges them.
+            let resting = last_read.map(|t| (t + READ_GAP).saturating_duration_since(Instant::now()));
+            let resting = resting.filter(|d| !d.is_zero());
+            let timeout = self.next_due().into_iter().chain(resting).min();
+            let timeout = timeout.map_or(-1, |d| d.as_micros().div_ceil(1000).min(60_000) as i32);
             let mut fds = [
-                libc::pollfd { fd: self.fan.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: stop.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.fan.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             ];
-            // SAFETY: fds is a valid pollfd array of length 2.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+            let nfds = if resting.is_some() { 1 } else { 2 };
+            // SAFETY: fds is a valid pollfd array of at least nfds entries.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout) };
             if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
                 tracing::error!("kernel watch stopped: poll: {}", std::io::Error::last_os_error());
                 return;
             }
-            if fds[1].revents != 0 {
+            if fds[0].revents != 0 {
                 return;
             }
-            if fds[0].revents & libc::POLLIN != 0 {
+            last_read = last_read.filter(|t| t.elapsed() < READ_GAP);
+            if fds[1].revents & libc::POLLIN != 0 {
+                last_read = Some(Instant::now());
                 match self.fan.read(&mut buf) {
                     Ok(events) => events.into_iter().for_each(|e| self.event(e)),
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -352,14 +398,27 @@ impl State {
             return;
         }
         let Some(entry) = &ev.dir else { return };
+        // More content events of a path already waiting: no lookup.
+        if ev.mask & !fanotify::FILE_MASK == 0
+            && let Some((at, path)) = self.resolved.get(entry)
+            && at.elapsed() < RESOLVED_FOR
+            && let Some(p) = self.pending.get_mut(path)
+        {
+            return p.note(ev.mask, who, ev.pid, self.me);
+        }
         let Some((dir, name, path)) = self.resolve(entry) else { return };
         if ev.mask & libc::FAN_ONDIR != 0 {
+            // A directory moved: the paths under it are no longer what they were.
+            self.resolved.clear();
             if ev.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO) != 0 {
                 self.new_dir(&path, who, ev.pid);
             }
             return;
         }
-        self.touch(path, dir, name, ev.mask, who, ev.pid);
+        self.touch(path.clone(), dir, name, ev.mask, who, ev.pid);
+        if self.pending.contains_key(&path) {
+            self.resolved.insert(entry.clone(), (Instant::now(), path));
+        }
     }
 
     /// A directory appeared (made or moved in): mark it and what is under
@@ -413,26 +472,18 @@ impl State {
             tracing::warn!("kernel watch: over {MAX_PENDING} changed paths waiting; some are looked at later");
             return;
         }
-        let now = Instant::now();
         let p = self.pending.entry(path).or_insert_with(|| Pending {
             dir: dir.clone(),
             name: name.clone(),
-            last: now,
+            last: Instant::now(),
             time: jiff::Timestamp::now(),
             open_write: false,
             who: None,
             pid,
             renamed_from: None,
         });
-        (p.dir, p.name, p.last, p.time) = (dir, name, now, jiff::Timestamp::now());
-        if mask & libc::FAN_CLOSE_WRITE != 0 {
-            p.open_write = false;
-        } else if mask & libc::FAN_MODIFY != 0 {
-            p.open_write = true;
-        }
-        if pid != self.me {
-            (p.who, p.pid) = (who, pid);
-        }
+        (p.dir, p.name) = (dir, name);
+        p.note(mask, who, pid, self.me);
     }
 
     /// The directory an entry names, its path, and the entry's full path.
@@ -487,6 +538,7 @@ impl State {
             self.pending.iter().filter(|(_, p)| now >= p.last + wait_for(p)).map(|(k, _)| k.clone()).collect();
         // Renames first: their sources are then no separate delete.
         due.sort_by_key(|k| self.pending[k].renamed_from.is_none());
+        self.resolved.retain(|_, (at, _)| now.duration_since(*at) < RESOLVED_FOR);
         for path in due {
             let Some(p) = self.pending.remove(&path) else { continue };
             if let Some(retry) = self.look_at(&path, &p) {
@@ -594,9 +646,11 @@ fn collect_files(top: &Path, policy: &Policy, files: &mut Vec<(Arc<OwnedFd>, Vec
 
 /// What the entry `name` of `dir` holds, read as root without following a
 /// symlink, without blocking, without touching its atime; `None` when it
-/// is absent or not a regular file. Read twice: the same hash, size, mtime
-/// and ctime both times, else `consistent: false`. Above `max_size`: hash only.
+/// is absent or not a regular file. Consistent as in the library's
+/// snapshots: the same size, mtime and ctime before and after the read (up
+/// to three attempts), else `consistent: false`. Above `max_size`: hash only.
 pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
     let c = CString::new(name).ok()?;
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     let open = |extra| {
@@ -606,19 +660,10 @@ pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
         (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
     };
     let file = open(libc::O_NOATIME).or_else(|| open(0))?;
-    let stat = |f: &std::fs::File| {
-        use std::os::unix::fs::MetadataExt;
-        f.metadata().ok().map(|m| (m.is_file(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m))
-    };
-    let first = stat(&file)?;
-    if !first.0 {
-        return None;
-    }
-    let md = &first.6;
-    let meta = crate::model::meta_of(md);
-    let read = |keep: bool| -> Option<(String, u64, Option<Vec<u8>>)> {
-        use std::os::unix::fs::FileExt;
-        let mut hasher = Sha256::new();
+    let when = |m: &std::fs::Metadata| (m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    // All of it (None: over max_size), or its hash; and the bytes read.
+    let read = |keep: bool| -> Option<(Result<Vec<u8>, String>, u64)> {
+        let mut hasher = (!keep).then(Sha256::new);
         let mut kept = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut at = 0u64;
@@ -627,27 +672,34 @@ pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            if keep {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() as u64 > max_size {
-                    return None;
-                }
+            match &mut hasher {
+                Some(h) => h.update(&buf[..n]),
+                None if kept.len() + n > max_size as usize => return None,
+                None => kept.extend_from_slice(&buf[..n]),
             }
             at += n as u64;
         }
-        Some((hex::encode(hasher.finalize()), at, keep.then_some(kept)))
+        Some((hasher.map_or(Ok(kept), |h| Err(hex::encode(h.finalize()))), at))
     };
-    let keep = first.1 <= max_size;
-    let (hash, size, bytes) = read(keep).or_else(|| read(false))?;
-    let again = read(false);
-    let second = stat(&file)?;
-    let same = |a: &(bool, u64, i64, i64, i64, i64, std::fs::Metadata)| (a.1, a.2, a.3, a.4, a.5);
-    let consistent = again.is_some_and(|(h, s, _)| h == hash && s == size) && same(&first) == same(&second);
-    Some(match bytes {
-        Some(bytes) => Side::from_bytes(bytes, Some(meta), consistent),
-        None => Side { sha256: Some(hash), size, stored: Stored::HashOnly, bytes: None, meta: Some(meta), consistent },
-    })
+    let mut last = None;
+    for _ in 0..3 {
+        let first = file.metadata().ok()?;
+        if !first.is_file() {
+            return None;
+        }
+        let (content, size) = read(first.len() <= max_size).or_else(|| read(false))?;
+        let consistent = size == first.len() && file.metadata().is_ok_and(|m| when(&m) == when(&first));
+        let meta = Some(crate::model::meta_of(&first));
+        let side = match content {
+            Ok(bytes) => Side::from_bytes(bytes, meta, consistent),
+            Err(hash) => Side { sha256: Some(hash), size, stored: Stored::HashOnly, bytes: None, meta, consistent },
+        };
+        if consistent {
+            return Some(side);
+        }
+        last = Some(side);
+    }
+    last
 }
 
 /// Who `pid` is, from `/proc`; `None` when it is gone (or, with a pidfd,

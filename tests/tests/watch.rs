@@ -254,3 +254,26 @@ fn directories_made_after_start_are_watched_too() {
     c.assert_version(&v[1], "write", "conf.d/deep/early.conf", Some(b"early\n"), Some(b"later\n"));
     assert!(v.iter().all(|v| v["seen_by"] == "kernel"));
 }
+
+#[test]
+fn a_burst_of_kernel_only_writes_is_one_version_per_file_with_the_last_bytes() {
+    if !root() {
+        return;
+    }
+    let names = ["b1.conf", "b2.conf", "b3.conf"];
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (*n, &b"0\n"[..])).collect();
+    let c = Collector::start_with_files(WATCH, &files);
+    watching(&c);
+    // The watch reads the queue at most every 20 ms while events keep
+    // coming, so the kernel merges this burst's events; each file still
+    // ends as one version holding what was written last.
+    let script = "i=1; while [ $i -le 300 ]; do for f in b1 b2 b3; do echo $i > $f.conf; done; i=$((i+1)); done";
+    let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
+    assert!(out.status.success());
+    for name in names {
+        let v = wait_for(&c, name, |v| !v.is_empty());
+        assert_eq!(v.len(), 1, "{v:#?}");
+        c.assert_version(&v[0], "write", name, Some(b"0\n"), Some(b"300\n"));
+        assert_eq!(v[0]["seen_by"], "kernel");
+    }
+}
