@@ -43,14 +43,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use filetrail_wire::Policy;
+use filetrail_wire::atomic::{self, Lease, Outcome};
 use filetrail_wire::path::quote;
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::fanotify::{self, Entry, Event, Fanotify};
 use crate::identity;
 use crate::intake::Intake;
-use crate::model::{Action, Draft, SeenBy, Side, Stored};
+use crate::model::{Action, Draft, SeenBy, Side};
 use crate::quota::Quotas;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
@@ -594,8 +594,9 @@ fn collect_files(top: &Path, policy: &Policy, files: &mut Vec<(Arc<OwnedFd>, Vec
 
 /// What the entry `name` of `dir` holds, read as root without following a
 /// symlink, without blocking, without touching its atime; `None` when it
-/// is absent or not a regular file. Read twice: the same hash, size, mtime
-/// and ctime both times, else `consistent: false`. Above `max_size`: hash only.
+/// is absent or not a regular file. `consistent` as the library's
+/// (`filetrail_wire::atomic`: a read lease, else two equal reads). Above
+/// `max_size`: hash only.
 pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
     let c = CString::new(name).ok()?;
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
@@ -603,51 +604,13 @@ pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
         // SAFETY: dir is an open directory, c a valid NUL-terminated name.
         let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | extra) };
         // SAFETY: a new descriptor we now own.
-        (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
     };
     let file = open(libc::O_NOATIME).or_else(|| open(0))?;
-    let stat = |f: &std::fs::File| {
-        use std::os::unix::fs::MetadataExt;
-        f.metadata().ok().map(|m| (m.is_file(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec(), m))
-    };
-    let first = stat(&file)?;
-    if !first.0 {
-        return None;
+    match atomic::read(file.as_raw_fd(), max_size, Lease::Try).ok()? {
+        Outcome::Read(r) => Some(Side::from_reading(r)),
+        Outcome::NotRegular(_) => None,
     }
-    let md = &first.6;
-    let meta = crate::model::meta_of(md);
-    let read = |keep: bool| -> Option<(String, u64, Option<Vec<u8>>)> {
-        use std::os::unix::fs::FileExt;
-        let mut hasher = Sha256::new();
-        let mut kept = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut at = 0u64;
-        loop {
-            let n = file.read_at(&mut buf, at).ok()?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            if keep {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() as u64 > max_size {
-                    return None;
-                }
-            }
-            at += n as u64;
-        }
-        Some((hex::encode(hasher.finalize()), at, keep.then_some(kept)))
-    };
-    let keep = first.1 <= max_size;
-    let (hash, size, bytes) = read(keep).or_else(|| read(false))?;
-    let again = read(false);
-    let second = stat(&file)?;
-    let same = |a: &(bool, u64, i64, i64, i64, i64, std::fs::Metadata)| (a.1, a.2, a.3, a.4, a.5);
-    let consistent = again.is_some_and(|(h, s, _)| h == hash && s == size) && same(&first) == same(&second);
-    Some(match bytes {
-        Some(bytes) => Side::from_bytes(bytes, Some(meta), consistent),
-        None => Side { sha256: Some(hash), size, stored: Stored::HashOnly, bytes: None, meta: Some(meta), consistent },
-    })
 }
 
 /// Who `pid` is, from `/proc`; `None` when it is gone (or, with a pidfd,
@@ -748,7 +711,7 @@ mod tests {
         let big = read_file(fd.as_fd(), b"f", 3).unwrap();
         assert_eq!(
             (big.stored, big.size, big.sha256),
-            (Stored::HashOnly, 7, Some(crate::model::sha256_hex(b"content")))
+            (crate::model::Stored::HashOnly, 7, Some(crate::model::sha256_hex(b"content")))
         );
     }
 }
