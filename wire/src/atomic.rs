@@ -20,9 +20,12 @@
 //!   the size, and size, mtime and ctime the same before the first and after
 //!   the second. A `write(2)` changes ctime when it starts (the kernel makes
 //!   a change after a query visibly newer, "multigrain" timestamps, Linux
-//!   6.13+ on ext4, xfs, btrfs, tmpfs), so no write started in between, and
-//!   the one that may have been running writes each byte once: a byte equal
-//!   in both passes held that value all along.
+//!   6.13+ on ext4, xfs, btrfs, tmpfs), so no write started in between; one
+//!   already running when the first `fstat` ran is waited for before the
+//!   first pass (`lseek(SEEK_DATA)` takes the inode lock a buffered write
+//!   holds, on ext4, tmpfs and btrfs), so a writer preempted halfway through
+//!   a `write` is never read half-done. The second pass is for writes
+//!   through a shared mapping, which take no lock and change no time.
 //!
 //! Cost (the `cost` test; a 2-core VM shared with other builds, so only
 //! the proportions mean much): on a quiet 4 KiB file one pass with `fstat`
@@ -149,6 +152,9 @@ fn leased(fd: i32, held: Held, max_size: u64) -> Result<Option<Reading>, Errno> 
 /// Two passes with size, mtime and ctime around both.
 fn twice(fd: i32, st: libc::stat, max_size: u64) -> Result<Reading, Errno> {
     let size = st.st_size as u64;
+    // Waits for a `write(2)` already running: ext4, tmpfs and btrfs take the
+    // inode lock (which a buffered write holds throughout) for SEEK_DATA.
+    sys::seek_data(fd);
     let (content, len) = pass(fd, size, max_size, None)?.ok_or(libc::EIO)?;
     let again = pass(fd, size, max_size, None)?;
     let after = sys::fstat(fd)?;
@@ -319,6 +325,13 @@ mod sys {
     pub fn fcntl(fd: i32, cmd: i32, arg: c_long) -> Result<c_long, Errno> {
         // SAFETY: the commands used take an int, or a pointer the caller keeps valid.
         check(unsafe { libc::syscall(libc::SYS_fcntl, fd as c_long, cmd as c_long, arg) })
+    }
+
+    /// `lseek(fd, 0, SEEK_DATA)`, for the inode lock it takes; the offset
+    /// is irrelevant (reads use `pread`).
+    pub fn seek_data(fd: i32) {
+        // SAFETY: no memory is passed.
+        unsafe { libc::syscall(libc::SYS_lseek, fd as c_long, 0 as c_long, libc::SEEK_DATA as c_long) };
     }
 
     pub fn geteuid() -> u32 {
