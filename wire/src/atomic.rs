@@ -202,7 +202,7 @@ fn hash(fd: i32, lease: Option<&Held>) -> Result<Option<(Content, u64)>, Errno> 
     let mut chunk = vec![0u8; CHUNK];
     let mut at = 0u64;
     loop {
-        if at > 0 && at % LEASE_PIECE == 0 && lease.is_some_and(Held::broken) {
+        if at > 0 && at.is_multiple_of(LEASE_PIECE) && lease.is_some_and(Held::broken) {
             return Ok(None);
         }
         let n = sys::pread(fd, &mut chunk, at)?;
