@@ -5,10 +5,11 @@
 //! credentials ([`crate::asuser`]), never as root: what the writer could not
 //! read is recorded as unreadable, whatever was swapped under the path.
 
-use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
+
+use filetrail_wire::atomic::{self, Lease, Outcome};
 
 use crate::assemble::{Unfinished, complete};
 use crate::asuser::{Creds, as_user};
@@ -78,7 +79,8 @@ pub fn spawn(
 
 /// What `path` holds, read by the collector with the calling thread's
 /// credentials: never follows a final symlink, never blocks on a FIFO, reads
-/// at most `max_size` bytes. A file these credentials may not open is
+/// at most `max_size` bytes, `consistent` as the library's
+/// (`filetrail_wire::atomic`). A file these credentials may not open is
 /// `unreadable` (content and metadata unknown).
 pub fn snapshot(path: &[u8], max_size: u64) -> Option<Side> {
     use std::os::unix::ffi::OsStrExt;
@@ -102,36 +104,8 @@ pub fn snapshot(path: &[u8], max_size: u64) -> Option<Side> {
         }
         Err(_) => return None,
     };
-    let md = file.metadata().ok()?;
-    if !md.is_file() {
-        return None;
-    }
-    let meta = crate::model::meta_of(&md);
-    if md.len() > max_size {
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        std::io::copy(&mut &file, &mut HashWriter(&mut hasher)).ok()?;
-        return Some(Side {
-            sha256: Some(hex::encode(sha2::Digest::finalize(hasher))),
-            size: md.len(),
-            stored: Stored::HashOnly,
-            bytes: None,
-            meta: Some(meta),
-            consistent: true,
-        });
-    }
-    let mut bytes = Vec::with_capacity(md.len() as usize);
-    (&file).take(max_size).read_to_end(&mut bytes).ok()?;
-    Some(Side::from_bytes(bytes, Some(meta), true))
-}
-
-struct HashWriter<'a>(&'a mut sha2::Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        sha2::Digest::update(self.0, buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    match atomic::read(file.as_raw_fd(), max_size, Lease::Try).ok()? {
+        Outcome::Read(r) => Some(Side::from_reading(r)),
+        Outcome::NotRegular(_) => None,
     }
 }

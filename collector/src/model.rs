@@ -90,6 +90,22 @@ impl Side {
         }
     }
 
+    /// A side from the collector's own reading of a file.
+    pub fn from_reading(r: filetrail_wire::atomic::Reading) -> Side {
+        let meta = Some(Meta::of(&r.stat));
+        match r.content {
+            filetrail_wire::atomic::Content::Bytes(bytes) => Side::from_bytes(bytes, meta, r.consistent),
+            filetrail_wire::atomic::Content::Sha256(digest) => Side {
+                sha256: Some(hex::encode(digest)),
+                size: r.len,
+                stored: Stored::HashOnly,
+                bytes: None,
+                meta,
+                consistent: r.consistent,
+            },
+        }
+    }
+
     /// A side from a library snapshot; `None` when the path did not exist
     /// (or was not a regular file). Hashes of stored bytes are computed
     /// here, never taken from the client.

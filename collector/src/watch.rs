@@ -51,14 +51,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use filetrail_wire::Policy;
+use filetrail_wire::atomic::{self, Lease, Outcome};
 use filetrail_wire::path::quote;
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::fanotify::{self, Entry, Event, Fanotify};
 use crate::identity;
 use crate::intake::Intake;
-use crate::model::{Action, Draft, SeenBy, Side, Stored};
+use crate::model::{Action, Draft, SeenBy, Side};
 use crate::quota::Quotas;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
@@ -646,60 +646,23 @@ fn collect_files(top: &Path, policy: &Policy, files: &mut Vec<(Arc<OwnedFd>, Vec
 
 /// What the entry `name` of `dir` holds, read as root without following a
 /// symlink, without blocking, without touching its atime; `None` when it
-/// is absent or not a regular file. Consistent as in the library's
-/// snapshots: the same size, mtime and ctime before and after the read (up
-/// to three attempts), else `consistent: false`. Above `max_size`: hash only.
+/// is absent or not a regular file. `consistent` as the library's
+/// (`filetrail_wire::atomic`: a read lease, else two equal reads). Above
+/// `max_size`: hash only.
 pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
-    use std::os::unix::fs::{FileExt, MetadataExt};
     let c = CString::new(name).ok()?;
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     let open = |extra| {
         // SAFETY: dir is an open directory, c a valid NUL-terminated name.
         let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | extra) };
         // SAFETY: a new descriptor we now own.
-        (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
     };
     let file = open(libc::O_NOATIME).or_else(|| open(0))?;
-    let when = |m: &std::fs::Metadata| (m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-    // All of it (None: over max_size), or its hash; and the bytes read.
-    let read = |keep: bool| -> Option<(Result<Vec<u8>, String>, u64)> {
-        let mut hasher = (!keep).then(Sha256::new);
-        let mut kept = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut at = 0u64;
-        loop {
-            let n = file.read_at(&mut buf, at).ok()?;
-            if n == 0 {
-                break;
-            }
-            match &mut hasher {
-                Some(h) => h.update(&buf[..n]),
-                None if kept.len() + n > max_size as usize => return None,
-                None => kept.extend_from_slice(&buf[..n]),
-            }
-            at += n as u64;
-        }
-        Some((hasher.map_or(Ok(kept), |h| Err(hex::encode(h.finalize()))), at))
-    };
-    let mut last = None;
-    for _ in 0..3 {
-        let first = file.metadata().ok()?;
-        if !first.is_file() {
-            return None;
-        }
-        let (content, size) = read(first.len() <= max_size).or_else(|| read(false))?;
-        let consistent = size == first.len() && file.metadata().is_ok_and(|m| when(&m) == when(&first));
-        let meta = Some(crate::model::meta_of(&first));
-        let side = match content {
-            Ok(bytes) => Side::from_bytes(bytes, meta, consistent),
-            Err(hash) => Side { sha256: Some(hash), size, stored: Stored::HashOnly, bytes: None, meta, consistent },
-        };
-        if consistent {
-            return Some(side);
-        }
-        last = Some(side);
+    match atomic::read(file.as_raw_fd(), max_size, Lease::Try).ok()? {
+        Outcome::Read(r) => Some(Side::from_reading(r)),
+        Outcome::NotRegular(_) => None,
     }
-    last
 }
 
 /// Who `pid` is, from `/proc`; `None` when it is gone (or, with a pidfd,
@@ -800,7 +763,7 @@ mod tests {
         let big = read_file(fd.as_fd(), b"f", 3).unwrap();
         assert_eq!(
             (big.stored, big.size, big.sha256),
-            (Stored::HashOnly, 7, Some(crate::model::sha256_hex(b"content")))
+            (crate::model::Stored::HashOnly, 7, Some(crate::model::sha256_hex(b"content")))
         );
     }
 }

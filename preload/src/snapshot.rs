@@ -2,12 +2,14 @@
 //!
 //! Invariants: never blocks (FIFOs and devices are opened non-blocking and
 //! never read), never holds more than `max_size` bytes (larger files are
-//! hashed in fixed chunks), and reports `consistent: false` when the file
-//! kept changing across a few attempts. Reads use `O_NOATIME` where the
-//! kernel permits, so snapshots do not move access times.
+//! hashed in fixed chunks), and `consistent` only when the bytes were the
+//! file's content at one instant (`filetrail_wire::atomic`: a read lease
+//! before an open, two equal reads otherwise). Reads use `O_NOATIME` where
+//! the kernel permits, so snapshots do not move access times.
 
 use std::ffi::{CStr, CString};
 
+use filetrail_wire::atomic::{self, Content, Lease, Outcome};
 use filetrail_wire::{Meta, SnapState, Snapshot};
 use sha2::{Digest, Sha256};
 
@@ -27,9 +29,6 @@ impl Snap {
     }
 }
 
-const ATTEMPTS: usize = 3;
-const CHUNK: usize = 64 * 1024;
-
 /// Whether a final symlink in the path is followed.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Follow {
@@ -43,21 +42,23 @@ pub enum Follow {
 /// What `path` holds now.
 pub fn of_path(path: &[u8], max_size: u64, follow: Follow) -> Snap {
     let Ok(cpath) = CString::new(path) else { return unreadable() };
-    of_cpath(&cpath, max_size, follow)
+    of_cpath(&cpath, max_size, follow, Lease::Try)
 }
 
 /// What open descriptor `fd` of this process refers to now (even when the
-/// descriptor is write-only or its path was renamed).
+/// descriptor is write-only or its path was renamed). No lease: the process
+/// itself mostly holds it open for writing (its last close), which the
+/// kernel refuses a lease for; two reads decide.
 pub fn of_fd(fd: i32, max_size: u64) -> Snap {
     let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else { return unreadable() };
-    of_cpath(&link, max_size, Follow::Yes)
+    of_cpath(&link, max_size, Follow::Yes, Lease::Never)
 }
 
 fn unreadable() -> Snap {
     Snap::new(Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() })
 }
 
-fn of_cpath(path: &CStr, max_size: u64, follow: Follow) -> Snap {
+fn of_cpath(path: &CStr, max_size: u64, follow: Follow, lease: Lease) -> Snap {
     let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
     let open = |flags| match sys::openat(libc::AT_FDCWD, path, flags | libc::O_NOATIME) {
         Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, flags),
@@ -91,7 +92,7 @@ fn of_cpath(path: &CStr, max_size: u64, follow: Follow) -> Snap {
             };
         }
     };
-    Snap { via_symlink, ..read_fd(fd.raw(), max_size) }
+    Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) }
 }
 
 fn not_regular(meta: Option<Meta>) -> Snap {
@@ -99,94 +100,33 @@ fn not_regular(meta: Option<Meta>) -> Snap {
 }
 
 pub fn meta(st: &libc::stat) -> Meta {
-    Meta {
-        mode: st.st_mode,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        dev: st.st_dev,
-        ino: st.st_ino,
-        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
-    }
+    Meta::of(st)
 }
 
-fn read_fd(fd: i32, max_size: u64) -> Snap {
-    let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let Ok(st) = sys::fstat(fd) else { return unreadable() };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return not_regular(Some(meta(&st)));
-        }
-        let size = st.st_size as u64;
-        let attempt = if size > max_size { hash_only(fd) } else { read_all(fd, size, max_size) };
-        let Some((bytes, digest, read_len)) = attempt else { return unreadable() };
-        let settled = sys::fstat(fd).is_ok_and(|after| {
-            after.st_size == st.st_size && after.st_mtime == st.st_mtime && after.st_mtime_nsec == st.st_mtime_nsec
-        }) && read_len == size;
-        let head = |consistent| Snapshot {
-            state: if digest.is_some() { SnapState::HashOnly } else { SnapState::Stored },
-            len: bytes.len() as u64,
-            size: Some(read_len),
-            sha256: digest.clone(),
-            meta: Some(meta(&st)),
-            consistent,
-        };
-        if settled {
-            return Snap { head: head(true), bytes, via_symlink: false };
-        }
-        last = Some(Snap { head: head(false), bytes, via_symlink: false });
-    }
-    last.unwrap_or_else(unreadable)
-}
-
-/// Reads the whole file, expecting about `size` bytes and never more than
-/// `max_size`. Returns (bytes, None, bytes read).
-fn read_all(fd: i32, size: u64, max_size: u64) -> Option<(Vec<u8>, Option<String>, u64)> {
-    let mut bytes: Vec<u8> = Vec::new();
-    loop {
-        let at = bytes.len();
-        if at as u64 == size && size > 0 {
-            break; // the size fstat gave; the closing fstat checks it still holds
-        }
-        // Read what is left of the expected size in one go, then by chunks.
-        let want = if (at as u64) < size { (size - at as u64) as usize } else { CHUNK };
-        bytes.resize(at + want, 0);
-        let n = sys::pread(fd, &mut bytes[at..], at as u64).ok()?;
-        bytes.truncate(at + n);
-        if n == 0 {
-            break;
-        }
-        if bytes.len() as u64 > max_size {
-            // Grew past the cap while we read: report by hash instead.
-            return hash_only(fd);
-        }
-    }
-    let len = bytes.len() as u64;
-    Some((bytes, None, len))
-}
-
-/// Hashes the file in fixed chunks. Returns (no bytes, digest, bytes hashed).
-fn hash_only(fd: i32) -> Option<(Vec<u8>, Option<String>, u64)> {
-    let mut hasher = Sha256::new();
-    let mut chunk = vec![0u8; CHUNK];
-    let mut at = 0u64;
-    loop {
-        let n = sys::pread(fd, &mut chunk, at).ok()?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&chunk[..n]);
-        at += n as u64;
-    }
-    Some((Vec::new(), Some(hex(&hasher.finalize())), at))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+fn read_fd(fd: i32, max_size: u64, lease: Lease) -> Snap {
+    let r = match atomic::read(fd, max_size, lease) {
+        Ok(Outcome::Read(r)) => r,
+        Ok(Outcome::NotRegular(st)) => return not_regular(Some(meta(&st))),
+        Err(_) => return unreadable(),
+    };
+    let (state, bytes, sha256) = match r.content {
+        Content::Bytes(bytes) => (SnapState::Stored, bytes, None),
+        Content::Sha256(digest) => (SnapState::HashOnly, Vec::new(), Some(atomic::hex(&digest))),
+    };
+    let head = Snapshot {
+        state,
+        len: bytes.len() as u64,
+        size: Some(r.len),
+        sha256,
+        meta: Some(meta(&r.stat)),
+        consistent: r.consistent,
+    };
+    Snap { head, bytes, via_symlink: false }
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    atomic::hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@
 //! Content over the library's spool bounds is written as `hash_only`
 //! snapshots: the fact that a version existed is kept, its bytes are not.
 
+pub mod atomic;
 pub mod frame;
 pub mod path;
 pub mod policy;
@@ -226,7 +227,9 @@ pub struct Snapshot {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Meta>,
-    /// False when the file kept changing while it was read.
+    /// True only when the content (or hash) is what the file held at one
+    /// instant: read under a read lease, or read twice with equal bytes and
+    /// the same size, mtime and ctime around both ([`atomic`]).
     #[serde(default = "yes")]
     pub consistent: bool,
 }
@@ -248,6 +251,20 @@ pub struct Meta {
     pub dev: u64,
     pub ino: u64,
     pub mtime_ns: i64,
+}
+
+impl Meta {
+    /// The fields of an `fstat`.
+    pub fn of(st: &libc::stat) -> Meta {
+        Meta {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec,
+        }
+    }
 }
 
 /// Whether and how a snapshot carries content.

@@ -1,0 +1,552 @@
+//! Reading a file's content at one instant: the one way the library and the
+//! collector read a file for a version, and what makes a reading
+//! `consistent`.
+//!
+//! A reading is `consistent` only when its bytes were the file's content at
+//! one instant, shown by one of:
+//! - **A read lease** (`fcntl(F_SETLEASE, F_RDLCK)`), when the caller allows
+//!   it, the reader may take one (root, or the file's owner) and the file
+//!   is [`LEASE_FROM`] or larger or two reads of it disagreed. The kernel
+//!   grants it only while nobody has the file open for writing or mapped
+//!   writable, and while it is held a writer's `open` or `truncate` waits
+//!   (or fails with `O_NONBLOCK`): one read under a lease that was never
+//!   broken is the content. Held only across the read; a large file is read
+//!   in pieces and the lease is given up as soon as a writer asks for the
+//!   file (checked between pieces), so a writer waits at most one piece, far
+//!   below `lease-break-time`.
+//! - **Two reads** otherwise (a writer holds the file open — the calling
+//!   process itself at its last close —, or the reader may not lease): both
+//!   passes equal byte for byte (by SHA-256 above `max_size`), their length
+//!   the size, and size, mtime and ctime the same before the first and after
+//!   the second. A `write(2)` changes ctime when it starts (the kernel makes
+//!   a change after a query visibly newer, "multigrain" timestamps, Linux
+//!   6.13+ on ext4, xfs, btrfs, tmpfs), so no write started in between; one
+//!   already running when the first `fstat` ran is waited for before the
+//!   first pass (`lseek(SEEK_DATA)` takes the inode lock a buffered write
+//!   holds, on ext4, tmpfs and btrfs), so a writer preempted halfway through
+//!   a `write` is never read half-done. The second pass is for writes
+//!   through a shared mapping, which take no lock and change no time.
+//!
+//! Cost (the `cost` test; a 2-core VM shared with other builds, so only
+//! the proportions mean much): on a quiet 4 KiB file one pass with `fstat`
+//! around it (before issue 16) took 3–12 µs, two passes 6–16 µs, under a
+//! lease 5–14 µs (nine more system calls: the lease, its release, the
+//! signal set-up below); at 64 KiB two passes 8–50 µs, the lease 7–39 µs;
+//! at 1 MiB 230–350 µs against 80–170 µs. Hence [`LEASE_FROM`].
+//!
+//! Neither: tried again (at most [`ATTEMPTS`] times within [`RETRY_NS`]),
+//! then the last reading with `consistent: false`.
+//!
+//! **Signals.** A lease break makes the kernel signal the lease's owner
+//! (`SIGIO` unless `F_SETSIG`; `SIGIO` kills a program that does not handle
+//! it). No handler is installed or replaced: before the lease, the reader
+//! sets the descriptor's signal to [`lease_signal`] (`SIGRTMAX`) and its
+//! owner to the calling *thread* (`F_SETOWN_EX`, `F_OWNER_TID`; the kernel
+//! keeps an owner already set), and blocks that signal in this thread
+//! while the lease is held. After the release, the instance the kernel
+//! queued (`si_code == POLL_MSG`, `si_fd` the reader's descriptor) is taken
+//! with `sigtimedwait` — that is also how a break is noticed — and any
+//! other pending instance of the signal is queued again; then the mask is
+//! put back. Other threads never see it; the host sees no signal of ours.
+
+use sha2::{Digest, Sha256};
+
+pub type Errno = i32;
+
+/// Most readings of one file before it is reported inconsistent.
+pub const ATTEMPTS: usize = 8;
+/// Retries stop once a reading has taken this long (the first attempt
+/// always completes).
+pub const RETRY_NS: u64 = 2_000_000;
+/// Smaller files are read twice first (cheaper than a lease's system
+/// calls, measured: module comment); a lease is tried for them only once
+/// two reads disagreed.
+pub const LEASE_FROM: u64 = 64 * 1024;
+/// Read size when hashing.
+const CHUNK: usize = 64 * 1024;
+/// Under a lease: read in pieces of this much, asking between them whether
+/// a writer waits.
+const LEASE_PIECE: u64 = 1 << 20;
+
+/// What a reading holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// The whole content (the file was at most `max_size`).
+    Bytes(Vec<u8>),
+    /// Larger: its SHA-256 only.
+    Sha256([u8; 32]),
+}
+
+/// One reading of a regular file.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// `fstat` at the reading (before the first pass).
+    pub stat: libc::stat,
+    pub content: Content,
+    /// Bytes read (or hashed).
+    pub len: u64,
+    /// The bytes were the file's content at one instant (module comment).
+    pub consistent: bool,
+}
+
+pub enum Outcome {
+    Read(Reading),
+    /// Not a regular file: never read.
+    NotRegular(libc::stat),
+}
+
+/// Whether the reader may try a lease.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Lease {
+    Try,
+    /// The caller knows it holds the file open for writing (a lease cannot
+    /// be granted) and saves the system calls.
+    Never,
+}
+
+/// Reads regular file `fd` (opened read-only by the caller, who keeps it),
+/// whole when at most `max_size` bytes, else by hash.
+pub fn read(fd: i32, max_size: u64, lease: Lease) -> Result<Outcome, Errno> {
+    let start = sys::now_ns();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let st = sys::fstat(fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(Outcome::NotRegular(st));
+        }
+        if lease == Lease::Try
+            && (attempt > 1 || st.st_size as u64 >= LEASE_FROM)
+            && may_lease(&st)
+            && let Some(held) = Held::take(fd)
+            && let Some(r) = leased(fd, held, max_size)?
+        {
+            return Ok(Outcome::Read(r));
+        }
+        let r = twice(fd, st, max_size)?;
+        if r.consistent || attempt >= ATTEMPTS || sys::now_ns().saturating_sub(start) >= RETRY_NS {
+            return Ok(Outcome::Read(r));
+        }
+    }
+}
+
+/// Root, or the file's owner (the kernel's rule, `CAP_LEASE` aside).
+fn may_lease(st: &libc::stat) -> bool {
+    let me = sys::geteuid();
+    me == 0 || me == st.st_uid
+}
+
+/// One pass under `held`: `Some` only when the lease was never broken.
+fn leased(fd: i32, held: Held, max_size: u64) -> Result<Option<Reading>, Errno> {
+    let pass = sys::fstat(fd).and_then(|st| Ok((st, pass(fd, st.st_size as u64, max_size, Some(&held))?)));
+    let intact = held.release();
+    let (stat, got) = pass?;
+    Ok(got.filter(|_| intact).filter(|(_, len)| *len == stat.st_size as u64).map(|(content, len)| Reading {
+        stat,
+        content,
+        len,
+        consistent: true,
+    }))
+}
+
+/// Two passes with size, mtime and ctime around both.
+fn twice(fd: i32, st: libc::stat, max_size: u64) -> Result<Reading, Errno> {
+    let size = st.st_size as u64;
+    // Waits for a `write(2)` already running: ext4, tmpfs and btrfs take the
+    // inode lock (which a buffered write holds throughout) for SEEK_DATA.
+    sys::seek_data(fd);
+    let (content, len) = pass(fd, size, max_size, None)?.ok_or(libc::EIO)?;
+    let again = pass(fd, size, max_size, None)?;
+    let after = sys::fstat(fd)?;
+    let same = |a: &libc::stat| (a.st_size, a.st_mtime, a.st_mtime_nsec, a.st_ctime, a.st_ctime_nsec);
+    let consistent = again.is_some_and(|(c, l)| c == content && l == len) && len == size && same(&st) == same(&after);
+    Ok(Reading { stat: st, content, len, consistent })
+}
+
+/// One pass over the file: the bytes, expecting about `size` and never
+/// holding more than `max_size` (then a hash), or `None` when `lease` was
+/// broken before the end (the rest is not read: the writer goes on now).
+fn pass(fd: i32, size: u64, max_size: u64, lease: Option<&Held>) -> Result<Option<(Content, u64)>, Errno> {
+    if size > max_size {
+        return hash(fd, lease);
+    }
+    let piece = if lease.is_some() { LEASE_PIECE } else { u64::MAX };
+    let mut bytes: Vec<u8> = Vec::new();
+    loop {
+        let at = bytes.len() as u64;
+        if at == size && size > 0 {
+            break; // the size fstat gave; the caller checks it still holds
+        }
+        if at > 0 && lease.is_some_and(Held::broken) {
+            return Ok(None);
+        }
+        // What is left of the expected size (in pieces under a lease), then by chunks.
+        let want = if at < size { (size - at).min(piece) as usize } else { CHUNK };
+        bytes.resize(at as usize + want, 0);
+        let n = sys::pread(fd, &mut bytes[at as usize..], at)?;
+        bytes.truncate(at as usize + n);
+        if n == 0 {
+            break;
+        }
+        if bytes.len() as u64 > max_size {
+            // Grew past the cap while we read: by hash instead.
+            return hash(fd, lease);
+        }
+    }
+    let len = bytes.len() as u64;
+    Ok(Some((Content::Bytes(bytes), len)))
+}
+
+fn hash(fd: i32, lease: Option<&Held>) -> Result<Option<(Content, u64)>, Errno> {
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    loop {
+        if at > 0 && at.is_multiple_of(LEASE_PIECE) && lease.is_some_and(Held::broken) {
+            return Ok(None);
+        }
+        let n = sys::pread(fd, &mut chunk, at)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&chunk[..n]);
+        at += n as u64;
+    }
+    Ok(Some((Content::Sha256(hasher.finalize().into()), at)))
+}
+
+/// The signal a lease break is sent as, to the reading thread only.
+pub fn lease_signal() -> i32 {
+    libc::SIGRTMAX()
+}
+
+/// A read lease on a descriptor, with its break signal blocked in this thread.
+struct Held {
+    fd: i32,
+    sig: i32,
+    /// This thread's signal mask before.
+    mask: u64,
+}
+
+impl Held {
+    fn take(fd: i32) -> Option<Held> {
+        let sig = lease_signal();
+        let mask = sys::block(sig).ok()?;
+        let held = Held { fd, sig, mask };
+        let owner = sys::OwnerEx { kind: sys::F_OWNER_TID, pid: sys::gettid() };
+        let ok = sys::fcntl(fd, sys::F_SETSIG, sig as libc::c_long).is_ok()
+            && sys::fcntl(fd, sys::F_SETOWN_EX, &owner as *const sys::OwnerEx as libc::c_long).is_ok()
+            && sys::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK as libc::c_long).is_ok();
+        if ok {
+            Some(held)
+        } else {
+            sys::set_mask(held.mask);
+            None
+        }
+    }
+
+    /// A writer asked for the file (the lease is being broken or is gone).
+    fn broken(&self) -> bool {
+        sys::fcntl(self.fd, libc::F_GETLEASE, 0) != Ok(libc::F_RDLCK as libc::c_long)
+    }
+
+    /// Gives the lease up; true when it was never broken.
+    fn release(self) -> bool {
+        // After this no break can signal: the kernel signals under the same
+        // lock that removes the lease. Err: already gone (a break timed out).
+        let unlocked = sys::fcntl(self.fd, libc::F_SETLEASE, libc::F_UNLCK as libc::c_long).is_ok();
+        let broken = sys::take_lease_signal(self.sig, self.fd);
+        sys::set_mask(self.mask);
+        unlocked && !broken
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Raw system calls (`syscall(2)`): the library must not go through libc's
+/// symbols, which it interposes (`fcntl`).
+mod sys {
+    use libc::c_long;
+
+    use super::Errno;
+
+    // Linux's values (<asm-generic/fcntl.h>, <asm-generic/siginfo.h>), not
+    // all in the `libc` crate.
+    pub const F_SETSIG: i32 = 10;
+    pub const F_SETOWN_EX: i32 = 15;
+    pub const F_OWNER_TID: i32 = 0;
+    const POLL_MSG: i32 = 3;
+
+    /// `struct f_owner_ex`.
+    #[repr(C)]
+    pub struct OwnerEx {
+        pub kind: i32,
+        pub pid: i32,
+    }
+
+    fn check(r: c_long) -> Result<c_long, Errno> {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        if r < 0 { Err(unsafe { *libc::__errno_location() }) } else { Ok(r) }
+    }
+
+    pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
+        // SAFETY: all-zero is a valid `stat`.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the path is an empty NUL-terminated string, st a writable stat.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_newfstatat,
+                fd as c_long,
+                c"".as_ptr(),
+                &mut st as *mut libc::stat,
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        check(r).map(|_| st)
+    }
+
+    pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        loop {
+            // SAFETY: buf is writable for buf.len() bytes.
+            let r = unsafe {
+                libc::syscall(libc::SYS_pread64, fd as c_long, buf.as_mut_ptr(), buf.len(), offset as libc::off_t)
+            };
+            match check(r) {
+                Err(libc::EINTR) => continue,
+                other => return other.map(|n| n as usize),
+            }
+        }
+    }
+
+    /// `fcntl` with an integer (or, cast, a pointer) argument.
+    pub fn fcntl(fd: i32, cmd: i32, arg: c_long) -> Result<c_long, Errno> {
+        // SAFETY: the commands used take an int, or a pointer the caller keeps valid.
+        check(unsafe { libc::syscall(libc::SYS_fcntl, fd as c_long, cmd as c_long, arg) })
+    }
+
+    /// `lseek(fd, 0, SEEK_DATA)`, for the inode lock it takes; the offset
+    /// is irrelevant (reads use `pread`).
+    pub fn seek_data(fd: i32) {
+        // SAFETY: no memory is passed.
+        unsafe { libc::syscall(libc::SYS_lseek, fd as c_long, 0 as c_long, libc::SEEK_DATA as c_long) };
+    }
+
+    pub fn geteuid() -> u32 {
+        // SAFETY: cannot fail.
+        unsafe { libc::syscall(libc::SYS_geteuid) as u32 }
+    }
+
+    pub fn gettid() -> i32 {
+        // SAFETY: cannot fail.
+        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    }
+
+    pub fn now_ns() -> u64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: ts is a valid timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    }
+
+    /// The kernel's sigset (64 signals) with `sig` alone.
+    fn bit(sig: i32) -> u64 {
+        1u64 << (sig - 1)
+    }
+
+    const SIGSET: c_long = 8;
+
+    /// Blocks `sig` in this thread; returns the previous mask.
+    pub fn block(sig: i32) -> Result<u64, Errno> {
+        let set = bit(sig);
+        let mut old = 0u64;
+        // SAFETY: both sets are valid u64 kernel sigsets of SIGSET bytes.
+        check(unsafe {
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &set as *const u64, &mut old as *mut u64, SIGSET)
+        })?;
+        Ok(old)
+    }
+
+    pub fn set_mask(mask: u64) {
+        // SAFETY: mask is a valid kernel sigset of SIGSET bytes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &mask as *const u64,
+                std::ptr::null_mut::<u64>(),
+                SIGSET,
+            )
+        };
+    }
+
+    /// Takes the lease-break signal about `fd` if one is pending (true);
+    /// other pending instances of `sig` are queued again.
+    pub fn take_lease_signal(sig: i32, fd: i32) -> bool {
+        let set = bit(sig);
+        let mut pending = 0u64;
+        // SAFETY: pending is a writable kernel sigset.
+        if unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut pending as *mut u64, SIGSET) } != 0
+            || pending & set == 0
+        {
+            return false;
+        }
+        let mut ours = false;
+        let mut others = Vec::new();
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        while others.len() < 64 {
+            // SAFETY: all-zero is a valid siginfo_t.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: set, info and zero are valid for the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigtimedwait,
+                    &set as *const u64,
+                    &mut info as *mut libc::siginfo_t,
+                    &zero as *const libc::timespec,
+                    SIGSET,
+                )
+            };
+            if r != sig as c_long {
+                break;
+            }
+            if info.si_code == POLL_MSG && si_fd(&info) == fd {
+                ours = true;
+            } else {
+                others.push(info);
+            }
+        }
+        for mut info in others {
+            // SAFETY: info is a siginfo_t this process received; queued back to
+            // the process, or (a kernel- or kill-sent one, which only the
+            // thread itself may re-send) to this thread.
+            unsafe {
+                let pid = libc::syscall(libc::SYS_getpid);
+                if libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig as c_long, &mut info as *mut libc::siginfo_t) != 0
+                {
+                    libc::syscall(
+                        libc::SYS_rt_tgsigqueueinfo,
+                        pid,
+                        gettid() as c_long,
+                        sig as c_long,
+                        &mut info as *mut libc::siginfo_t,
+                    );
+                }
+            }
+        }
+        ours
+    }
+
+    /// `si_fd` of a `SIGPOLL`-style siginfo (after `si_band`).
+    fn si_fd(info: &libc::siginfo_t) -> i32 {
+        #[repr(C)]
+        struct Poll {
+            signo: i32,
+            errno: i32,
+            code: i32,
+            band: libc::c_long,
+            fd: i32,
+        }
+        // SAFETY: siginfo_t is larger than Poll and starts with the same three ints.
+        unsafe { (*(info as *const libc::siginfo_t as *const Poll)).fd }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use super::*;
+
+    /// A file holding `content`, nobody writing, and a read-only descriptor.
+    fn file(content: &[u8]) -> (tempfile::TempPath, std::fs::File) {
+        let f = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        std::fs::write(&f, content).unwrap();
+        let r = std::fs::File::open(&f).unwrap();
+        (f, r)
+    }
+
+    fn reading(o: Outcome) -> Reading {
+        match o {
+            Outcome::Read(r) => r,
+            Outcome::NotRegular(_) => panic!("not regular"),
+        }
+    }
+
+    #[test]
+    fn quiet_files_read_consistent_with_and_without_lease() {
+        let content: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let (_f, r) = file(&content);
+        for lease in [Lease::Try, Lease::Never] {
+            let got = reading(read(r.as_raw_fd(), 1 << 20, lease).unwrap());
+            assert_eq!(got.content, Content::Bytes(content.clone()));
+            assert!(got.consistent);
+            let big = reading(read(r.as_raw_fd(), 10, lease).unwrap());
+            assert_eq!(big.content, Content::Sha256(Sha256::digest(&content).into()));
+            assert_eq!(big.len, content.len() as u64);
+            assert!(big.consistent);
+        }
+    }
+
+    #[test]
+    fn no_lease_while_open_for_writing_and_nothing_pending_after() {
+        let (f, r) = file(b"abc");
+        let w = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        assert!(Held::take(r.as_raw_fd()).is_none());
+        drop(w);
+        let held = Held::take(r.as_raw_fd()).expect("lease granted with no writer");
+        assert!(!held.broken());
+        assert!(held.release());
+        let mut pending = 0u64;
+        // SAFETY: pending is a writable kernel sigset.
+        unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut pending as *mut u64, 8) };
+        assert_eq!(pending & (1 << (lease_signal() - 1)), 0);
+    }
+
+    #[test]
+    fn a_writer_breaks_the_lease_and_the_signal_is_taken() {
+        let (f, r) = file(b"abc");
+        let held = Held::take(r.as_raw_fd()).unwrap();
+        // A writer that does not wait (O_NONBLOCK) starts the break and fails.
+        let e = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&f).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EWOULDBLOCK));
+        assert!(held.broken());
+        assert!(!held.release(), "a broken lease proves nothing");
+        let mut pending = 0u64;
+        // SAFETY: pending is a writable kernel sigset.
+        unsafe { libc::syscall(libc::SYS_rt_sigpending, &mut pending as *mut u64, 8) };
+        assert_eq!(pending & (1 << (lease_signal() - 1)), 0, "the break signal was taken");
+    }
+
+    /// Cost of one reading of a quiet file, each way (`cargo test
+    /// --release -p filetrail-wire cost -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn cost() {
+        for size in [4096, 64 * 1024, 1 << 20] {
+            let (_f, r) = file(&vec![b'x'; size]);
+            let fd = r.as_raw_fd();
+            let n = 5_000;
+            let time = |what: &str, f: &dyn Fn()| {
+                let t = std::time::Instant::now();
+                (0..n).for_each(|_| f());
+                eprintln!("{size} bytes, {what}: {:?} per reading", t.elapsed() / n);
+            };
+            time("one pass (before issue 16)", &|| {
+                let st = sys::fstat(fd).unwrap();
+                pass(fd, st.st_size as u64, 1 << 30, None).unwrap().unwrap();
+                sys::fstat(fd).unwrap();
+            });
+            time("two passes", &|| assert!(twice(fd, sys::fstat(fd).unwrap(), 1 << 30).unwrap().consistent));
+            time("under a lease", &|| {
+                let st = sys::fstat(fd).unwrap();
+                assert!(
+                    leased(fd, Held::take(fd).unwrap(), 1 << 30).unwrap().is_some_and(|r| r.stat.st_size == st.st_size)
+                );
+            });
+        }
+    }
+}
