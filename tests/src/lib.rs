@@ -417,3 +417,42 @@ impl Collector {
         String::from_utf8(out.stdout).unwrap()
     }
 }
+
+/// Runs `collector ARGS --db D` on a terminal `cols` wide (a pty whose
+/// window size is set; stdout and stderr both go to it) with COLUMNS and
+/// NO_COLOR unset, TERM=xterm, PAGER=cat, then `env`: what the terminal
+/// received, and the exit status.
+pub fn on_terminal(c: &Collector, cols: u16, args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
+    const PTY: &str = r#"
+import fcntl, os, pty, struct, subprocess, sys, termios
+master, slave = pty.openpty()
+fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, int(sys.argv[1]), 0, 0))
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+os.close(slave)
+out = b""
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.buffer.write(out)
+sys.exit(p.wait())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", PTY, &cols.to_string()])
+        .arg(collector_bin())
+        .args(args)
+        .arg("--db")
+        .arg(&c.db)
+        .env_remove("COLUMNS")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .env("PAGER", "cat")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
+}

@@ -197,32 +197,38 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
 }
 
-#[test]
-fn a_full_disk_delays_versions_and_loses_none() {
+/// A collector whose store is on a 4 MiB tmpfs, with one version ("first"
+/// in `a`) recorded, and then the file system filled to the last byte (the
+/// `filler` file, whose removal makes room again). None when not root or
+/// no tmpfs can be mounted (said on stderr). The tmpfs comes first: dropped
+/// last, unmounted after the collector is gone. 4 MiB: room enough, once
+/// the filler is gone, for the final checkpoint to copy what the WAL then
+/// holds into the database.
+fn on_a_full_disk() -> Option<(Tmpfs, Collector, PathBuf)> {
     if !is_root() {
         eprintln!("not root: cannot mount a tmpfs; skipped");
-        return;
+        return None;
     }
-    // Declared first, dropped last: unmounted after the collector is gone.
-    // 4 MiB: room enough, once the filler is gone, for the final checkpoint
-    // to copy the ~1.6 MB the WAL then holds into the database.
     let Some(fs) = Tmpfs::mount("4m") else {
         eprintln!("cannot mount a tmpfs here; skipped");
-        return;
+        return None;
     };
-    let mut c = Collector::start_with_db("", Some(&fs.0.path().join("trail.db")));
+    let c = Collector::start_with_db("", Some(&fs.0.path().join("trail.db")));
     c.sh("echo first > a");
     c.wait_versions(1);
-
-    // Fill the file system to the last byte.
     let filler = fs.0.path().join("filler");
     {
         let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&[0u8; 4096]).is_ok() {}
         while f.write_all(&[0]).is_ok() {}
         let _ = f.sync_all();
     }
+    Some((fs, c, filler))
+}
+
+#[test]
+fn a_full_disk_delays_versions_and_loses_none() {
+    let Some((_fs, mut c, filler)) = on_a_full_disk() else { return };
     // Content that does not compress, more than the whole file system.
     let random = |n: usize| {
         let mut b = vec![0u8; n];
@@ -268,24 +274,7 @@ fn a_full_disk_delays_versions_and_loses_none() {
 /// spooled the edit: the next collector stores it.
 #[test]
 fn an_exited_process_edit_not_yet_committed_survives_a_sigkill() {
-    if !is_root() {
-        eprintln!("not root: cannot mount a tmpfs; skipped");
-        return;
-    }
-    let Some(fs) = Tmpfs::mount("4m") else {
-        eprintln!("cannot mount a tmpfs here; skipped");
-        return;
-    };
-    let mut c = Collector::start_with_db("", Some(&fs.0.path().join("trail.db")));
-    c.sh("echo first > a");
-    c.wait_versions(1);
-    let filler = fs.0.path().join("filler");
-    {
-        let mut f = std::fs::File::create(&filler).unwrap();
-        while f.write_all(&[0u8; 4096]).is_ok() {}
-        while f.write_all(&[0]).is_ok() {}
-        let _ = f.sync_all();
-    }
+    let Some((_fs, mut c, filler)) = on_a_full_disk() else { return };
     // Enough that the commit needs room the full file system does not have.
     let content: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
     std::fs::write(c.dir.path().join("src"), &content).unwrap();

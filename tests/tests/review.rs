@@ -34,39 +34,9 @@ fn json_lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-/// Runs `collector ARGS --db D` on a terminal (a pty: stdout and stderr
-/// both go to it) with `env`; what the terminal received, and the status.
+/// `collector ARGS` on a terminal wide enough for any row.
 fn on_terminal(c: &Collector, args: &[&str], env: &[(&str, &str)]) -> (String, i32) {
-    const PTY: &str = r#"
-import os, pty, subprocess, sys
-master, slave = pty.openpty()
-p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
-os.close(slave)
-out = b""
-while True:
-    try:
-        chunk = os.read(master, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-sys.stdout.buffer.write(out)
-sys.exit(p.wait())
-"#;
-    let out = Command::new("python3")
-        .args(["-c", PTY])
-        .arg(collector_bin())
-        .args(args)
-        .arg("--db")
-        .arg(&c.db)
-        .env_remove("NO_COLOR")
-        .env("TERM", "xterm")
-        .env("PAGER", "cat")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
+    filetrail_e2e::on_terminal(c, 400, args, env)
 }
 
 /// The time of a version in seconds since the epoch, and its microseconds.

@@ -84,41 +84,11 @@ fn at(v: &Value) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Runs `collector ARGS --db D` on a terminal `cols` wide (a pty whose
-/// window size is set; COLUMNS unset so the size is asked of the terminal);
-/// what the terminal received.
+/// `collector ARGS` on a terminal `cols` wide; what it received (it must succeed).
 fn on_terminal(c: &Collector, cols: u16, args: &[&str]) -> String {
-    const PTY: &str = r#"
-import fcntl, os, pty, struct, subprocess, sys, termios
-master, slave = pty.openpty()
-fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, int(sys.argv[1]), 0, 0))
-p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
-os.close(slave)
-out = b""
-while True:
-    try:
-        chunk = os.read(master, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-sys.stdout.buffer.write(out)
-sys.exit(p.wait())
-"#;
-    let out = Command::new("python3")
-        .args(["-c", PTY, &cols.to_string()])
-        .arg(collector_bin())
-        .args(args)
-        .arg("--db")
-        .arg(&c.db)
-        .env_remove("COLUMNS")
-        .env("TERM", "xterm")
-        .env("PAGER", "cat")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{args:?} on a terminal: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n")
+    let (text, code) = filetrail_e2e::on_terminal(c, cols, args, &[]);
+    assert_eq!(code, 0, "{args:?} on a terminal: {text}");
+    text.replace("\r\n", "\n")
 }
 
 #[test]
