@@ -238,6 +238,11 @@ fn resend(p: &mut Process) -> bool {
             break;
         }
     }
+    sent(p, result)
+}
+
+/// Settles a send: the acks it read, or a broken connection. True when sent.
+fn sent(p: &mut Process, result: Result<Option<u64>, Failure>) -> bool {
     match result {
         Ok(acked) => {
             if let Some(upto) = acked {
@@ -261,19 +266,11 @@ fn report_lost(p: &mut Process) -> bool {
     if lost == 0 {
         return true;
     }
-    match conn.send(&ClientMsg::Lost { versions: lost, bytes: 0 }, &[], &mut p.budget) {
-        Ok(acked) => {
-            p.reported = p.dropped;
-            if let Some(upto) = acked {
-                p.unacked.ack(upto);
-            }
-            true
-        }
-        Err(failure) => {
-            broken(p, failure);
-            false
-        }
+    let result = conn.send(&ClientMsg::Lost { versions: lost, bytes: 0 }, &[], &mut p.budget);
+    if result.is_ok() {
+        p.reported = p.dropped;
     }
+    sent(p, result)
 }
 
 /// The connection is unusable: let it go and try again soon (at once, for
@@ -394,14 +391,9 @@ fn deliver(p: &mut Process, msg: &ClientMsg, payload: &[Vec<u8>]) -> bool {
             return false;
         }
         let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else { return false };
-        match conn.send(msg, &parts, &mut p.budget) {
-            Ok(acked) => {
-                if let Some(upto) = acked {
-                    p.unacked.ack(upto);
-                }
-                return true;
-            }
-            Err(failure) => broken(p, failure),
+        let result = conn.send(msg, &parts, &mut p.budget);
+        if sent(p, result) {
+            return true;
         }
     }
     false
