@@ -45,6 +45,9 @@ pub struct Store {
     scrub_pending: bool,
 }
 
+/// Prepared statements a connection keeps.
+const STATEMENT_CACHE: usize = 128;
+
 impl Store {
     /// Opens (creating if needed) the store for writing and migrates it.
     ///
@@ -69,6 +72,9 @@ impl Store {
         // FULL: a committed batch survives power loss; batching pays for it.
         conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
+        // Every statement of an insert stays prepared (rusqlite keeps 16 by
+        // default; an insert uses more, and re-parsing cost ~8% of ingest).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn).map_err(wrap)?;
         let mut store = Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false };
         store.purge_leftovers()?;
