@@ -456,3 +456,17 @@ sys.exit(p.wait())
         .unwrap();
     (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
 }
+
+/// True when the tests run as root; otherwise says on stderr that the test
+/// is skipped, because it `needs` root.
+pub fn root_or_skip(needs: &str) -> bool {
+    unsafe extern "C" {
+        fn geteuid() -> u32;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { geteuid() } == 0;
+    if !root {
+        eprintln!("not root: {needs}; skipped");
+    }
+    root
+}

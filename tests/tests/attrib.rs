@@ -19,16 +19,7 @@ fn chmod(p: &Path, mode: u32) {
 }
 
 fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { geteuid() } == 0;
-    if !root {
-        eprintln!("not root: chown to another user and the kernel watch need root; skipped");
-    }
-    root
-}
-
-unsafe extern "C" {
-    fn geteuid() -> u32;
+    filetrail_e2e::root_or_skip("chown to another user and the kernel watch need root")
 }
 
 /// Polls up to 10 s until `ok` holds for the versions of `name`.

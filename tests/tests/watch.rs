@@ -15,16 +15,7 @@ use filetrail_e2e::{Collector, compile_c, compile_c_static, mallory};
 use serde_json::Value;
 
 fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { geteuid() } == 0;
-    if !root {
-        eprintln!("not root: the kernel watch needs root; skipped");
-    }
-    root
-}
-
-unsafe extern "C" {
-    fn geteuid() -> u32;
+    filetrail_e2e::root_or_skip("the kernel watch needs root")
 }
 
 const WATCH: &str = "kernel_watch = true\n";
