@@ -208,6 +208,21 @@ impl Collector {
         records.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|r| r["kind"] != "gap").collect()
     }
 
+    /// Polls up to 10 s (the kernel watch waits 2.5 s of quiet per path)
+    /// until `ok` holds for the versions of `name`; returns them, or panics
+    /// with them and the log.
+    pub fn wait_for(&self, name: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.versions_of(&[&self.path(name)]);
+            if ok(&got) {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "timed out; versions of {name}: {got:#?}\nlog:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits (up to 5 s) until at least `n` versions are recorded.
     pub fn wait_versions(&self, n: usize) -> Vec<Value> {
         let mut got = Vec::new();
@@ -469,4 +484,17 @@ pub fn root_or_skip(needs: &str) -> bool {
         eprintln!("not root: {needs}; skipped");
     }
     root
+}
+
+/// Runs `sh -c script` as `who` (uid, gid; no library: the user's own
+/// moves) in `dir`; panics unless it succeeds.
+pub fn as_user(who: (u32, u32), dir: &Path, script: &str) {
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={}", who.0))
+        .arg(format!("--regid={}", who.1))
+        .args(["--clear-groups", "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use filetrail_e2e::{Collector, collector_bin, mallory};
+use filetrail_e2e::{Collector, as_user, collector_bin, mallory};
 
 fn cli(c: &Collector, args: &[&str]) -> Output {
     Command::new(collector_bin()).args(args).arg("--db").arg(&c.db).arg("--socket").arg(&c.socket).output().unwrap()
@@ -24,18 +24,6 @@ fn world_writable(c: &Collector, name: &str) -> PathBuf {
     std::fs::create_dir(&d).unwrap();
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
     d
-}
-
-/// Runs `sh -c script` as `who` (no library: these are her own moves).
-fn as_user(who: (u32, u32), dir: &Path, script: &str) {
-    let out = Command::new("setpriv")
-        .arg(format!("--reuid={}", who.0))
-        .arg(format!("--regid={}", who.1))
-        .args(["--clear-groups", "sh", "-c", script])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {}", stderr(&out));
 }
 
 /// Raw-client lines reporting that `path` was created holding `content`,

@@ -22,19 +22,6 @@ fn root() -> bool {
     filetrail_e2e::root_or_skip("chown to another user and the kernel watch need root")
 }
 
-/// Polls up to 10 s until `ok` holds for the versions of `name`.
-fn wait_for(c: &Collector, name: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = c.versions_of(&[&c.path(name)]);
-        if ok(&got) {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "timed out; versions of {name}: {got:#?}\nlog:\n{}", c.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A tracked file holding `content`, mode `mode`, made before the session.
 fn fixture(c: &Collector, name: &str, content: &[u8], mode: u32) {
     std::fs::write(c.path(name), content).unwrap();
@@ -59,7 +46,7 @@ fn chmod_in_a_session_is_a_library_attrib_version_attributed_to_the_writer() {
     assert_eq!(v[0]["trust"]["exe"], "verified");
     // chmod to the mode it has: nothing changed, no version.
     c.sh("chmod 600 app.conf; echo m > marker.conf");
-    wait_for(&c, "marker.conf", |v| !v.is_empty());
+    c.wait_for("marker.conf", |v| !v.is_empty());
     assert_eq!(c.versions_of(&[&c.path("app.conf")]).len(), 1);
 }
 
@@ -94,12 +81,12 @@ fn fchmod_of_a_descriptor_is_recorded_and_of_a_file_being_written_is_part_of_its
                   os.fchmod(fd, 0o600); os.close(fd)\n";
     let out = c.command("/usr/bin/python3").args(["-c", script]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    let v = wait_for(&c, "fd.conf", |v| !v.is_empty());
+    let v = c.wait_for("fd.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "attrib", "fd.conf", Some(b"by fd\n"), Some(b"by fd\n"));
     assert_eq!(modes(&v[0]), (Some("0644"), Some("0640")));
     assert!(v[0]["exe"].as_str().is_some_and(|e| e.starts_with("/usr/bin/python3")), "{:#}", v[0]);
     // The open for writing carries the mode change: one write, 0644 -> 0600.
-    let v = wait_for(&c, "w.conf", |v| !v.is_empty());
+    let v = c.wait_for("w.conf", |v| !v.is_empty());
     assert_eq!(v.len(), 1, "{v:#?}");
     c.assert_version(&v[0], "write", "w.conf", Some(b"old\n"), Some(b"new\n"));
     assert_eq!(modes(&v[0]), (Some("0644"), Some("0600")));
@@ -117,7 +104,7 @@ fn chmod_and_chown_of_untracked_files_record_nothing() {
         o = outside.display()
     );
     c.sh(&script);
-    let v = wait_for(&c, "marker.conf", |v| !v.is_empty());
+    let v = c.wait_for("marker.conf", |v| !v.is_empty());
     assert_eq!(v.len(), 1);
     assert_eq!(c.versions().len(), 1, "only the tracked write: {:#?}", c.versions());
     assert_eq!(std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777, 0o644);
@@ -139,7 +126,7 @@ os.chmod('e.conf', 0o600); open('marker.conf', 'w').write('m')
     let out = c.command("/usr/bin/python3").args(["-c", script]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ENOENT\nEBADF\nENOENT\n");
-    wait_for(&c, "marker.conf", |v| !v.is_empty());
+    c.wait_for("marker.conf", |v| !v.is_empty());
     let v = c.versions_of(&[&c.path("e.conf")]);
     assert_eq!(v.len(), 1, "{v:#?}");
     assert_eq!(c.versions().len(), 2, "{:#?}", c.versions());
@@ -157,13 +144,13 @@ fn with_the_kernel_watch_on_a_session_chmod_is_stored_once_as_the_library_saw_it
         std::thread::sleep(Duration::from_millis(20));
     }
     c.sh("chmod 600 both.conf; chown 65534 both.conf");
-    wait_for(&c, "both.conf", |v| v.len() >= 2);
+    c.wait_for("both.conf", |v| v.len() >= 2);
     // A later change only the kernel sees: once it is recorded, the watch
     // has looked at both.conf too (it was due first).
     let out =
         Command::new("env").args(["-i", "sh", "-c", "echo n > marker.conf"]).current_dir(&c.track).output().unwrap();
     assert!(out.status.success());
-    let m = wait_for(&c, "marker.conf", |v| !v.is_empty());
+    let m = c.wait_for("marker.conf", |v| !v.is_empty());
     assert_eq!(m[0]["seen_by"], "kernel");
     let v = c.versions_of(&[&c.path("both.conf")]);
     assert_eq!(v.len(), 2, "{v:#?}");

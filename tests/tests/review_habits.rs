@@ -4,10 +4,9 @@
 //! and `--dry-run`, and a login session as a unit (`log --session ID|self`).
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::process::{Command, Output};
 
-use filetrail_e2e::{Collector, collector_bin, mallory};
+use filetrail_e2e::{Collector, as_user, collector_bin, mallory};
 use serde_json::Value;
 
 /// `collector ARGS --db <c's store>` (restore finds c's collector itself).
@@ -159,18 +158,6 @@ fn diff_current_never_follows_a_symlink_swapped_in() {
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         assert!(!all.contains("secret"), "root's file shown through mallory's symlink: {all}");
     }
-}
-
-/// Runs `sh -c script` as `who` (no library: these are her own moves).
-fn as_user(who: (u32, u32), dir: &Path, script: &str) {
-    let out = Command::new("setpriv")
-        .arg(format!("--reuid={}", who.0))
-        .arg(format!("--regid={}", who.1))
-        .args(["--clear-groups", "sh", "-c", script])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {}", stderr(&out));
 }
 
 #[test]

@@ -20,20 +20,6 @@ fn root() -> bool {
 
 const WATCH: &str = "kernel_watch = true\n";
 
-/// Polls (the watch waits 2.5 s of quiet per path) until `ok` holds for
-/// the versions of `name`; returns them.
-fn wait_for(c: &Collector, name: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = c.versions_of(&[&c.path(name)]);
-        if ok(&got) {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "timed out; versions of {name}: {got:#?}\nlog:\n{}", c.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Waits until the watch has placed its marks (it logs a line).
 fn watching(c: &Collector) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -76,7 +62,7 @@ fn a_static_binary_writing_a_tracked_file_is_a_kernel_version_with_the_baseline_
         .output()
         .unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "app.conf", |v| !v.is_empty());
+    let v = c.wait_for("app.conf", |v| !v.is_empty());
     assert_eq!(v.len(), 1, "{v:#?}");
     c.assert_version(&v[0], "write", "app.conf", Some(b"port = 80\n"), Some(b"port = 8080\n"));
     assert_eq!(v[0]["seen_by"], "kernel");
@@ -97,20 +83,20 @@ fn a_process_without_the_library_writes_creates_renames_and_deletes() {
     let script = "echo x > a.conf; echo new > new.conf; rm gone.conf; mv old.conf moved.conf";
     let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "a.conf", |v| !v.is_empty());
+    let v = c.wait_for("a.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "write", "a.conf", Some(b"a\n"), Some(b"x\n"));
-    let v = wait_for(&c, "new.conf", |v| !v.is_empty());
+    let v = c.wait_for("new.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "create", "new.conf", None, Some(b"new\n"));
-    let v = wait_for(&c, "gone.conf", |v| !v.is_empty());
+    let v = c.wait_for("gone.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "delete", "gone.conf", Some(b"to delete\n"), None);
-    let v = wait_for(&c, "moved.conf", |v| !v.is_empty());
+    let v = c.wait_for("moved.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "rename", "moved.conf", None, Some(b"moving\n"));
     assert_eq!(v[0]["old_path"], c.path("old.conf").to_str().unwrap());
     // A file that appeared after start is watched for content too.
     let out =
         Command::new("env").args(["-i", "sh", "-c", "echo newer >> new.conf"]).current_dir(&c.track).output().unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "new.conf", |v| v.len() == 2);
+    let v = c.wait_for("new.conf", |v| v.len() == 2);
     c.assert_version(&v[1], "write", "new.conf", Some(b"new\n"), Some(b"new\nnewer\n"));
     // The rename's source is no separate delete.
     let all = c.versions();
@@ -129,7 +115,7 @@ fn chmod_and_chown_of_a_tracked_file_are_attrib_versions_with_before_and_after()
     assert_ne!(was, 0o600);
     let out = Command::new("chmod").arg("600").arg(c.path("secret.conf")).output().unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "secret.conf", |v| !v.is_empty());
+    let v = c.wait_for("secret.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "attrib", "secret.conf", Some(b"pw = 1\n"), Some(b"pw = 1\n"));
     assert_eq!(
         (v[0]["before_mode"].as_str(), v[0]["mode"].as_str()),
@@ -141,7 +127,7 @@ fn chmod_and_chown_of_a_tracked_file_are_attrib_versions_with_before_and_after()
     // And an owner change.
     let out = Command::new("chown").arg("65534:65534").arg(c.path("secret.conf")).output().unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "secret.conf", |v| v.len() == 2);
+    let v = c.wait_for("secret.conf", |v| v.len() == 2);
     c.assert_version(&v[1], "attrib", "secret.conf", Some(b"pw = 1\n"), Some(b"pw = 1\n"));
     let owners = |v: &Value| (v["before_owner_uid"].as_u64(), v["owner_uid"].as_u64(), v["group_gid"].as_u64());
     assert_eq!(owners(&v[1]), (Some(0), Some(65534), Some(65534)), "{:#}", v[1]);
@@ -165,7 +151,7 @@ fn a_setuid_root_program_run_by_an_ordinary_user_is_recorded_and_attributed_to_t
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let v = wait_for(&c, "shadow.conf", |v| !v.is_empty());
+    let v = c.wait_for("shadow.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "write", "shadow.conf", Some(b"mallory:old\n"), Some(b"mallory:new\n"));
     assert_eq!(v[0]["seen_by"], "kernel");
     // Root's rights, mallory's doing: the real uid names the user.
@@ -182,13 +168,13 @@ fn a_library_write_is_stored_once_although_the_kernel_saw_it_too() {
     let c = Collector::start_with_files(WATCH, &[("lib.conf", b"one\n"), ("marker.conf", b"m\n")]);
     watching(&c);
     c.sh("echo two > lib.conf; sed -i s/two/three/ lib.conf");
-    let v = wait_for(&c, "lib.conf", |v| v.len() >= 2);
+    let v = c.wait_for("lib.conf", |v| v.len() >= 2);
     // A later kernel-only change: once it is recorded, the watch has looked
     // at lib.conf too (it was due first).
     let out =
         Command::new("env").args(["-i", "sh", "-c", "echo n > marker.conf"]).current_dir(&c.track).output().unwrap();
     assert!(out.status.success());
-    wait_for(&c, "marker.conf", |v| !v.is_empty());
+    c.wait_for("marker.conf", |v| !v.is_empty());
     let after = c.versions_of(&[&c.path("lib.conf")]);
     assert_eq!(after.len(), 2, "{after:#?}");
     c.assert_version(&after[0], "write", "lib.conf", Some(b"one\n"), Some(b"two\n"));
@@ -233,7 +219,7 @@ fn directories_made_after_start_are_watched_too() {
     let script = "mkdir -p conf.d/deep && echo early > conf.d/deep/early.conf";
     let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "conf.d/deep/early.conf", |v| !v.is_empty());
+    let v = c.wait_for("conf.d/deep/early.conf", |v| !v.is_empty());
     c.assert_version(&v[0], "create", "conf.d/deep/early.conf", None, Some(b"early\n"));
     let out = Command::new("env")
         .args(["-i", "sh", "-c", "echo later > conf.d/deep/early.conf"])
@@ -241,7 +227,7 @@ fn directories_made_after_start_are_watched_too() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let v = wait_for(&c, "conf.d/deep/early.conf", |v| v.len() == 2);
+    let v = c.wait_for("conf.d/deep/early.conf", |v| v.len() == 2);
     c.assert_version(&v[1], "write", "conf.d/deep/early.conf", Some(b"early\n"), Some(b"later\n"));
     assert!(v.iter().all(|v| v["seen_by"] == "kernel"));
 }
@@ -262,7 +248,7 @@ fn a_burst_of_kernel_only_writes_is_one_version_per_file_with_the_last_bytes() {
     let out = Command::new("env").args(["-i", "sh", "-c", script]).current_dir(&c.track).output().unwrap();
     assert!(out.status.success());
     for name in names {
-        let v = wait_for(&c, name, |v| !v.is_empty());
+        let v = c.wait_for(name, |v| !v.is_empty());
         assert_eq!(v.len(), 1, "{v:#?}");
         c.assert_version(&v[0], "write", name, Some(b"0\n"), Some(b"300\n"));
         assert_eq!(v[0]["seen_by"], "kernel");
