@@ -498,3 +498,15 @@ pub fn as_user(who: (u32, u32), dir: &Path, script: &str) {
         .unwrap();
     assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The exact bytes of a JSON record's `path`: `path_b64` decoded (by the
+/// system's `base64`, not the collector's code) when present, else `path`.
+pub fn raw_path(v: &Value) -> Vec<u8> {
+    use std::io::Write;
+    let Some(b64) = v.get("path_b64").and_then(Value::as_str) else {
+        return v["path"].as_str().unwrap().as_bytes().to_vec();
+    };
+    let mut child = Command::new("base64").arg("-d").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
+    child.wait_with_output().unwrap().stdout
+}

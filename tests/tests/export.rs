@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use filetrail_e2e::{Collector, collector_bin};
+use filetrail_e2e::{Collector, collector_bin, raw_path};
 use serde_json::Value;
 
 /// `collector export-git --db <c's store> DIR`, with `env`.
@@ -115,24 +115,6 @@ fn commits(dir: &Path) -> Vec<Commit> {
 fn seconds(v: &Value) -> i64 {
     let out = Command::new("date").args(["-u", "+%s", "-d"]).arg(v["time"].as_str().unwrap()).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
-}
-
-/// A version's path as stored (raw bytes).
-fn raw_path(v: &Value) -> Vec<u8> {
-    match v.get("path_b64").and_then(Value::as_str) {
-        Some(b64) => {
-            let mut child = Command::new("base64")
-                .arg("-d")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
-            child.wait_with_output().unwrap().stdout
-        }
-        None => v["path"].as_str().unwrap().as_bytes().to_vec(),
-    }
 }
 
 /// Where a tracked file sits in the exported tree: its path without the leading slash.

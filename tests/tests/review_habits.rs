@@ -6,7 +6,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output};
 
-use filetrail_e2e::{Collector, as_user, collector_bin, mallory};
+use filetrail_e2e::{Collector, as_user, collector_bin, mallory, raw_path};
 use serde_json::Value;
 
 /// `collector ARGS --db <c's store>` (restore finds c's collector itself).
@@ -43,29 +43,11 @@ fn query_paths(c: &Collector, args: &[&str]) -> Vec<Vec<u8>> {
     let mut all = vec!["query", "--json"];
     all.extend_from_slice(args);
     let text = stdout(&format!("query {args:?}"), &cli(c, &all));
-    let mut paths: Vec<Vec<u8>> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .map(|v| match v.get("path_b64") {
-            Some(b64) => base64_decode(b64.as_str().unwrap()),
-            None => v["path"].as_str().unwrap().as_bytes().to_vec(),
-        })
-        .collect();
+    let mut paths: Vec<Vec<u8>> =
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).map(|v| raw_path(&v)).collect();
     paths.sort();
     paths.dedup();
     paths
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    child.wait_with_output().unwrap().stdout
 }
 
 /// The id of the only version of `name` with `action`.
