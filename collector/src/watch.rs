@@ -306,47 +306,39 @@ impl State {
         files
     }
 
-    /// Marks `top` and the directories under it, collecting tracked files.
+    /// Marks `top` and the directories under it, and the tracked files in
+    /// them, collecting those files.
     fn mark_tree(&mut self, top: &Path, follow: bool, files: &mut Vec<(Arc<OwnedFd>, Vec<u8>, Vec<u8>)>) {
-        let mut stack = vec![(top.to_path_buf(), 0usize, follow)];
-        while let Some((dir, depth, follow)) = stack.pop() {
-            let Some(fd) = open_dir(&dir, follow) else { continue };
-            if self.marks.count >= self.marks.max {
-                if !self.marks.warned {
-                    self.marks.warned = true;
+        let start = files.len();
+        let (marks, fan) = (&mut self.marks, &mut self.fan);
+        walk(top, follow, &self.policy, files, |dir, fd| {
+            if marks.count >= marks.max {
+                if !marks.warned {
+                    marks.warned = true;
                     tracing::warn!(
-                        max_watched_dirs = self.marks.max,
+                        max_watched_dirs = marks.max,
                         dir = %quote(dir.as_os_str().as_bytes()),
                         "kernel watch: more directories under the tracked roots than max_watched_dirs; \
                          changes in the others are seen only by the library (raise max_watched_dirs)"
                     );
                 }
-                continue;
+                return false;
             }
             if let Ok(fsid) = fanotify::fsid(fd.as_fd())
-                && !self.marks.mounts.contains_key(&fsid)
+                && !marks.mounts.contains_key(&fsid)
                 && let Ok(copy) = fd.try_clone()
             {
-                self.marks.mounts.insert(fsid, copy);
+                marks.mounts.insert(fsid, copy);
             }
-            if let Err(e) = self.fan.mark_dir(fd.as_fd()) {
+            if let Err(e) = fan.mark_dir(fd.as_fd()) {
                 tracing::warn!(dir = %quote(dir.as_os_str().as_bytes()), "kernel watch: cannot watch this directory: {e}");
-                continue;
+                return false;
             }
-            self.marks.count += 1;
-            let fd = Arc::new(fd);
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for e in entries.flatten() {
-                let Ok(kind) = e.file_type() else { continue };
-                let path = e.path();
-                if kind.is_dir() && depth < MAX_DEPTH {
-                    stack.push((path, depth + 1, false));
-                } else if kind.is_file() && self.policy.is_tracked(path.as_os_str().as_bytes()) {
-                    let name = e.file_name().as_bytes().to_vec();
-                    let _ = self.fan.mark_file(fd.as_fd(), &name);
-                    files.push((fd.clone(), name, path.into_os_string().into_vec()));
-                }
-            }
+            marks.count += 1;
+            true
+        });
+        for (dir, name, _) in &files[start..] {
+            let _ = self.fan.mark_file(dir.as_fd(), name);
         }
     }
 
@@ -444,7 +436,7 @@ impl State {
     fn rescan(&mut self) {
         let mut files = Vec::new();
         for root in self.roots.clone() {
-            collect_files(Path::new(&root), &self.policy, &mut files);
+            walk(Path::new(&root), true, &self.policy, &mut files, |_, _| true);
         }
         for (dir, name, path) in files {
             let _ = self.fan.mark_file(dir.as_fd(), &name);
@@ -625,11 +617,23 @@ fn open_dir(path: &Path, follow: bool) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The tracked regular files under `top` (no symlink followed below it).
-fn collect_files(top: &Path, policy: &Policy, files: &mut Vec<(Arc<OwnedFd>, Vec<u8>, Vec<u8>)>) {
-    let mut stack = vec![(top.to_path_buf(), 0usize, true)];
+/// Walks `top` (followed if it is a symlink and `follow`; nothing below
+/// it is) and the directories under it, to [`MAX_DEPTH`], collecting the
+/// tracked regular files (directory, name, path). `enter(dir, fd)` says
+/// whether to look into a directory.
+fn walk(
+    top: &Path,
+    follow: bool,
+    policy: &Policy,
+    files: &mut Vec<(Arc<OwnedFd>, Vec<u8>, Vec<u8>)>,
+    mut enter: impl FnMut(&Path, &OwnedFd) -> bool,
+) {
+    let mut stack = vec![(top.to_path_buf(), 0usize, follow)];
     while let Some((dir, depth, follow)) = stack.pop() {
         let Some(fd) = open_dir(&dir, follow) else { continue };
+        if !enter(&dir, &fd) {
+            continue;
+        }
         let fd = Arc::new(fd);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
