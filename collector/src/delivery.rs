@@ -21,7 +21,7 @@
 //! so a process can at most make the collector drop a version *it* sent as
 //! a repeat of another of its own (it could as well not report at all).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -73,12 +73,12 @@ impl Origin {
 /// still turning into versions: a spool file of theirs waits until they
 /// are done, so the verified versions are stored first and the spool's
 /// claimed copies are dropped as repeats.
-static LIVE: Mutex<Option<LiveImages>> = Mutex::new(None);
+static LIVE: Mutex<LiveImages> = Mutex::new(BTreeMap::new());
 
 /// (pid, start, image) -> connections and finishers at work on it.
-type LiveImages = HashMap<(i32, u64, u64), usize>;
+type LiveImages = BTreeMap<(i32, u64, u64), usize>;
 
-fn live() -> MutexGuard<'static, Option<LiveImages>> {
+fn live() -> MutexGuard<'static, LiveImages> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -89,12 +89,10 @@ pub struct Live((i32, u64, u64));
 impl Drop for Live {
     fn drop(&mut self) {
         let mut live = live();
-        if let Some(map) = live.as_mut()
-            && let Some(n) = map.get_mut(&self.0)
-        {
+        if let Some(n) = live.get_mut(&self.0) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.0);
+                live.remove(&self.0);
             }
         }
     }
@@ -103,14 +101,14 @@ impl Drop for Live {
 impl Origin {
     /// Marks this process image as being delivered live until dropped.
     pub fn live(&self) -> Live {
-        *live().get_or_insert_with(HashMap::new).entry(self.parts).or_default() += 1;
+        *live().entry(self.parts).or_default() += 1;
         Live(self.parts)
     }
 }
 
 /// Whether a connection still works on process image (pid, start, image).
 pub fn is_live(pid: i32, start: u64, image: u64) -> bool {
-    live().as_ref().is_some_and(|m| m.contains_key(&(pid, start, image)))
+    live().contains_key(&(pid, start, image))
 }
 
 fn boot_id() -> &'static str {
