@@ -164,6 +164,10 @@ impl Receipt {
 pub struct Delivery {
     pub origin: [u8; 16],
     pub receipt: Option<Receipt>,
+    /// Keeps the writer's process image live ([`is_live`]) until the
+    /// version is committed or dropped: a spool file of the same image
+    /// (claimed copies) waits for the verified versions.
+    pub live: Option<Arc<Live>>,
 }
 
 impl Delivery {
@@ -179,6 +183,7 @@ impl Delivery {
 /// `image` in `Hello` (one that numbers its events).
 pub struct Acks {
     origin: Origin,
+    live: Arc<Live>,
     inflight: Arc<Inflight>,
     /// Lowest and highest `seq` read on this connection (a library sends
     /// again from its oldest unacknowledged event: below that, nothing of
@@ -192,7 +197,8 @@ pub struct Acks {
 
 impl Acks {
     pub fn new(origin: Origin) -> Acks {
-        Acks { origin, inflight: Arc::default(), first: 0, received: 0, acked: 0, checked: Instant::now() }
+        let live = Arc::new(origin.live());
+        Acks { origin, live, inflight: Arc::default(), first: 0, received: 0, acked: 0, checked: Instant::now() }
     }
 
     pub fn origin(&self) -> &Origin {
@@ -218,7 +224,11 @@ impl Acks {
 
     /// The origin and claim of a version assembled from this connection.
     pub fn delivery(&self, draft: &Draft) -> Option<Delivery> {
-        (draft.seq != 0).then(|| Delivery { origin: self.origin.key(draft.seq), receipt: self.hold(draft.pin) })
+        (draft.seq != 0).then(|| Delivery {
+            origin: self.origin.key(draft.seq),
+            receipt: self.hold(draft.pin),
+            live: Some(self.live.clone()),
+        })
     }
 
     /// True while versions of this connection wait for the writer: worth

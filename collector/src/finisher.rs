@@ -62,10 +62,11 @@ pub fn spawn(
         let mut held = held;
         let last = drafts.len().saturating_sub(1);
         for (i, draft) in drafts.into_iter().enumerate() {
-            let delivery = origin
-                .as_ref()
-                .filter(|_| draft.seq != 0)
-                .map(|o| Delivery { origin: o.key(draft.seq), receipt: if i == last { held.take() } else { None } });
+            let delivery = origin.as_ref().filter(|_| draft.seq != 0).map(|o| Delivery {
+                origin: o.key(draft.seq),
+                receipt: if i == last { held.take() } else { None },
+                live: Some(Arc::new(o.live())),
+            });
             intake.submit(draft, &who, delivery);
         }
         if let Some(r) = held {

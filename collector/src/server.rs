@@ -271,7 +271,8 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
     let who = Arc::new(who);
     // A client that numbers its events: name its versions, acknowledge them.
     let origin = peer.start().filter(|_| image != 0).map(|start| Origin::new(pid, start, image));
-    // Its spool file (if it spools later) waits until this connection is done.
+    // Its spool file (if it spools at exit) waits until this connection is
+    // done and its versions are committed (each `Delivery` keeps it live).
     let _live = origin.as_ref().map(Origin::live);
     let mut acks = origin.clone().map(Acks::new);
     let pidfd = peer.into_pidfd();

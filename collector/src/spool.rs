@@ -325,10 +325,11 @@ impl Replay {
         let origin = (named.0 != 0 && named.1 != 0).then(|| Origin::new(pid, named.1, named.0));
         let mut repeats = 0;
         for draft in drafts {
-            let delivery = origin
-                .as_ref()
-                .filter(|_| draft.seq != 0)
-                .map(|o| Delivery { origin: o.key(draft.seq), receipt: None });
+            let delivery = origin.as_ref().filter(|_| draft.seq != 0).map(|o| Delivery {
+                origin: o.key(draft.seq),
+                receipt: None,
+                live: None,
+            });
             // Stored already (its connection delivered it before the spool
             // took over): not offered again, so it costs no quota twice.
             if let Some(d) = &delivery
