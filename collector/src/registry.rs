@@ -60,6 +60,21 @@ pub struct Reply {
     pub message: String,
 }
 
+/// A registration to keep in the store.
+#[derive(Debug)]
+enum Record {
+    Open { session: u32, loginuid: u32, event: SessionEvent, at: i64 },
+    Close { session: u32, at: i64 },
+}
+
+impl Record {
+    fn session(&self) -> u32 {
+        match self {
+            Record::Open { session, .. } | Record::Close { session, .. } => *session,
+        }
+    }
+}
+
 /// A registered login session.
 #[derive(Debug, Clone)]
 pub struct Registered {
@@ -123,9 +138,13 @@ impl Registry {
         }
     }
 
-    fn handle(&self, event: &SessionEvent, session: u32, loginuid: u32) -> std::result::Result<(), String> {
-        let now = jiff::Timestamp::now().as_microsecond();
-        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+    /// Checks a registration and applies it to what [`Registry::vouch`]
+    /// reads at once; returns the row to keep in the store, which
+    /// [`Registry::persist`] writes off the registering path (a store busy
+    /// with a long write must not leave a login unregistered while its
+    /// first commands run, nor time out `collector session`).
+    fn handle(&self, event: &SessionEvent, session: u32, loginuid: u32) -> std::result::Result<Record, String> {
+        let at = jiff::Timestamp::now().as_microsecond();
         match event.event.as_str() {
             "open_session" => {
                 let uid = uzers::get_user_by_name(&event.user).map(|u| u.uid());
@@ -135,32 +154,46 @@ impl Registry {
                         event.user
                     ));
                 }
-                let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-                let rhost = nonempty(&event.rhost);
-                db.execute(
-                    "INSERT OR IGNORE INTO sessions (boot_id, session, loginuid, user, service, tty, rhost, opened_us)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![self.boot, session, loginuid, event.user, event.service, nonempty(&event.tty), rhost, now],
-                )
-                .map_err(|e| format!("storing the session: {e}"))?;
+                let rhost = event.rhost.clone().filter(|s| !s.is_empty());
                 let mut sessions = self.sessions.write().unwrap_or_else(|p| p.into_inner());
                 // The first registration of a session (the login) wins.
                 sessions.entry(session).or_insert(Registered { loginuid, rhost });
-                Ok(())
+                Ok(Record::Open { session, loginuid, event: event.clone(), at })
             }
-            "close_session" => {
-                db.execute(
-                    "UPDATE sessions SET closed_us = ?3 WHERE boot_id = ?1 AND session = ?2 AND closed_us IS NULL",
-                    params![self.boot, session, now],
-                )
-                .map_err(|e| format!("storing the session: {e}"))?;
-                Ok(())
-            }
+            "close_session" => Ok(Record::Close { session, at }),
             other => Err(format!("unknown PAM_TYPE {other:?}")),
         }
     }
 
-    fn serve_one(&self, mut stream: UnixStream) {
+    /// Keeps a registration in the store, for a restarted collector.
+    fn persist(&self, record: &Record) -> std::result::Result<(), String> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        match record {
+            Record::Open { session, loginuid, event, at } => db.execute(
+                "INSERT OR IGNORE INTO sessions (boot_id, session, loginuid, user, service, tty, rhost, opened_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    self.boot,
+                    session,
+                    loginuid,
+                    event.user,
+                    event.service,
+                    nonempty(&event.tty),
+                    nonempty(&event.rhost),
+                    at
+                ],
+            ),
+            Record::Close { session, at } => db.execute(
+                "UPDATE sessions SET closed_us = ?3 WHERE boot_id = ?1 AND session = ?2 AND closed_us IS NULL",
+                params![self.boot, session, at],
+            ),
+        }
+        .map(drop)
+        .map_err(|e| format!("storing session {}: {e}", record.session()))
+    }
+
+    fn serve_one(&self, mut stream: UnixStream) -> Option<Record> {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
         let result = (|| {
@@ -178,18 +211,19 @@ impl Registry {
             let (Some(loginuid), Some(session)) = (loginuid, session) else {
                 return Err("the registering process has no login uid or audit session".into());
             };
-            self.handle(&event, session, loginuid)?;
+            let record = self.handle(&event, session, loginuid)?;
             tracing::info!(session, loginuid, user = %event.user.escape_debug(), service = %event.service.escape_debug(), rhost = ?event.rhost, "{}", event.event);
-            Ok(())
+            Ok(record)
         })();
-        let reply = match result {
-            Ok(()) => Reply { ok: true, message: String::new() },
+        let (reply, record) = match result {
+            Ok(record) => (Reply { ok: true, message: String::new() }, Some(record)),
             Err(message) => {
                 tracing::warn!("session registration refused: {message}");
-                Reply { ok: false, message }
+                (Reply { ok: false, message }, None)
             }
         };
         let _ = write_frame(&mut stream, &reply, &[]);
+        record
     }
 }
 
@@ -200,11 +234,25 @@ pub fn serve(socket: &Path, registry: Arc<Registry>) -> Result<crate::activation
     let listener = UnixListener::bind(socket).map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("chmod {}", socket.display()), e))?;
+    let (tx, rx) = crossbeam_channel::unbounded::<Record>();
+    let keeper = registry.clone();
+    std::thread::Builder::new()
+        .name("registry-store".into())
+        .spawn(move || {
+            for record in rx {
+                if let Err(e) = keeper.persist(&record) {
+                    tracing::error!("session registry: {e} (known until the collector restarts)");
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting the registry thread", e))?;
     std::thread::Builder::new()
         .name("registry".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                registry.serve_one(stream);
+                if let Some(record) = registry.serve_one(stream) {
+                    let _ = tx.send(record);
+                }
             }
         })
         .map_err(|e| Error::io("starting the registry thread", e))?;
@@ -232,6 +280,10 @@ mod tests {
         id
     }
 
+    fn register(r: &Registry, event: &SessionEvent, session: u32, loginuid: u32) -> std::result::Result<(), String> {
+        r.persist(&r.handle(event, session, loginuid)?)
+    }
+
     fn open(user: &str, rhost: Option<&str>) -> SessionEvent {
         SessionEvent {
             event: "open_session".into(),
@@ -249,7 +301,7 @@ mod tests {
         r.vouch(&mut w);
         assert_eq!(w.trust["loginuid"], Trust::Claimed);
         assert_eq!(w.trust["user"], Trust::Claimed);
-        r.handle(&open("root", Some("10.0.0.9")), 7, 0).unwrap();
+        register(&r, &open("root", Some("10.0.0.9")), 7, 0).unwrap();
         let mut w = who(0, 7);
         r.vouch(&mut w);
         assert_eq!(w.trust["loginuid"], Trust::Verified);
@@ -273,7 +325,7 @@ mod tests {
     #[test]
     fn the_ssh_client_comes_from_pam_when_the_environment_disagrees() {
         let (_d, r) = registry();
-        r.handle(&open("root", Some("192.0.2.1")), 9, 0).unwrap();
+        register(&r, &open("root", Some("192.0.2.1")), 9, 0).unwrap();
         let mut w = who(0, 9);
         r.vouch(&mut w);
         assert_eq!(w.ssh_client.as_deref(), Some("192.0.2.1"));
@@ -282,7 +334,7 @@ mod tests {
     #[test]
     fn registrations_survive_a_restart() {
         let (d, r) = registry();
-        r.handle(&open("root", None), 10, 0).unwrap();
+        register(&r, &open("root", None), 10, 0).unwrap();
         drop(r);
         let r = Registry::open(&d.path().join("t.db")).unwrap();
         let mut w = who(0, 10);

@@ -498,20 +498,29 @@ impl State {
         Some((Arc::new(dir), entry.name.clone(), path))
     }
 
-    /// Who `pid` is, read while its pidfd shows it alive; `None`: gone.
+    /// Who `pid` is (as the kernel and /proc say: not yet labelled), read
+    /// while its pidfd shows it alive; `None`: gone.
     fn identity(&mut self, pid: i32, pidfd: Option<&OwnedFd>) -> Option<Arc<Identity>> {
         let now = Instant::now();
         self.ids.retain(|_, (at, _)| now.duration_since(*at) < Duration::from_secs(1));
         if let Some((_, who)) = self.ids.get(&pid) {
             return who.clone();
         }
-        let who = read_identity(pid, pidfd, self.fan.pidfds).map(|mut who| {
-            self.registry.vouch(&mut who);
-            not_a_human_unless_logged_in(&mut who);
-            Arc::new(who)
-        });
+        let who = read_identity(pid, pidfd, self.fan.pidfds).map(Arc::new);
         self.ids.insert(pid, (now, who.clone()));
         who
+    }
+
+    /// Whom a version is credited to: labelled when it is made, not when
+    /// its event came, so a login whose registration reached the collector
+    /// a moment after the process wrote (a slow `collector session` at
+    /// login) still counts as a login.
+    fn attribute(&self, p: &Pending) -> Arc<Identity> {
+        let Some(seen) = &p.who else { return Arc::new(unknown(p.pid)) };
+        let mut who = Identity::clone(seen);
+        self.registry.vouch(&mut who);
+        not_a_human_unless_logged_in(&mut who);
+        Arc::new(who)
     }
 
     /// Time until the next pending path is due.
@@ -591,7 +600,7 @@ impl State {
                 }
             }
         };
-        let who = p.who.clone().unwrap_or_else(|| Arc::new(unknown(p.pid)));
+        let who = self.attribute(p);
         let hash = after.as_ref().map(|s| s.sha256.clone());
         let mut draft = Draft::new(path.to_vec(), action, before, after, p.time);
         draft.old_path = old_path;

@@ -160,6 +160,48 @@ fn a_setuid_root_program_run_by_an_ordinary_user_is_recorded_and_attributed_to_t
     assert_eq!(v[0]["session"], Value::Null);
 }
 
+/// sudoedit's copy-back, at its quickest: a root process (real uid 0, no
+/// library) in mallory's login writes a tracked file, and the login's
+/// registration (`collector session` under pam_exec, slow at a busy moment)
+/// reaches the collector only after that write. The version is mallory's:
+/// the watch labels a change when it makes the version, not when its event
+/// came. Without the registration it would be root's (not a login).
+#[test]
+fn a_login_registered_just_after_its_first_write_is_still_the_human_behind_it() {
+    let Some((uid, _)) = mallory() else { return };
+    if std::fs::read_to_string("/proc/self/loginuid").map_or(true, |l| l.trim() != "4294967295") {
+        eprintln!("this test runs inside a login session (loginuid set) or without audit: skipped");
+        return;
+    }
+    let c = Collector::start_with_files(WATCH, &[("sudoers.conf", b"old\n")]);
+    watching(&c);
+    let writer = compile_c_static(c.dir.path(), "copy-back", WRITER);
+    let script = format!(
+        "echo {uid} > /proc/self/loginuid || exit 99\n\
+         {writer} sudoers.conf 'new\n' 300 || exit 3\n\
+         PAM_TYPE=open_session PAM_USER=ft-mallory PAM_SERVICE=sshd {collector} session --socket {socket}",
+        writer = writer.display(),
+        collector = filetrail_e2e::collector_bin().display(),
+        socket = c.socket.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).current_dir(&c.track).env_remove("LD_PRELOAD").output().unwrap();
+    if out.status.code() == Some(99) {
+        eprintln!("cannot set the login uid here: skipped");
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let v = c.wait_for("sudoers.conf", |v| !v.is_empty());
+    c.assert_version(&v[0], "write", "sudoers.conf", Some(b"old\n"), Some(b"new\n"));
+    assert_eq!((v[0]["seen_by"].as_str(), v[0]["uid"].as_u64()), (Some("kernel"), Some(0)), "{:#}", v[0]);
+    assert_eq!(
+        (v[0]["user"].as_str(), v[0]["unregistered_session"].as_bool()),
+        (Some("ft-mallory"), Some(false)),
+        "{:#}\n{out:?}\n{}",
+        v[0],
+        c.log()
+    );
+}
+
 #[test]
 fn a_library_write_is_stored_once_although_the_kernel_saw_it_too() {
     if !root() {
