@@ -42,9 +42,9 @@ struct core {
     void *(*open_before)(int dirfd, const char *path, int flags);
     void (*open_after)(void *pending, int fd);
     void (*created)(int dirfd, const char *path, int fd);
-    int (*close_before)(int fd);
+    int (*close_before)(int fd, void **closing);
     void *(*fclose_before)(int fd);
-    void (*fclose_after)(void *closing);
+    void (*closed)(void *closing);
     void (*replace_before)(int oldfd, int newfd);
     void (*dup_after)(int oldfd, int newfd);
     void (*close_range_before)(unsigned first, unsigned last);
@@ -120,7 +120,7 @@ static int load_core_now(void) {
     CORE_SYM(created, "ft_created");
     CORE_SYM(close_before, "ft_close_before");
     CORE_SYM(fclose_before, "ft_fclose_before");
-    CORE_SYM(fclose_after, "ft_fclose_after");
+    CORE_SYM(closed, "ft_closed");
     CORE_SYM(replace_before, "ft_replace_before");
     CORE_SYM(dup_after, "ft_dup_after");
     CORE_SYM(close_range_before, "ft_close_range_before");
@@ -312,7 +312,7 @@ FOPEN_HOOK(fopen64)
         int flags = fopen_flags(mode);                                                 \
         void *pending = (path && writes(flags)) ? core_fns.open_before(AT_FDCWD, path, flags) : NULL; \
         FILE *fp = real_##name(path, mode, stream);                                    \
-        if (closing) core_fns.fclose_after(closing);                                   \
+        if (closing) core_fns.closed(closing);                                   \
         if (pending) core_fns.open_after(pending, fp ? fileno(fp) : -1);               \
         leave();                                                                       \
         return fp;                                                                     \
@@ -330,7 +330,7 @@ EXPORT int fclose(FILE *fp) {
     if (fd < 0 || !enter_if_tracking(fd)) return real_fclose(fp);
     void *closing = core_fns.fclose_before(fd);
     int r = real_fclose(fp);
-    if (closing) core_fns.fclose_after(closing);
+    if (closing) core_fns.closed(closing);
     leave();
     return r;
 }
@@ -341,13 +341,18 @@ EXPORT int fclose(FILE *fp) {
 EXPORT int close(int fd) {
     REAL(int, close, int);
     if (!enter_if_tracking(fd)) return real_close(fd);
-    int action = core_fns.close_before(fd);
-    leave();
+    void *closing = NULL;
+    int action = core_fns.close_before(fd, &closing);
     if (action == 1) { /* the program closed the core's own socket, which it never opened */
+        leave();
         errno = EBADF;
         return -1;
     }
-    return real_close(fd);
+    /* The last descriptor of a tracked open: read the after once it is closed. */
+    int r = real_close(fd);
+    if (closing) core_fns.closed(closing);
+    leave();
+    return r;
 }
 
 EXPORT int close_range(unsigned first, unsigned last, int flags) {

@@ -95,10 +95,21 @@ pub unsafe extern "C" fn ft_created(dirfd: c_int, path: *const c_char, fd: c_int
 }
 
 /// 1 when the program closed the library's own socket (the shim then
-/// answers EBADF without calling libc), else 0.
+/// answers EBADF without calling libc), else 0; `*closing` is set to a
+/// handle for `ft_closed` (after the real `close`) or null.
+///
+/// # Safety
+/// `closing` points to a writable pointer.
 #[unsafe(no_mangle)]
-pub extern "C" fn ft_close_before(fd: c_int) -> c_int {
-    matches!(quietly(|| tracker::before_close(fd)), Some(CloseAction::NotOpen)) as c_int
+pub unsafe extern "C" fn ft_close_before(fd: c_int, closing: *mut *mut c_void) -> c_int {
+    let (action, handle_) = match quietly(|| tracker::before_close(fd)) {
+        Some(CloseAction::NotOpen) => (1, std::ptr::null_mut()),
+        Some(CloseAction::RealThen(c)) => (0, handle(Some(Some(c)))),
+        Some(CloseAction::Real) | None => (0, std::ptr::null_mut()),
+    };
+    // SAFETY: per the contract above.
+    unsafe { *closing = handle_ };
+    action
 }
 
 #[unsafe(no_mangle)]
@@ -107,12 +118,12 @@ pub extern "C" fn ft_fclose_before(fd: c_int) -> *mut c_void {
 }
 
 /// # Safety
-/// `closing` comes from `ft_fclose_before`.
+/// `closing` comes from `ft_fclose_before` or `ft_close_before`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ft_fclose_after(closing: *mut c_void) {
+pub unsafe extern "C" fn ft_closed(closing: *mut c_void) {
     // SAFETY: forwarded contract.
     if let Some(c) = unsafe { take::<Closing>(closing) } {
-        quietly(|| tracker::after_fclose(c));
+        quietly(|| tracker::after_close(c));
     }
 }
 

@@ -54,11 +54,41 @@ pub fn of_fd(fd: i32, max_size: u64) -> Snap {
     of_cpath(&link, max_size, Follow::Yes, Lease::Never)
 }
 
+/// What descriptor `fd` refers to, opened anew read-only so that it can be
+/// read after the program's `close`: with no write descriptor of this
+/// process left, a lease is possible and proves the after (a writer
+/// elsewhere, a writable mapping included, then shows).
+pub struct Reopened(Result<(sys::Fd, bool), Snap>);
+
+impl Reopened {
+    pub fn of(fd: i32) -> Reopened {
+        let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else { return Reopened(Err(unreadable())) };
+        Reopened(open_cpath(&link, Follow::Yes))
+    }
+
+    /// What the file holds now.
+    pub fn read(self, max_size: u64) -> Snap {
+        match self.0 {
+            Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, Lease::Try) },
+            Err(snap) => snap,
+        }
+    }
+}
+
 fn unreadable() -> Snap {
     Snap::new(Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() })
 }
 
 fn of_cpath(path: &CStr, max_size: u64, follow: Follow, lease: Lease) -> Snap {
+    match open_cpath(path, follow) {
+        Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) },
+        Err(snap) => snap,
+    }
+}
+
+/// `path` opened read-only (and whether a final symlink was followed), or
+/// the snapshot that says why not.
+fn open_cpath(path: &CStr, follow: Follow) -> Result<(sys::Fd, bool), Snap> {
     let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
     let open = |flags| match sys::openat(libc::AT_FDCWD, path, flags | libc::O_NOATIME) {
         Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, flags),
@@ -74,25 +104,22 @@ fn of_cpath(path: &CStr, max_size: u64, follow: Follow, lease: Lease) -> Snap {
         }
         other => other,
     };
-    let fd = match fd {
-        Ok(fd) => fd,
-        Err(libc::ENOENT) | Err(libc::ENOTDIR) => return Snap::new(Snapshot::absent()),
-        Err(libc::ELOOP) => return not_regular(None),
-        Err(_) => {
-            // Exists but unreadable to this process (or vanished): say which we can.
-            return match sys::fstatat(libc::AT_FDCWD, path, 0) {
-                Ok(st) => Snap::new(Snapshot {
-                    state: SnapState::Unreadable,
-                    size: Some(st.st_size as u64),
-                    meta: Some(meta(&st)),
-                    consistent: true,
-                    ..Default::default()
-                }),
-                Err(_) => Snap::new(Snapshot::absent()),
-            };
-        }
-    };
-    Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) }
+    match fd {
+        Ok(fd) => Ok((fd, via_symlink)),
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => Err(Snap::new(Snapshot::absent())),
+        Err(libc::ELOOP) => Err(not_regular(None)),
+        // Exists but unreadable to this process (or vanished): say which we can.
+        Err(_) => Err(match sys::fstatat(libc::AT_FDCWD, path, 0) {
+            Ok(st) => Snap::new(Snapshot {
+                state: SnapState::Unreadable,
+                size: Some(st.st_size as u64),
+                meta: Some(meta(&st)),
+                consistent: true,
+                ..Default::default()
+            }),
+            Err(_) => Snap::new(Snapshot::absent()),
+        }),
+    }
 }
 
 fn not_regular(meta: Option<Meta>) -> Snap {

@@ -651,17 +651,22 @@ pub enum CloseAction {
     /// The program closed the library's own socket, which it never opened:
     /// the library closed it; answer EBADF as if it had never been open.
     NotOpen,
+    /// Call the real `close`, then [`after_close`]: it ended a tracked open.
+    RealThen(Closing),
 }
 
-/// Before `close(fd)`: if it ends a tracked open, snapshot and report it.
+/// Before `close(fd)`: if it ends a tracked open, the file is opened anew
+/// to be read once the program's descriptor is gone ([`after_close`]).
 pub fn before_close(fd: i32) -> CloseAction {
     let Some(mut p) = state() else { return CloseAction::Real };
     if fd == SOCKET_FD.load(Relaxed) {
         drop_conn(&mut p, LetGo::Close);
         return CloseAction::NotOpen;
     }
-    end_if_last(&mut p, fd);
-    CloseAction::Real
+    match closing(&mut p, fd) {
+        Some(c) => CloseAction::RealThen(c),
+        None => CloseAction::Real,
+    }
 }
 
 /// `fd` is going away; if it was the last descriptor of a tracked open,
@@ -679,28 +684,32 @@ fn end_if_last(p: &mut Process, fd: i32) {
     }
 }
 
-/// A tracked open whose last descriptor a `FILE` is about to close: `fclose`
-/// flushes and closes inside libc (not through our `close` hook), so we keep
-/// a duplicate to snapshot what the flush wrote.
+/// A tracked open whose last descriptor the program is about to close
+/// (`close`, or `fclose`, which flushes and closes inside libc): the file
+/// opened anew read-only, to read what it holds once the program's
+/// descriptor is gone.
 pub struct Closing {
     token: u64,
-    held: sys::Fd,
+    held: snapshot::Reopened,
 }
 
-/// Before `fclose`: if `fd` is the last descriptor of a tracked open.
+/// Before `close`/`fclose`: if `fd` is the last descriptor of a tracked open.
 pub fn before_fclose(fd: i32) -> Option<Closing> {
-    let mut p = state()?;
+    closing(&mut *state()?, fd)
+}
+
+fn closing(p: &mut Process, fd: i32) -> Option<Closing> {
     let token = p.fds.close(fd);
     TRACKED_FDS.store(p.fds.len(), Relaxed);
-    let held = sys::dup_cloexec_at_least(token.and(Some(fd))?, 0).ok()?;
-    Some(Closing { token: token?, held })
+    Some(Closing { token: token?, held: snapshot::Reopened::of(fd) })
 }
 
-/// After `fclose`: the version ends with what the file holds now.
-pub fn after_fclose(c: Closing) {
+/// After the program's `close`/`fclose`: the version ends with what the
+/// file holds now.
+pub fn after_close(c: Closing) {
     let Some(mut p) = state() else { return };
     let Phase::Ready { policy, .. } = &p.phase else { return };
-    let after = snapshot::of_fd(c.held.raw(), held_max(policy));
+    let after = c.held.read(held_max(policy));
     let shared = p.fds.take_shared(c.token);
     let msg = ClientMsg::Close { seq: 0, token: c.token, after: after.head.clone(), shared };
     send(&mut p, msg, payload([after]));

@@ -1,11 +1,12 @@
 //! Atomic snapshots (issue 16): a version labelled `consistent` holds, on
 //! both sides, what the file was at one instant — never a mix of two
-//! writes — while another process rewrites the file in place (`pwrite`);
-//! with nobody else writing, every snapshot is consistent. The same against
-//! a writer through a shared mapping is measured, not asserted (ignored
-//! tests: see their comment). As the file's owner (root: a read lease is possible before
-//! an open) and as a user who may write the file but does not own it (no
-//! lease: two reads decide).
+//! writes — while another process rewrites the file in place (`pwrite`) or
+//! through a shared mapping; with nobody else writing, every snapshot is
+//! consistent. As the file's owner (a read lease is possible: refused while
+//! the other writer holds the file, so nothing is claimed) and as a user
+//! who may write the file but does not own it (no lease: two reads decide,
+//! which rules out `pwrite`s but not a mapping: that case is measured, not
+//! asserted — see its comment).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -162,13 +163,7 @@ fn in_place_writer_owner() {
     against_writer(As::Owner, "pwrite");
 }
 
-/// Ignored: a writer preempted halfway through a `memset` of its mapping
-/// leaves a mix that *is* the file's content until it runs again, and two
-/// reads then agree (docs/architecture.md, "Atomic snapshots"). On a loaded
-/// 2-core machine most versions are such states; run with `--ignored` to
-/// measure (it prints the counts).
 #[test]
-#[ignore = "a preempted mapping writer's half-done state is consistent (docs/architecture.md)"]
 fn shared_mapping_writer_owner() {
     against_writer(As::Owner, "mmap");
 }
@@ -179,9 +174,13 @@ fn in_place_writer_not_owner() {
     against_writer(As::GroupMember(uid, gid), "pwrite");
 }
 
-/// Ignored: as [`shared_mapping_writer_owner`].
+/// Ignored: a reader who does not own the file can take no lease, and
+/// nothing else tells an unprivileged process that another one holds the
+/// file mapped writable; a mapping writer preempted halfway through a
+/// `memset` leaves a mix that two reads then agree on (docs/architecture.md,
+/// "Atomic snapshots"). Run with `--ignored` to measure (it prints the counts).
 #[test]
-#[ignore = "a preempted mapping writer's half-done state is consistent (docs/architecture.md)"]
+#[ignore = "no lease for a non-owner: a preempted mapping writer's half-done state reads consistent (docs/architecture.md)"]
 fn shared_mapping_writer_not_owner() {
     let Some((uid, gid)) = mallory() else { return };
     against_writer(As::GroupMember(uid, gid), "mmap");

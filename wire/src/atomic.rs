@@ -4,18 +4,20 @@
 //!
 //! A reading is `consistent` only when its bytes were the file's content at
 //! one instant, shown by one of:
-//! - **A read lease** (`fcntl(F_SETLEASE, F_RDLCK)`), when the caller allows
-//!   it, the reader may take one (root, or the file's owner) and the file
-//!   is [`LEASE_FROM`] or larger or two reads of it disagreed. The kernel
-//!   grants it only while nobody has the file open for writing or mapped
-//!   writable, and while it is held a writer's `open` or `truncate` waits
-//!   (or fails with `O_NONBLOCK`): one read under a lease that was never
-//!   broken is the content. Held only across the read; a large file is read
-//!   in pieces and the lease is given up as soon as a writer asks for the
-//!   file (checked between pieces), so a writer waits at most one piece, far
-//!   below `lease-break-time`.
-//! - **Two reads** otherwise (a writer holds the file open — the calling
-//!   process itself at its last close —, or the reader may not lease): both
+//! - **A read lease** (`fcntl(F_SETLEASE, F_RDLCK)`), whenever the caller
+//!   allows it and the reader may take one (root, or the file's owner). The
+//!   kernel grants it only while nobody has the file open for writing or
+//!   mapped writable, and while it is held a writer's `open` or `truncate`
+//!   waits (or fails with `O_NONBLOCK`): one read under a lease that was
+//!   never broken is the content. Held only across the read; a large file
+//!   is read in pieces and the lease is given up as soon as a writer asks
+//!   for the file (checked between pieces), so a writer waits at most one
+//!   piece, far below `lease-break-time`. Refused with `EAGAIN` (a writer
+//!   holds the file, maybe through a mapping): the two reads below are
+//!   taken but the reading is not consistent.
+//! - **Two reads** when no lease can be had (the reader does not own the
+//!   file, the file system has no leases, or the caller holds the file open
+//!   for writing itself): both
 //!   passes equal byte for byte (by SHA-256 above `max_size`), their length
 //!   the size, and size, mtime and ctime the same before the first and after
 //!   the second. A `write(2)` changes ctime when it starts (the kernel makes
@@ -25,14 +27,14 @@
 //!   first pass (`lseek(SEEK_DATA)` takes the inode lock a buffered write
 //!   holds, on ext4, tmpfs and btrfs), so a writer preempted halfway through
 //!   a `write` is never read half-done. The second pass is for writes
-//!   through a shared mapping, which take no lock and change no time.
+//!   through a shared mapping, which take no lock and change no time; it
+//!   cannot see one stopped halfway (docs/architecture.md).
 //!
 //! Cost (the `cost` test; a 2-core VM shared with other builds, so only
-//! the proportions mean much): on a quiet 4 KiB file one pass with `fstat`
-//! around it (before issue 16) took 3–12 µs, two passes 6–16 µs, under a
-//! lease 5–14 µs (nine more system calls: the lease, its release, the
-//! signal set-up below); at 64 KiB two passes 8–50 µs, the lease 7–39 µs;
-//! at 1 MiB 230–350 µs against 80–170 µs. Hence [`LEASE_FROM`].
+//! the proportions mean much): on a quiet 4 KiB file two passes took
+//! 2.9 µs, under a lease 4.8 µs (nine more system calls: the lease, its
+//! release, the signal set-up below); at 64 KiB 8.7 µs and 7.3 µs; at
+//! 1 MiB 126 µs and 61 µs.
 //!
 //! Neither: tried again (at most [`ATTEMPTS`] times within [`RETRY_NS`]),
 //! then the last reading with `consistent: false`.
@@ -58,10 +60,6 @@ pub const ATTEMPTS: usize = 8;
 /// Retries stop once a reading has taken this long (the first attempt
 /// always completes).
 pub const RETRY_NS: u64 = 2_000_000;
-/// Smaller files are read twice first (cheaper than a lease's system
-/// calls, measured: module comment); a lease is tried for them only once
-/// two reads disagreed.
-pub const LEASE_FROM: u64 = 64 * 1024;
 /// Read size when hashing.
 const CHUNK: usize = 64 * 1024;
 /// Under a lease: read in pieces of this much, asking between them whether
@@ -115,15 +113,23 @@ pub fn read(fd: i32, max_size: u64, lease: Lease) -> Result<Outcome, Errno> {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Ok(Outcome::NotRegular(st));
         }
-        if lease == Lease::Try
-            && (attempt > 1 || st.st_size as u64 >= LEASE_FROM)
-            && may_lease(&st)
-            && let Some(held) = Held::take(fd)
-            && let Some(r) = leased(fd, held, max_size)?
-        {
-            return Ok(Outcome::Read(r));
+        let mut writer = false;
+        if lease == Lease::Try && may_lease(&st) {
+            match Held::take(fd) {
+                Ok(held) => {
+                    if let Some(r) = leased(fd, held, max_size)? {
+                        return Ok(Outcome::Read(r));
+                    }
+                }
+                // Someone holds the file open for writing or mapped
+                // writable: two equal reads cannot rule out the mapping.
+                Err(libc::EAGAIN) => writer = true,
+                // No leases here (a filesystem without them): two reads decide.
+                Err(_) => {}
+            }
         }
-        let r = twice(fd, st, max_size)?;
+        let mut r = twice(fd, st, max_size)?;
+        r.consistent &= !writer;
         if r.consistent || attempt >= ATTEMPTS || sys::now_ns().saturating_sub(start) >= RETRY_NS {
             return Ok(Outcome::Read(r));
         }
@@ -229,19 +235,22 @@ struct Held {
 }
 
 impl Held {
-    fn take(fd: i32) -> Option<Held> {
+    /// `Err(EAGAIN)`: the file is open for writing (or mapped writable)
+    /// somewhere, this process included.
+    fn take(fd: i32) -> Result<Held, Errno> {
         let sig = lease_signal();
-        let mask = sys::block(sig).ok()?;
+        let mask = sys::block(sig)?;
         let held = Held { fd, sig, mask };
         let owner = sys::OwnerEx { kind: sys::F_OWNER_TID, pid: sys::gettid() };
-        let ok = sys::fcntl(fd, sys::F_SETSIG, sig as libc::c_long).is_ok()
-            && sys::fcntl(fd, sys::F_SETOWN_EX, &owner as *const sys::OwnerEx as libc::c_long).is_ok()
-            && sys::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK as libc::c_long).is_ok();
-        if ok {
-            Some(held)
-        } else {
-            sys::set_mask(held.mask);
-            None
+        let taken = sys::fcntl(fd, sys::F_SETSIG, sig as libc::c_long)
+            .and_then(|_| sys::fcntl(fd, sys::F_SETOWN_EX, &owner as *const sys::OwnerEx as libc::c_long))
+            .and_then(|_| sys::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK as libc::c_long));
+        match taken {
+            Ok(_) => Ok(held),
+            Err(e) => {
+                sys::set_mask(held.mask);
+                Err(e)
+            }
         }
     }
 
@@ -495,7 +504,7 @@ mod tests {
     fn no_lease_while_open_for_writing_and_nothing_pending_after() {
         let (f, r) = file(b"abc");
         let w = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
-        assert!(Held::take(r.as_raw_fd()).is_none());
+        assert_eq!(Held::take(r.as_raw_fd()).err(), Some(libc::EAGAIN));
         drop(w);
         let held = Held::take(r.as_raw_fd()).expect("lease granted with no writer");
         assert!(!held.broken());
