@@ -58,11 +58,13 @@ pub fn of_fd(fd: i32, max_size: u64) -> Snap {
 /// read after the program's `close`: with no write descriptor of this
 /// process left, a lease is possible and proves the after (a writer
 /// elsewhere, a writable mapping included, then shows).
-pub struct Reopened(Result<(sys::Fd, bool), Snap>);
+pub struct Reopened(Result<(sys::Fd, bool), Box<Snap>>);
 
 impl Reopened {
     pub fn of(fd: i32) -> Reopened {
-        let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else { return Reopened(Err(unreadable())) };
+        let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else {
+            return Reopened(Err(Box::new(unreadable())));
+        };
         Reopened(open_cpath(&link, Follow::Yes))
     }
 
@@ -70,7 +72,7 @@ impl Reopened {
     pub fn read(self, max_size: u64) -> Snap {
         match self.0 {
             Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, Lease::Try) },
-            Err(snap) => snap,
+            Err(snap) => *snap,
         }
     }
 }
@@ -82,13 +84,13 @@ fn unreadable() -> Snap {
 fn of_cpath(path: &CStr, max_size: u64, follow: Follow, lease: Lease) -> Snap {
     match open_cpath(path, follow) {
         Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) },
-        Err(snap) => snap,
+        Err(snap) => *snap,
     }
 }
 
 /// `path` opened read-only (and whether a final symlink was followed), or
 /// the snapshot that says why not.
-fn open_cpath(path: &CStr, follow: Follow) -> Result<(sys::Fd, bool), Snap> {
+fn open_cpath(path: &CStr, follow: Follow) -> Result<(sys::Fd, bool), Box<Snap>> {
     let base = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
     let open = |flags| match sys::openat(libc::AT_FDCWD, path, flags | libc::O_NOATIME) {
         Err(libc::EPERM) => sys::openat(libc::AT_FDCWD, path, flags),
@@ -106,10 +108,10 @@ fn open_cpath(path: &CStr, follow: Follow) -> Result<(sys::Fd, bool), Snap> {
     };
     match fd {
         Ok(fd) => Ok((fd, via_symlink)),
-        Err(libc::ENOENT) | Err(libc::ENOTDIR) => Err(Snap::new(Snapshot::absent())),
-        Err(libc::ELOOP) => Err(not_regular(None)),
+        Err(libc::ENOENT) | Err(libc::ENOTDIR) => Err(Box::new(Snap::new(Snapshot::absent()))),
+        Err(libc::ELOOP) => Err(Box::new(not_regular(None))),
         // Exists but unreadable to this process (or vanished): say which we can.
-        Err(_) => Err(match sys::fstatat(libc::AT_FDCWD, path, 0) {
+        Err(_) => Err(Box::new(match sys::fstatat(libc::AT_FDCWD, path, 0) {
             Ok(st) => Snap::new(Snapshot {
                 state: SnapState::Unreadable,
                 size: Some(st.st_size as u64),
@@ -118,7 +120,7 @@ fn open_cpath(path: &CStr, follow: Follow) -> Result<(sys::Fd, bool), Snap> {
                 ..Default::default()
             }),
             Err(_) => Snap::new(Snapshot::absent()),
-        }),
+        })),
     }
 }
 
