@@ -352,4 +352,20 @@ mod tests {
         t.put(11, 11, Action::Rename, "/etc/f", Some("/etc/f.new"), Some("x"), Some("x"));
         assert_eq!(t.shown(), vec![shown("create", "/etc/f", None)]);
     }
+
+    /// SQLite 3.54 marks a statement with a join and a `col = ?` term to be
+    /// planned again whenever its bindings are cleared, which rusqlite's
+    /// statement cache does after every use: without the planner stability
+    /// guarantee the store turns on, every version stored parsed its
+    /// folding queries again (7% of the collector's time at ingest).
+    #[test]
+    fn cached_statements_are_not_planned_again_at_each_use() {
+        let mut t = T::new();
+        for i in 0..20 {
+            t.put(i, 100, Action::Write, "/etc/x.conf", None, Some(&format!("v{i}")), Some(&format!("v{}", i + 1)));
+        }
+        let st = t.store.conn.prepare_cached(&format!("{} WHERE v.id = ?1", super::ROW)).unwrap();
+        assert!(st.get_status(rusqlite::StatementStatus::VmStep) > 0, "the statement was used");
+        assert_eq!(st.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
 }
