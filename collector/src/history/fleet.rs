@@ -13,7 +13,7 @@ use super::{History, VersionId};
 use crate::error::{Error, Result};
 use crate::model::{RawPaths, VersionRow};
 use crate::store::gaps::{GapRow, GapSummary};
-use crate::store::query::{Columns, QueryFilter, Stats, b64_unless_utf8, not_stored};
+use crate::store::query::{Columns, Names, QueryFilter, Stats, b64_unless_utf8, not_stored};
 use crate::store::review::{FileSummary, SessionSummary, UserSummary};
 
 pub struct Fleet {
@@ -62,7 +62,7 @@ fn u32_of(v: Option<i64>) -> Option<u32> {
     v.and_then(|v| u32::try_from(v).ok())
 }
 
-fn row_to_version(r: &postgres::Row) -> Result<VersionRow> {
+fn row_to_version(r: &postgres::Row, names: &mut Names) -> Result<VersionRow> {
     let mode = |c: &str| -> Result<Option<u32>> { Ok(r.try_get::<_, Option<i32>>(c)?.map(|m| m as u32)) };
     Ok(Columns {
         id: r.try_get("seq")?,
@@ -103,7 +103,7 @@ fn row_to_version(r: &postgres::Row) -> Result<VersionRow> {
         exe: r.try_get("exe")?,
         trust: r.try_get("trust")?,
     }
-    .row())
+    .row(names))
 }
 
 fn time(us: i64) -> String {
@@ -224,7 +224,8 @@ impl History for Fleet {
         let o = if filter.newest_first { "DESC" } else { "ASC" };
         let limit = filter.limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let sql = format!("{COLUMNS} FROM {from} {filter_sql} ORDER BY v.time_us {o}, v.host {o}, v.seq {o}{limit}");
-        self.query(&sql, &p.refs())?.iter().map(row_to_version).collect()
+        let mut names = Names::default();
+        self.query(&sql, &p.refs())?.iter().map(|r| row_to_version(r, &mut names)).collect()
     }
 
     fn gaps(&self, filter: &QueryFilter) -> Result<Vec<GapRow>> {
@@ -306,7 +307,9 @@ impl History for Fleet {
         let (host, seq) = self.resolve(id)?;
         let rows =
             self.query(&format!("{COLUMNS} FROM versions v WHERE v.host = $1 AND v.seq = $2"), &[&host, &seq])?;
-        rows.first().map(row_to_version).unwrap_or_else(|| Err(Error::NoSuchVersion(id.to_string())))
+        rows.first()
+            .map(|r| row_to_version(r, &mut Names::default()))
+            .unwrap_or_else(|| Err(Error::NoSuchVersion(id.to_string())))
     }
 
     fn content(&self, id: &VersionId, before: bool) -> Result<Vec<u8>> {

@@ -177,7 +177,8 @@ impl Store {
             "{COLUMNS} FROM ({ids}) AS t CROSS JOIN versions v ON v.id = t.id {JOINS} ORDER BY v.time_us {order}, v.id {order}"
         );
         let mut stmt = self.conn().prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
+        let mut names = Names::default();
+        let rows = stmt.query_map(params_from_iter(args), |r| row_to_version(r, &mut names))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -198,7 +199,10 @@ impl Store {
     pub fn version(&self, id: i64) -> Result<VersionRow> {
         use rusqlite::OptionalExtension;
         let sql = format!("{COLUMNS} FROM versions v {JOINS} WHERE v.id = ?1");
-        self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id.to_string()))
+        self.conn()
+            .query_row(&sql, [id], |r| row_to_version(r, &mut Names::default()))
+            .optional()?
+            .ok_or(Error::NoSuchVersion(id.to_string()))
     }
 
     /// The exact bytes of a version's after (or before) content, checked
@@ -418,8 +422,33 @@ pub(crate) struct Columns {
     pub trust: i64,
 }
 
+/// Owner and group names of one query's rows, each looked up once (a
+/// lookup reads the user database: per row, it cost more than the query).
+#[derive(Default)]
+pub(crate) struct Names {
+    users: std::collections::HashMap<u32, String>,
+    groups: std::collections::HashMap<u32, String>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> String {
+        self.users.entry(uid).or_insert_with(|| user_name(uid)).clone()
+    }
+
+    fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                uzers::get_group_by_gid(gid)
+                    .map(|g| g.name().to_string_lossy().into_owned())
+                    .unwrap_or_else(|| gid.to_string())
+            })
+            .clone()
+    }
+}
+
 impl Columns {
-    pub fn row(self) -> VersionRow {
+    pub fn row(self, names: &mut Names) -> VersionRow {
         let json_list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
         let trust = crate::who::trust_json(self.trust);
         let raw = self.raw;
@@ -441,12 +470,8 @@ impl Columns {
             after: self.after_sha,
             size: self.after_size.map(|s| s as u64),
             mode: self.mode.map(octal),
-            owner: self.owner_uid.map(user_name),
-            group: self.group_gid.map(|g| {
-                uzers::get_group_by_gid(g)
-                    .map(|g| g.name().to_string_lossy().into_owned())
-                    .unwrap_or_else(|| g.to_string())
-            }),
+            owner: self.owner_uid.map(|u| names.user(u)),
+            group: self.group_gid.map(|g| names.group(g)),
             owner_uid: self.owner_uid,
             group_gid: self.group_gid,
             before_mode: self.before_mode.map(octal),
@@ -477,7 +502,7 @@ impl Columns {
     }
 }
 
-fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
+fn row_to_version(r: &Row, names: &mut Names) -> rusqlite::Result<VersionRow> {
     Ok(Columns {
         id: r.get("id")?,
         time_us: r.get("time_us")?,
@@ -517,5 +542,5 @@ fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
         exe: r.get("exe")?,
         trust: r.get("trust")?,
     }
-    .row())
+    .row(names))
 }
