@@ -21,8 +21,9 @@ use crate::config::DEFAULT_DB;
                   subcommands read the store directly and need no running collector."
 )]
 pub struct Cli {
-    /// SQLite store.
-    #[arg(long, global = true, env = "FILETRAIL_DB", default_value = DEFAULT_DB, value_name = "PATH")]
+    /// SQLite store; for the review commands also the fleet store, a URL `postgresql://USER@HOST:PORT/DB`
+    /// (versions named HOST:ID there).
+    #[arg(long, global = true, env = "FILETRAIL_DB", default_value = DEFAULT_DB, value_name = "PATH|URL")]
     pub db: PathBuf,
     /// Socket the library reports to [default: /run/filetrail/collector.sock]. `restore` reports to the
     /// collector that serves --db, and refuses a --socket that names another.

@@ -10,12 +10,19 @@ pub enum Error {
     /// A query against an open store failed.
     #[error("database error")]
     Sql(#[from] rusqlite::Error),
+    /// The fleet store (PostgreSQL) could not be reached (the URL without
+    /// its password).
+    #[error("fleet store {url}")]
+    Fleet { url: String, source: postgres::Error },
+    /// A query against the fleet store failed.
+    #[error("fleet database error")]
+    Pg(#[from] postgres::Error),
     /// The config file could not be read or parsed.
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },
-    /// No version has this id.
+    /// No version has this id (`42`, or `HOST:42` in the fleet).
     #[error("no version with id {0}")]
-    NoSuchVersion(i64),
+    NoSuchVersion(String),
     /// The version exists but its content was not stored.
     #[error("version {id}: content not stored ({why})")]
     NoContent { id: i64, why: String },

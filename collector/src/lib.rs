@@ -31,6 +31,7 @@
 //!   reported, the baseline of tracked files.
 //! - [`gitexport`] — `export-git`: the store as a git history (one commit per version).
 //! - [`writer`] — the single thread that writes batches in transactions.
+//! - [`history`] — what review commands read, from a host's store or the fleet's PostgreSQL store.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
 //! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal;
@@ -53,6 +54,7 @@ pub mod fit;
 pub mod fold;
 pub mod gitexport;
 pub mod handoff;
+pub mod history;
 pub mod holders;
 pub mod identity;
 pub mod intake;

@@ -182,9 +182,20 @@ pub fn table(out: &mut impl Write, rows: &[Record], clock: &Clock) -> io::Result
     table_in(out, rows, clock, crate::pager::width())
 }
 
+/// More than one host among `rows`: the table shows HOST, `log` names
+/// versions HOST:ID.
+pub fn many_hosts(rows: &[Record]) -> bool {
+    let host = |r: &Record| match r {
+        Record::Version(v) => v.host.clone(),
+        Record::Gap(g) => g.host.clone(),
+    };
+    rows.iter().map(host).collect::<std::collections::BTreeSet<_>>().len() > 1
+}
+
 /// One table row's cells but the path.
 struct Cells<'a> {
     id: String,
+    host: String,
     time: &'a str,
     who: String,
     action: &'a str,
@@ -197,6 +208,7 @@ fn cells(r: &Record) -> Cells<'_> {
     match r {
         Record::Version(v) => Cells {
             id: v.id.to_string(),
+            host: q(v.host.as_deref().unwrap_or("-")).into_owned(),
             time: &v.time,
             who: chain(v, "→"),
             action: &v.action,
@@ -206,6 +218,7 @@ fn cells(r: &Record) -> Cells<'_> {
         },
         Record::Gap(g) => Cells {
             id: "-".into(),
+            host: q(g.host.as_deref().unwrap_or("-")).into_owned(),
             time: &g.time,
             who: gap_user(g),
             action: "GAP",
@@ -243,11 +256,13 @@ fn table_in(out: &mut impl Write, rows: &[Record], clock: &Clock, columns: Optio
     let mut pw = widest(&|c| fit::width(&c.program), 7);
     let sw = widest(&|c| fit::width(&c.size), 4);
     let iw = widest(&|c| c.id.len(), 2);
+    // The HOST column only when rows of several hosts are shown.
+    let hw = if many_hosts(rows) { widest(&|c| fit::width(&c.host), 4) + 2 } else { 0 };
     // The NOTE column only when some row has a note.
     let notes = all.iter().any(|c| !c.note.is_empty());
     let nw = if notes { 6 } else { 0 };
     let sep = if notes { "  " } else { "" };
-    let fixed = |uw: usize, pw: usize| iw + 2 + tw + 2 + uw + 2 + 8 + sep.len() + nw + 2 + sw + 2 + pw + 2;
+    let fixed = |uw: usize, pw: usize| iw + 2 + hw + tw + 2 + uw + 2 + 8 + sep.len() + nw + 2 + sw + 2 + pw + 2;
     // On a terminal, leave the path at least this much before cutting it.
     const PATH_MIN: usize = 24;
     if let Some(cols) = columns {
@@ -264,9 +279,11 @@ fn table_in(out: &mut impl Write, rows: &[Record], clock: &Clock, columns: Optio
         }
     };
     let pad = |text: &str, w: usize| format!("{text}{}", " ".repeat(w.saturating_sub(fit::width(text))));
+    let host = |h: &str| if hw == 0 { String::new() } else { pad(h, hw) };
     let header = format!(
-        "{:>iw$}  {}  {}  {:<8}{sep}{:<nw$}  {:>sw$}  {}  PATH",
+        "{:>iw$}  {}{}  {}  {:<8}{sep}{:<nw$}  {:>sw$}  {}  PATH",
         "ID",
+        host("HOST"),
         pad(&time_header, tw),
         pad("USER", uw),
         "ACTION",
@@ -277,8 +294,9 @@ fn table_in(out: &mut impl Write, rows: &[Record], clock: &Clock, columns: Optio
     writeln!(out, "{}", line(header))?;
     for (r, c) in rows.iter().zip(&all) {
         let row = format!(
-            "{:>iw$}  {}  {}  {:<8}{sep}{:<nw$}  {:>sw$}  {}  {}",
+            "{:>iw$}  {}{}  {}  {:<8}{sep}{:<nw$}  {:>sw$}  {}  {}",
             c.id,
+            host(&c.host),
             pad(&clock.show_text(c.time), tw),
             pad(&fit::end(&c.who, uw), uw),
             c.action,
@@ -395,10 +413,15 @@ pub fn session_header(out: &mut impl Write, session: u32, rows: &[VersionRow], c
     writeln!(out)
 }
 
-/// The header `collector log` prints above each version's diff.
-pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clock) -> io::Result<()> {
+/// The header `collector log` prints above each version's diff; with
+/// `hosts` (versions of several hosts shown) the version is HOST:ID.
+pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clock, hosts: bool) -> io::Result<()> {
     let (y, n) = if color { ("\x1b[33m", "\x1b[0m") } else { ("", "") };
-    writeln!(out, "{y}version {}{n}  {} {}", r.id, r.action, quote(&r.raw.path))?;
+    let id = match (&r.host, hosts) {
+        (Some(host), true) => format!("{}:{}", q(host), r.id),
+        _ => r.id.to_string(),
+    };
+    writeln!(out, "{y}version {id}{n}  {} {}", r.action, quote(&r.raw.path))?;
     if let Some(old) = &r.raw.old_path {
         writeln!(out, "From:    {}", quote(old))?;
     }
@@ -579,6 +602,7 @@ mod tests {
             pid: Some(123),
             exe: Some("/usr/bin/python3".into()),
             source: None,
+            host: None,
             raw_path: None,
             time_us: 0,
         };

@@ -11,15 +11,16 @@ use filetrail_wire::path::quote;
 
 use crate::cli::Cli;
 use crate::error::Error;
+use crate::history::{History, VersionId};
 use crate::print::{self, Color};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A version id: its before against its after.
-    pub id: i64,
-    /// A second version id: the first one's after against this one's after.
-    pub other: Option<i64>,
+    /// A version id: its before against its after. In a fleet store HOST:ID, or ID alone when only one
+    /// host has that id.
+    pub id: VersionId,
+    /// A second version id (of any host): the first one's after against this one's after.
+    pub other: Option<VersionId>,
     /// The version's after against what its file holds on disk now (read as you, never through a symlink).
     #[arg(long, conflicts_with = "other")]
     pub current: bool,
@@ -30,7 +31,7 @@ pub struct Args {
 
 /// Content of one side, `None` when the file did not exist then; an error
 /// when it existed but its content was not stored.
-pub fn side(store: &Store, id: i64, before: bool) -> anyhow::Result<Option<Vec<u8>>> {
+pub fn side(store: &dyn History, id: &VersionId, before: bool) -> anyhow::Result<Option<Vec<u8>>> {
     match store.content(id, before) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(Error::NoContent { why, .. }) if why.starts_with("the file did not exist") => Ok(None),
@@ -39,28 +40,34 @@ pub fn side(store: &Store, id: i64, before: bool) -> anyhow::Result<Option<Vec<u
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read(&cli.db)?;
-    let v = store.version(args.id)?;
-    let (a, b, la, lb) = match args.other {
-        None if args.current => (
-            side(&store, args.id, false)?,
-            super::restore::on_disk(v.id, &v.raw.path)?,
-            format!("{} (version {})", quote(&v.raw.path), v.id),
-            format!("{} (on disk now)", quote(&v.raw.path)),
-        ),
+    let store = crate::history::open(&cli.db)?;
+    let store = &*store;
+    let v = store.version(&args.id)?;
+    // The id as it was given: `h1:42` in a fleet, `42` in a host's store.
+    let (id, vid) = (&args.id, args.id.to_string());
+    let (a, b, la, lb) = match &args.other {
+        None if args.current => {
+            crate::history::local_only(&cli.db, "diff --current")?;
+            (
+                side(store, id, false)?,
+                super::restore::on_disk(v.id, &v.raw.path)?,
+                format!("{} (version {vid})", quote(&v.raw.path)),
+                format!("{} (on disk now)", quote(&v.raw.path)),
+            )
+        }
         None => (
-            side(&store, args.id, true)?,
-            side(&store, args.id, false)?,
-            format!("{} (before {})", quote(&v.raw.path), v.id),
-            format!("{} (after {})", quote(&v.raw.path), v.id),
+            side(store, id, true)?,
+            side(store, id, false)?,
+            format!("{} (before {vid})", quote(&v.raw.path)),
+            format!("{} (after {vid})", quote(&v.raw.path)),
         ),
         Some(other) => {
             let w = store.version(other)?;
             (
-                side(&store, args.id, false)?,
-                side(&store, other, false)?,
-                format!("{} (version {})", quote(&v.raw.path), v.id),
-                format!("{} (version {})", quote(&w.raw.path), w.id),
+                side(store, id, false)?,
+                side(store, other, false)?,
+                format!("{} (version {vid})", quote(&v.raw.path)),
+                format!("{} (version {other})", quote(&w.raw.path)),
             )
         }
     };

@@ -21,6 +21,7 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    crate::history::local_only(&cli.db, "export-git")?;
     let store = Store::open_read(&cli.db)?;
     let report = crate::gitexport::export(&store, &args.dir, &args.branch, &cli.clock())?;
     let dir = quote(args.dir.as_os_str().as_encoded_bytes());

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use filetrail_wire::path::quote;
 
 use crate::cli::Cli;
+use crate::history::{History, VersionId};
 use crate::model::{Record, VersionRow};
 use crate::print::{self, Color};
+use crate::store::QueryFilter;
 use crate::store::query::PathSpec;
-use crate::store::{QueryFilter, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,9 +33,10 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read(&cli.db)?;
+    let store = crate::history::open(&cli.db)?;
+    let store = &*store;
     let clock = cli.clock();
-    let filter = args.filters.filter(&args.paths, &store, &clock)?;
+    let filter = args.filters.filter(&args.paths, store, &clock)?;
     let color = args.color.enabled();
     let mut out = std::io::stdout().lock();
     let records: Vec<Record> = if args.follow {
@@ -42,7 +44,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         if spec.under {
             anyhow::bail!("--follow takes one file, not a directory or a glob: {}", quote(&spec.path));
         }
-        let names = renamed_from(&store, &spec.path)?;
+        let names = renamed_from(store, &spec.path)?;
         let mut rows = Vec::new();
         for name in &names {
             let mut one = QueryFilter { paths: vec![PathSpec::exact(name.path.clone())], ..filter.clone() };
@@ -52,7 +54,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         args.order.arrange(rows, true).into_iter().map(Record::Version).collect()
     } else {
-        args.order.records(&store, filter.clone(), true)?
+        args.order.records(store, filter.clone(), true)?
     };
     if records.is_empty() {
         match &filter.paths[..] {
@@ -69,6 +71,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .collect();
         print::session_header(&mut out, session, &versions, &clock)?;
     }
+    // With more than one host, a version is named HOST:ID.
+    let hosts = print::many_hosts(&records);
     for record in records {
         let v = match record {
             Record::Version(v) => v,
@@ -77,9 +81,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        print::log_header(&mut out, &v, color, &clock)?;
-        let before = super::diff::side(&store, v.id, true);
-        let after = super::diff::side(&store, v.id, false);
+        print::log_header(&mut out, &v, color, &clock, hosts)?;
+        let id = VersionId::of(&v);
+        let before = super::diff::side(store, &id, true);
+        let after = super::diff::side(store, &id, false);
         match (before, after) {
             (Ok(a), Ok(b)) => {
                 let la = quote(v.raw.old_path.as_deref().unwrap_or(&v.raw.path));
@@ -107,7 +112,7 @@ struct Name {
 /// newest `rename` onto the name before the time it took the later one.
 /// Only renames count (`mv`, a rename that kept the content); a save
 /// through a temp file is a write of its target and has no earlier name.
-fn renamed_from(store: &Store, path: &[u8]) -> anyhow::Result<Vec<Name>> {
+fn renamed_from(store: &dyn History, path: &[u8]) -> anyhow::Result<Vec<Name>> {
     let mut names = vec![Name { path: path.to_vec(), since: None, until: None }];
     // A bound on the walk: a file renamed back and forth ends it too.
     for _ in 0..256 {

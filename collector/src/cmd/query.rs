@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::history::History;
 use crate::model::{Record, VersionRow};
 use crate::print;
+use crate::store::QueryFilter;
 use crate::store::query::PathSpec;
-use crate::store::{QueryFilter, Store};
 use crate::when::Clock;
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +51,9 @@ pub struct Filters {
     /// (`folded_into` says which), and temp files not renamed yet.
     #[arg(long, alias = "raw")]
     pub all: bool,
+    /// Only changes on this host (the HOST column; in a host's own store, its name).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 /// How many and in which order: `query` and `log` share these too.
@@ -66,12 +70,20 @@ pub struct Order {
 impl Filters {
     /// The flags and `paths` as a store filter, checked against `store`: a
     /// user or a path nobody could mean is an error, not an empty answer.
-    pub fn filter(&self, paths: &[std::path::PathBuf], store: &Store, clock: &Clock) -> anyhow::Result<QueryFilter> {
+    pub fn filter(
+        &self,
+        paths: &[std::path::PathBuf],
+        store: &dyn History,
+        clock: &Clock,
+    ) -> anyhow::Result<QueryFilter> {
         let time = |t: &Option<String>, flag: &str| -> anyhow::Result<Option<jiff::Timestamp>> {
             t.as_deref().map(|t| clock.parse(t).map_err(|e| anyhow::anyhow!("{flag}: {e}"))).transpose()
         };
         if let Some(user) = &self.user {
             check_user(store, user)?;
+        }
+        if let Some(host) = &self.host {
+            store.check_host(host)?;
         }
         Ok(QueryFilter {
             paths: paths.iter().map(|p| path_arg(store, p)).collect::<anyhow::Result<_>>()?,
@@ -80,6 +92,7 @@ impl Filters {
             until: time(&self.until, "--until")?,
             session: self.session.as_deref().map(session_id).transpose()?,
             raw: self.all,
+            host: self.host.clone(),
             ..QueryFilter::default()
         })
     }
@@ -102,7 +115,12 @@ pub fn session_id(arg: &str) -> anyhow::Result<u32> {
 impl Order {
     /// The versions and gaps `filter` matches, at most `-n`, the most
     /// recent ones; newest first or not, or the other way with `--reverse`.
-    pub fn records(&self, store: &Store, mut filter: QueryFilter, newest_first: bool) -> anyhow::Result<Vec<Record>> {
+    pub fn records(
+        &self,
+        store: &dyn History,
+        mut filter: QueryFilter,
+        newest_first: bool,
+    ) -> anyhow::Result<Vec<Record>> {
         // The N most recent are fetched newest first, then put in order.
         filter.newest_first = self.max_count.is_some() || newest_first;
         filter.limit = self.max_count;
@@ -116,9 +134,9 @@ impl Order {
     /// [`Order::records`] for rows gathered from several queries (in any
     /// order, possibly twice): each once, by time, the `-n` most recent.
     pub fn arrange(&self, mut rows: Vec<VersionRow>, newest_first: bool) -> Vec<VersionRow> {
-        let key = |r: &VersionRow| (r.time.parse::<jiff::Timestamp>().ok(), r.id);
+        let key = |r: &VersionRow| (r.time.parse::<jiff::Timestamp>().ok(), r.host.clone(), r.id);
         rows.sort_by_key(|r| std::cmp::Reverse(key(r)));
-        rows.dedup_by_key(|r| r.id);
+        rows.dedup_by_key(|r| (r.host.clone(), r.id));
         if let Some(n) = self.max_count {
             rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
         }
@@ -130,10 +148,10 @@ impl Order {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read(&cli.db)?;
+    let store = crate::history::open(&cli.db)?;
     let clock = cli.clock();
-    let filter = args.filters.filter(&args.paths, &store, &clock)?;
-    let rows = args.order.records(&store, filter, false)?;
+    let filter = args.filters.filter(&args.paths, &*store, &clock)?;
+    let rows = args.order.records(&*store, filter, false)?;
     if rows.is_empty() {
         say_empty("no versions match");
         return Ok(ExitCode::SUCCESS);
@@ -156,7 +174,7 @@ pub fn say_empty(what: &str) {
 }
 
 /// `--user NAME`: a name neither this system nor the store knows is a typo.
-pub fn check_user(store: &Store, name: &str) -> anyhow::Result<()> {
+pub fn check_user(store: &dyn History, name: &str) -> anyhow::Result<()> {
     if uzers::get_user_by_name(name).is_none() && !store.knows_user(name)? {
         anyhow::bail!(
             "--user {}: no such user on this system, and none by that name in the store (see `collector users`)",
@@ -169,7 +187,7 @@ pub fn check_user(store: &Store, name: &str) -> anyhow::Result<()> {
 /// What one path argument matches: itself ([`checked_path_spec`]), or, for
 /// a glob ([`pathglob`](crate::pathglob)), the recorded paths it matches; a
 /// glob that matches none is refused like a missing file.
-pub fn path_arg(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
+pub fn path_arg(store: &dyn History, p: &Path) -> anyhow::Result<PathSpec> {
     use std::os::unix::ffi::OsStrExt;
     let raw = p.as_os_str().as_bytes();
     if !crate::pathglob::is_glob(raw, p.symlink_metadata().is_ok()) {
@@ -184,7 +202,7 @@ pub fn path_arg(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
 
 /// [`path_spec`], refusing a path that does not exist and of which nothing
 /// was ever recorded (a typo: an empty answer would look like "no changes").
-pub fn checked_path_spec(store: &Store, p: &Path) -> anyhow::Result<PathSpec> {
+pub fn checked_path_spec(store: &dyn History, p: &Path) -> anyhow::Result<PathSpec> {
     let spec = path_spec(p)?;
     if p.symlink_metadata().is_err() {
         let any = QueryFilter { paths: vec![spec.clone()], limit: Some(1), raw: true, ..QueryFilter::default() };

@@ -174,6 +174,7 @@ struct Owner {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    crate::history::local_only(&cli.db, "restore")?;
     let store = Store::open_read(&cli.db)?;
     let id = chosen_version(cli, &store, args)?;
     let v = store.version(id)?;

@@ -1,11 +1,9 @@
 //! `collector stats`: how much the store holds.
 
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use crate::cli::Cli;
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,13 +13,13 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let store = Store::open_read(&cli.db)?;
+    let store = crate::history::open(&cli.db)?;
     let s = store.stats()?;
     let mut out = std::io::stdout().lock();
     if args.json {
         crate::print::json(&mut out, &s)?;
     } else {
-        let db = filetrail_wire::path::quote(cli.db.as_os_str().as_bytes());
+        let db = store.name();
         // Sizes as people read them; a small one in bytes.
         let size = |n: u64| if n < 1024 { format!("{n} bytes") } else { crate::fit::size(n) };
         writeln!(out, "store:        {db} ({} on disk)", size(s.disk_bytes))?;

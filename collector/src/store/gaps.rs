@@ -65,6 +65,8 @@ pub struct GapRow {
     pub pid: Option<i32>,
     pub exe: Option<String>,
     pub source: Option<String>,
+    /// The host it happened on (a local store's: this machine).
+    pub host: Option<String>,
     #[serde(skip)]
     pub raw_path: Option<Vec<u8>>,
     #[serde(skip)]
@@ -136,7 +138,8 @@ impl Store {
     /// user's uid; a gap matches a time range it overlaps; no gap belongs
     /// to a session.
     pub fn gaps(&self, filter: &QueryFilter) -> Result<Vec<GapRow>> {
-        if filter.session.is_some() {
+        let here = crate::history::this_host();
+        if filter.session.is_some() || filter.host.as_ref().is_some_and(|h| Some(h) != here.as_ref()) {
             return Ok(Vec::new());
         }
         let uid = filter.user.as_deref().and_then(uzers::get_user_by_name).map(|u| u.uid());
@@ -176,6 +179,7 @@ impl Store {
                 pid: r.get("pid")?,
                 exe: r.get("exe")?,
                 source: r.get("source")?,
+                host: here.clone(),
                 raw_path,
                 time_us: start,
             })

@@ -385,6 +385,9 @@ fn blob_bytes(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
 fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)> {
     use rusqlite::OptionalExtension;
     let chain = serde_json::to_string(&w.chain).unwrap_or_default();
+    // Every principal names its host: one the identity did not name (a
+    // spooled or kernel-seen writer) is this machine.
+    let host = w.host.clone().or_else(crate::history::this_host);
     // `IS` compares NULLs as equal, which a UNIQUE constraint would not.
     let principal: Option<i64> = tx
         .prepare_cached(
@@ -403,7 +406,7 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
                 &w.sudo_user,
                 &w.tty,
                 &w.ssh_client,
-                &w.host
+                &host
             ],
             |r| r.get(0),
         )
@@ -415,7 +418,7 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
                 "INSERT INTO principals (user, session, chain, uid, euid, gid, loginuid, sudo_user, tty, ssh_client, host)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![&w.user, w.session, &chain, w.uid, w.euid, w.gid, w.loginuid, &w.sudo_user, &w.tty, &w.ssh_client, &w.host])?;
+            .execute(params![&w.user, w.session, &chain, w.uid, w.euid, w.gid, w.loginuid, &w.sudo_user, &w.tty, &w.ssh_client, &host])?;
             tx.last_insert_rowid()
         }
     };

@@ -6,7 +6,7 @@ use rusqlite::{Row, params_from_iter};
 
 use super::Store;
 use crate::error::{Error, Result};
-use crate::model::{RawPaths, Record, VersionRow};
+use crate::model::{RawPaths, VersionRow};
 use crate::pathglob::PathGlob;
 use crate::who::user_name;
 
@@ -49,6 +49,8 @@ pub struct QueryFilter {
     pub since: Option<jiff::Timestamp>,
     pub until: Option<jiff::Timestamp>,
     pub session: Option<u32>,
+    /// Only this host's versions (`--host`).
+    pub host: Option<String>,
     /// Newest first instead of oldest first.
     pub newest_first: bool,
     pub limit: Option<u64>,
@@ -128,7 +130,7 @@ impl Store {
         } else {
             format!("FROM ({}) AS m CROSS JOIN versions v ON v.id = m.id", clauses.join(" UNION "))
         };
-        if filter.user.is_some() || filter.session.is_some() {
+        if filter.user.is_some() || filter.session.is_some() || filter.host.is_some() {
             from.push_str(" JOIN principals p ON p.id = v.principal");
         }
         let mut wheres = Vec::new();
@@ -147,6 +149,13 @@ impl Store {
         if let Some(session) = filter.session {
             args.push(Value::Integer(session.into()));
             wheres.push(format!("p.session = ?{}", args.len()));
+        }
+        if let Some(host) = &filter.host {
+            // A principal stored without a host name is this machine's.
+            args.push(Value::Text(host.clone()));
+            let n = args.len();
+            args.push(crate::history::this_host().map_or(Value::Null, Value::Text));
+            wheres.push(format!("coalesce(p.host, ?{}) = ?{n}", n + 1));
         }
         if !filter.raw {
             // Folded steps are not shown; nor, while a temp file may still
@@ -168,27 +177,9 @@ impl Store {
             "{COLUMNS} FROM ({ids}) AS t CROSS JOIN versions v ON v.id = t.id {JOINS} ORDER BY v.time_us {order}, v.id {order}"
         );
         let mut stmt = self.conn().prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), row_to_version)?;
+        let mut names = Names::default();
+        let rows = stmt.query_map(params_from_iter(args), |r| row_to_version(r, &mut names))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Versions and gaps matching `filter`, interleaved by time (see
-    /// [`Store::gaps`] for which gaps match), at most `limit` in all.
-    pub fn records(&self, filter: &QueryFilter) -> Result<Vec<Record>> {
-        let versions = self.versions(filter)?.into_iter().map(Record::Version);
-        let gaps = self.gaps(filter)?.into_iter().map(Record::Gap);
-        let mut all: Vec<Record> = versions.chain(gaps).collect();
-        // Both lists are in order already; a stable sort keeps ties as
-        // they were (versions before gaps).
-        if filter.newest_first {
-            all.sort_by_key(|r| std::cmp::Reverse(r.time_us()));
-        } else {
-            all.sort_by_key(Record::time_us);
-        }
-        if let Some(n) = filter.limit {
-            all.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        Ok(all)
     }
 
     /// Every path recorded under directory `dir` (as `path`, `named_path`
@@ -208,7 +199,10 @@ impl Store {
     pub fn version(&self, id: i64) -> Result<VersionRow> {
         use rusqlite::OptionalExtension;
         let sql = format!("{COLUMNS} FROM versions v {JOINS} WHERE v.id = ?1");
-        self.conn().query_row(&sql, [id], row_to_version).optional()?.ok_or(Error::NoSuchVersion(id))
+        self.conn()
+            .query_row(&sql, [id], |r| row_to_version(r, &mut Names::default()))
+            .optional()?
+            .ok_or(Error::NoSuchVersion(id.to_string()))
     }
 
     /// The exact bytes of a version's after (or before) content, checked
@@ -227,20 +221,13 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
+                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id.to_string()),
                 e => e.into(),
             })?;
         if state.as_deref() == Some("redacted") || secret == Some(true) {
             return Err(Error::Redacted { id });
         }
-        let why = |state: Option<&str>| match state {
-            None => {
-                format!("the file did not exist {}", if before { "before this change" } else { "after this change" })
-            }
-            Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
-            Some("unreadable") => "the writing process could not read it".into(),
-            Some(s) => format!("content not stored ({s})"),
-        };
+        let why = |state: Option<&str>| not_stored(state, before);
         let Some(blob) = blob else { return Err(Error::NoContent { id, why: why(state.as_deref()) }) };
         let bytes = self.blob_bytes(blob)?.ok_or_else(|| Error::NoContent { id, why: why(state.as_deref()) })?;
         // What was decoded must be what the version recorded: a damaged
@@ -250,6 +237,17 @@ impl Store {
             Some(want) if want == got => Ok(bytes),
             want => Err(Error::Damaged { id, side, want: want.unwrap_or_default(), got }),
         }
+    }
+}
+
+/// Why a side with this state has no content to show (`Error::NoContent`);
+/// `diff` takes "the file did not exist" as no file.
+pub(crate) fn not_stored(state: Option<&str>, before: bool) -> String {
+    match state {
+        None => format!("the file did not exist {}", if before { "before this change" } else { "after this change" }),
+        Some("hash_only") => "the file was larger than max_size; only its hash was recorded".into(),
+        Some("unreadable") => "the writing process could not read it".into(),
+        Some(s) => format!("content not stored ({s})"),
     }
 }
 
@@ -275,7 +273,7 @@ impl Store {
                 |r| Ok(RestoreSource { path: r.get(0)?, mode: r.get(1)?, euid: r.get(2)?, egid: r.get(3)? }),
             )
             .map_err(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id),
+                rusqlite::Error::QueryReturnedNoRows => Error::NoSuchVersion(id.to_string()),
                 e => e.into(),
             })
     }
@@ -384,67 +382,165 @@ pub fn octal(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
-fn row_to_version(r: &Row) -> rusqlite::Result<VersionRow> {
-    let time_us: i64 = r.get("time_us")?;
-    let time = crate::when::json(time_us);
-    let json_list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
-    let owner: Option<u32> = r.get("owner_uid")?;
-    let group: Option<u32> = r.get("group_gid")?;
-    let after_state: Option<String> = r.get("after_state")?;
-    let session: Option<u32> = r.get("session")?;
-    let trust = crate::who::trust_json(r.get("trust")?);
-    let raw = RawPaths {
-        path: r.get("path")?,
-        named_path: r.get("named_path")?,
-        old_path: r.get("old_path")?,
-        via: r.get("via")?,
-    };
-    Ok(VersionRow {
-        time_us,
+/// A version's columns as either store holds them (SQLite here, the fleet's
+/// PostgreSQL in `history/fleet.rs`): [`Columns::row`] makes them the one
+/// `query --json` record.
+pub(crate) struct Columns {
+    pub id: i64,
+    pub time_us: i64,
+    pub raw: RawPaths,
+    pub action: String,
+    pub folded_into: Option<i64>,
+    /// Lower-case hex.
+    pub before_sha: Option<String>,
+    pub after_sha: Option<String>,
+    pub after_size: Option<i64>,
+    pub after_state: Option<String>,
+    pub consistent: bool,
+    pub mode: Option<u32>,
+    pub owner_uid: Option<u32>,
+    pub group_gid: Option<u32>,
+    pub before_mode: Option<u32>,
+    pub before_owner_uid: Option<u32>,
+    pub before_group_gid: Option<u32>,
+    pub seen_by: String,
+    pub gap_before: bool,
+    pub user: String,
+    pub uid: u32,
+    pub euid: u32,
+    /// JSON arrays of strings.
+    pub chain: String,
+    pub argv: String,
+    pub sudo_user: Option<String>,
+    pub session: Option<u32>,
+    pub tty: Option<String>,
+    pub ssh_client: Option<String>,
+    pub host: Option<String>,
+    pub cwd: Option<String>,
+    pub pid: i32,
+    pub exe: String,
+    pub trust: i64,
+}
+
+/// Owner and group names of one query's rows, each looked up once (a
+/// lookup reads the user database: per row, it cost more than the query).
+#[derive(Default)]
+pub(crate) struct Names {
+    users: std::collections::HashMap<u32, String>,
+    groups: std::collections::HashMap<u32, String>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> String {
+        self.users.entry(uid).or_insert_with(|| user_name(uid)).clone()
+    }
+
+    fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                uzers::get_group_by_gid(gid)
+                    .map(|g| g.name().to_string_lossy().into_owned())
+                    .unwrap_or_else(|| gid.to_string())
+            })
+            .clone()
+    }
+}
+
+impl Columns {
+    pub fn row(self, names: &mut Names) -> VersionRow {
+        let json_list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+        let trust = crate::who::trust_json(self.trust);
+        let raw = self.raw;
+        VersionRow {
+            time_us: self.time_us,
+            id: self.id,
+            time: crate::when::json(self.time_us),
+            path: text(&raw.path),
+            path_b64: b64_unless_utf8(&raw.path),
+            named_path: raw.named_path.as_deref().map(text),
+            named_path_b64: raw.named_path.as_deref().and_then(b64_unless_utf8),
+            action: self.action,
+            old_path: raw.old_path.as_deref().map(text),
+            old_path_b64: raw.old_path.as_deref().and_then(b64_unless_utf8),
+            via: raw.via.as_deref().map(text),
+            via_b64: raw.via.as_deref().and_then(b64_unless_utf8),
+            folded_into: self.folded_into,
+            before: self.before_sha,
+            after: self.after_sha,
+            size: self.after_size.map(|s| s as u64),
+            mode: self.mode.map(octal),
+            owner: self.owner_uid.map(|u| names.user(u)),
+            group: self.group_gid.map(|g| names.group(g)),
+            owner_uid: self.owner_uid,
+            group_gid: self.group_gid,
+            before_mode: self.before_mode.map(octal),
+            before_owner_uid: self.before_owner_uid,
+            before_group_gid: self.before_group_gid,
+            seen_by: self.seen_by,
+            gap_before: self.gap_before,
+            content: self.after_state.unwrap_or_else(|| "none".into()),
+            consistent: self.consistent,
+            user: self.user,
+            uid: self.uid,
+            euid: self.euid,
+            chain: json_list(&self.chain),
+            sudo_user: self.sudo_user,
+            unregistered_session: self.session.is_some() && trust["session"] != "verified",
+            session: self.session.map(|s| s.to_string()),
+            tty: self.tty,
+            ssh_client: self.ssh_client,
+            // A principal stored without a host name is this machine's.
+            host: self.host.or_else(crate::history::this_host),
+            cwd: self.cwd,
+            pid: self.pid,
+            exe: self.exe,
+            argv: json_list(&self.argv),
+            trust,
+            raw,
+        }
+    }
+}
+
+fn row_to_version(r: &Row, names: &mut Names) -> rusqlite::Result<VersionRow> {
+    Ok(Columns {
         id: r.get("id")?,
-        time,
-        path: text(&raw.path),
-        path_b64: b64_unless_utf8(&raw.path),
-        named_path: raw.named_path.as_deref().map(text),
-        named_path_b64: raw.named_path.as_deref().and_then(b64_unless_utf8),
+        time_us: r.get("time_us")?,
+        raw: RawPaths {
+            path: r.get("path")?,
+            named_path: r.get("named_path")?,
+            old_path: r.get("old_path")?,
+            via: r.get("via")?,
+        },
         action: r.get("action")?,
-        old_path: raw.old_path.as_deref().map(text),
-        old_path_b64: raw.old_path.as_deref().and_then(b64_unless_utf8),
-        via: raw.via.as_deref().map(text),
-        via_b64: raw.via.as_deref().and_then(b64_unless_utf8),
         folded_into: r.get("folded_into")?,
-        before: r.get("before_sha")?,
-        after: r.get("after_sha")?,
-        size: r.get::<_, Option<i64>>("after_size")?.map(|s| s as u64),
-        mode: r.get::<_, Option<u32>>("mode")?.map(octal),
-        owner: owner.map(user_name),
-        group: group.map(|g| {
-            uzers::get_group_by_gid(g).map(|g| g.name().to_string_lossy().into_owned()).unwrap_or_else(|| g.to_string())
-        }),
-        owner_uid: owner,
-        group_gid: group,
-        before_mode: r.get::<_, Option<u32>>("before_mode")?.map(octal),
+        before_sha: r.get("before_sha")?,
+        after_sha: r.get("after_sha")?,
+        after_size: r.get("after_size")?,
+        after_state: r.get("after_state")?,
+        consistent: r.get("consistent")?,
+        mode: r.get("mode")?,
+        owner_uid: r.get("owner_uid")?,
+        group_gid: r.get("group_gid")?,
+        before_mode: r.get("before_mode")?,
         before_owner_uid: r.get("before_owner_uid")?,
         before_group_gid: r.get("before_group_gid")?,
         seen_by: r.get("seen_by")?,
         gap_before: r.get("gap_before")?,
-        content: after_state.unwrap_or_else(|| "none".into()),
-        consistent: r.get("consistent")?,
         user: r.get("user")?,
         uid: r.get("uid")?,
         euid: r.get("euid")?,
-        chain: json_list(r.get("chain")?),
+        chain: r.get("chain")?,
+        argv: r.get("argv")?,
         sudo_user: r.get("sudo_user")?,
-        unregistered_session: session.is_some() && trust["session"] != "verified",
-        session: session.map(|s| s.to_string()),
+        session: r.get("session")?,
         tty: r.get("tty")?,
         ssh_client: r.get("ssh_client")?,
         host: r.get("host")?,
         cwd: r.get("cwd")?,
         pid: r.get("pid")?,
         exe: r.get("exe")?,
-        argv: json_list(r.get("argv")?),
-        trust,
-        raw,
-    })
+        trust: r.get("trust")?,
+    }
+    .row(names))
 }

@@ -1,11 +1,13 @@
 //! Per-user review: who changed how much, which files, in which sessions
-//! (versions as the default view shows them: folded steps not counted).
+//! (versions as the default view shows them: folded steps not counted). A
+//! principal stored without a host name is this machine's (`host` filters).
 
 use rusqlite::params;
 use serde::Serialize;
 
 use super::Store;
 use crate::error::Result;
+use crate::history::this_host;
 
 use crate::when::json as time;
 
@@ -21,6 +23,8 @@ pub struct UserSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileSummary {
+    /// The host the file is on.
+    pub host: Option<String>,
     /// The path as stored, for human output (`wire::path::quote`).
     #[serde(skip)]
     pub raw_path: Vec<u8>,
@@ -34,6 +38,8 @@ pub struct FileSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionSummary {
+    /// The host the session was on (a session id is one host's).
+    pub host: Option<String>,
     /// A string, as `session` is everywhere (`query --json`).
     pub session: Option<String>,
     pub ssh_client: Option<String>,
@@ -50,14 +56,14 @@ impl Store {
     }
 
     /// Every human who changed something, most recent first.
-    pub fn users(&self, only: Option<&str>) -> Result<Vec<UserSummary>> {
+    pub fn users(&self, only: Option<&str>, host: Option<&str>) -> Result<Vec<UserSummary>> {
         let mut stmt = self.conn().prepare(
             "SELECT p.user, count(*), count(DISTINCT v.path), count(DISTINCT coalesce(p.session, -1)), min(v.time_us), max(v.time_us)
              FROM versions v JOIN principals p ON p.id = v.principal
-             WHERE (?1 IS NULL OR p.user = ?1) AND v.folded_into IS NULL
+             WHERE (?1 IS NULL OR p.user = ?1) AND v.folded_into IS NULL AND (?2 IS NULL OR coalesce(p.host, ?3) = ?2)
              GROUP BY p.user ORDER BY max(v.time_us) DESC",
         )?;
-        let rows = stmt.query_map(params![only], |r| {
+        let rows = stmt.query_map(params![only, host, this_host()], |r| {
             Ok(UserSummary {
                 user: r.get(0)?,
                 versions: r.get(1)?,
@@ -71,14 +77,17 @@ impl Store {
     }
 
     /// The files `user` changed, most recent first.
-    pub fn user_files(&self, user: &str) -> Result<Vec<FileSummary>> {
+    pub fn user_files(&self, user: &str, host: Option<&str>) -> Result<Vec<FileSummary>> {
         let mut stmt = self.conn().prepare(
-            "SELECT v.path, count(*), max(v.time_us) FROM versions v JOIN principals p ON p.id = v.principal
-             WHERE p.user = ?1 AND v.folded_into IS NULL GROUP BY v.path ORDER BY max(v.time_us) DESC",
+            "SELECT v.path, count(*), max(v.time_us), coalesce(p.host, ?3) AS h
+             FROM versions v JOIN principals p ON p.id = v.principal
+             WHERE p.user = ?1 AND v.folded_into IS NULL AND (?2 IS NULL OR h = ?2)
+             GROUP BY h, v.path ORDER BY max(v.time_us) DESC, h, v.path",
         )?;
-        let rows = stmt.query_map([user], |r| {
+        let rows = stmt.query_map(params![user, host, this_host()], |r| {
             let raw_path: Vec<u8> = r.get(0)?;
             Ok(FileSummary {
+                host: r.get(3)?,
                 path: filetrail_wire::path::escape_bytes(&raw_path),
                 path_b64: super::query::b64_unless_utf8(&raw_path),
                 raw_path,
@@ -90,14 +99,17 @@ impl Store {
     }
 
     /// `user`'s login sessions with where they came from, oldest first.
-    pub fn user_sessions(&self, user: &str) -> Result<Vec<SessionSummary>> {
+    pub fn user_sessions(&self, user: &str, host: Option<&str>) -> Result<Vec<SessionSummary>> {
         let mut stmt = self.conn().prepare(
-            "SELECT p.session, max(p.ssh_client), max(p.tty), min(v.time_us), max(v.time_us), count(*)
+            "SELECT p.session, max(p.ssh_client), max(p.tty), min(v.time_us), max(v.time_us), count(*),
+                    coalesce(p.host, ?3) AS h
              FROM versions v JOIN principals p ON p.id = v.principal
-             WHERE p.user = ?1 AND v.folded_into IS NULL GROUP BY p.session ORDER BY min(v.time_us)",
+             WHERE p.user = ?1 AND v.folded_into IS NULL AND (?2 IS NULL OR h = ?2)
+             GROUP BY h, p.session ORDER BY min(v.time_us)",
         )?;
-        let rows = stmt.query_map([user], |r| {
+        let rows = stmt.query_map(params![user, host, this_host()], |r| {
             Ok(SessionSummary {
+                host: r.get(6)?,
                 session: r.get::<_, Option<i64>>(0)?.map(|s| s.to_string()),
                 ssh_client: r.get(1)?,
                 tty: r.get(2)?,
