@@ -31,6 +31,7 @@
 //!   reported, the baseline of tracked files.
 //! - [`gitexport`] — `export-git`: the store as a git history (one commit per version).
 //! - [`writer`] — the single thread that writes batches in transactions.
+//! - [`chain`] — the tamper-evident chain of a host's versions: what a record hash covers.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
 //! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal;
@@ -42,6 +43,7 @@ pub mod access;
 pub mod activation;
 pub mod assemble;
 pub mod asuser;
+pub mod chain;
 pub mod cli;
 pub mod cmd;
 pub mod config;

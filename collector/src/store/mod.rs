@@ -13,6 +13,7 @@
 
 mod baseline;
 pub mod blobs;
+pub mod chain;
 mod export;
 mod fold;
 pub mod gaps;
@@ -144,33 +145,24 @@ impl Store {
             // What the path last held: a library version whose before is
             // something else follows a change nobody reported (`gap_before`);
             // one the kernel watch already recorded, from this very process,
-            // becomes this version (one change, one version).
+            // replaces it: stored as a version of its own, into which the
+            // kernel's row is folded (one change, one version shown; the
+            // kernel's row, chained when stored, is never rewritten).
             let known = baseline::last_known(&tx, &d.path)?;
             let hash = |s: &Option<Side>| s.as_ref().map(|s| s.sha256.clone());
-            if d.seen_by == SeenBy::Library
-                && let Some(Known { side, kernel: Some((id, pid)) }) = &known
-                && *pid == v.who.pid
-                && hash(side) == hash(&d.after)
-                && kernel_before(&tx, *id)? == hash(&d.before)
-            {
-                tx.prepare_cached(
-                    "UPDATE versions SET seen_by = 'library', action = ?2, named_path = ?3, old_path = ?4,
-                        writer = ?5, principal = ?6, via = ?7 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    d.action.as_str(),
-                    &d.named_path,
-                    &d.old_path,
-                    writer,
-                    principal,
-                    &d.via
-                ])?;
-                fold::after_insert(&tx, *id)?;
-                ids.push(Some(*id));
-                continue;
-            }
+            let replaces = match &known {
+                Some(Known { side, kernel: Some((id, pid)) })
+                    if d.seen_by == SeenBy::Library
+                        && *pid == v.who.pid
+                        && hash(side) == hash(&d.after)
+                        && kernel_before(&tx, *id)? == hash(&d.before) =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            };
             let gap_before = d.seen_by == SeenBy::Library
+                && replaces.is_none()
                 && known.as_ref().is_some_and(|k| {
                     let (was, is) = (hash(&k.side), hash(&d.before));
                     // Unknown content (unreadable) on either side proves nothing.
@@ -233,6 +225,10 @@ impl Store {
                 ])?;
             let id = (inserted > 0).then(|| tx.last_insert_rowid());
             if let Some(id) = id {
+                chain::link(&tx, id)?;
+                if let Some(kernel) = replaces {
+                    tx.prepare_cached("UPDATE versions SET folded_into = ?2 WHERE id = ?1")?.execute([kernel, id])?;
+                }
                 fold::after_insert(&tx, id)?;
             }
             ids.push(id);

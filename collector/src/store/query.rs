@@ -319,6 +319,7 @@ impl Store {
         for sha in stmt.query_map([], |r| r.get::<_, String>(0))? {
             report.problems.push(format!("content {}: redacted, yet its bytes are stored", sha?));
         }
+        super::chain::verify(self.conn(), &mut report.problems)?;
         report.versions = self.conn().query_row("SELECT count(*) FROM versions", [], |r| r.get::<_, i64>(0))? as u64;
         Ok(report)
     }
