@@ -10,6 +10,12 @@ pub enum Error {
     /// A query against an open store failed.
     #[error("database error")]
     Sql(#[from] rusqlite::Error),
+    /// The fleet store (PostgreSQL) failed: connect, migrate, read or write.
+    #[error("fleet store: {0}")]
+    Fleet(#[from] postgres::Error),
+    /// The fleet store cannot be used as configured (URL, TLS, password).
+    #[error("fleet store: {0}")]
+    FleetSetup(String),
     /// The config file could not be read or parsed.
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },

@@ -31,6 +31,7 @@
 //!   reported, the baseline of tracked files.
 //! - [`gitexport`] — `export-git`: the store as a git history (one commit per version).
 //! - [`writer`] — the single thread that writes batches in transactions.
+//! - [`fleet`] — shipping to a central PostgreSQL (connection, schema, shipper).
 //! - [`chain`] — the tamper-evident chain of a host's versions: what a record hash covers.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
@@ -52,6 +53,7 @@ pub mod error;
 pub mod fanotify;
 pub mod finisher;
 pub mod fit;
+pub mod fleet;
 pub mod fold;
 pub mod gitexport;
 pub mod handoff;
