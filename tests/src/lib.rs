@@ -4,6 +4,8 @@
 //! The binaries are taken from `target/release` (or `$FILETRAIL_BUILD_DIR`):
 //! `scripts/test` builds them before running the tests.
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
