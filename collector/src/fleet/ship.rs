@@ -92,14 +92,7 @@ pub fn host_name(fleet: &Fleet) -> String {
 
 /// Starts the shipper of store `db` (its own thread, for the process's life).
 pub fn start(fleet: &Fleet, db: &Path) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let shipper = Shipper {
-        url: fleet.url.clone(),
-        password_file: fleet.password_file.clone(),
-        host: host_name(fleet),
-        db: db.to_path_buf(),
-        head_seq: 0,
-        gaps_shipped: None,
-    };
+    let shipper = Shipper::new(fleet, db);
     tracing::info!(host = %shipper.host, url = %super::display_url(&fleet.url), "shipping versions to the fleet store");
     std::thread::Builder::new().name("fleet-ship".into()).spawn(move || shipper.run())
 }
@@ -118,9 +111,45 @@ pub struct Shipper {
     head_seq: i64,
     /// The local gaps as last shipped (count, newest id, versions, bytes).
     gaps_shipped: Option<(i64, i64, i64, i64)>,
+    /// Contents decoded from the local delta chains, by blob id: the next
+    /// version of a file is a delta of the last (emptied past [`DECODED_MAX`]).
+    decoded: std::collections::HashMap<i64, Vec<u8>>,
+}
+
+/// Decoded contents kept between batches (at most this many).
+const DECODED_MAX: usize = 4096;
+
+/// Ships what store `db` holds now, until the fleet store has it all;
+/// returns how many versions were shipped (the fleet benchmark).
+pub fn drain(fleet: &Fleet, db: &Path) -> Result<usize> {
+    let mut s = Shipper::new(fleet, db);
+    let mut pg = super::connect_with(&s.url, s.password_file.as_deref())?;
+    super::schema::migrate(&mut pg)?;
+    pg.execute("INSERT INTO hosts (host) VALUES ($1) ON CONFLICT DO NOTHING", &[&s.host])?;
+    let local = Store::open_read(db)?;
+    let mut total = 0;
+    loop {
+        match s.batch(&mut pg, &local)? {
+            Shipped::Versions(0) => return Ok(total),
+            Shipped::Versions(n) => total += n,
+            Shipped::Alert(why) => return Err(Error::FleetSetup(why)),
+        }
+    }
 }
 
 impl Shipper {
+    fn new(fleet: &Fleet, db: &Path) -> Shipper {
+        Shipper {
+            url: fleet.url.clone(),
+            password_file: fleet.password_file.clone(),
+            host: host_name(fleet),
+            db: db.to_path_buf(),
+            head_seq: 0,
+            gaps_shipped: None,
+            decoded: Default::default(),
+        }
+    }
+
     fn run(mut self) {
         let mut down: Option<Instant> = None;
         let mut backoff = BACKOFF_MIN;
@@ -221,10 +250,7 @@ impl Shipper {
             return Ok(Shipped::Versions(0));
         }
         self.blobs(&mut tx, local, &rows)?;
-        let insert = tx.prepare(INSERT)?;
-        for r in &rows {
-            insert_version(&mut tx, &insert, &self.host, r)?;
-        }
+        insert_versions(&mut tx, &self.host, &rows)?;
         self.refolds(&mut tx, local, &rows)?;
         let last = rows.last().expect("not empty");
         let newest = rows.iter().map(|r| r.record.time_us).max();
@@ -252,7 +278,7 @@ impl Shipper {
 
     /// Sends the contents of `rows` the fleet store lacks; deletes there
     /// those the host has since found secret.
-    fn blobs(&self, tx: &mut postgres::Transaction, local: &Store, rows: &[Row]) -> Result<()> {
+    fn blobs(&mut self, tx: &mut postgres::Transaction, local: &Store, rows: &[Row]) -> Result<()> {
         let mut seen = HashSet::new();
         let mut wanted: Vec<(i64, Vec<u8>)> = Vec::new();
         for r in rows {
@@ -271,20 +297,35 @@ impl Shipper {
         let present: HashSet<Vec<u8>> =
             tx.query("SELECT sha256 FROM blobs WHERE sha256 = ANY($1)", &[&shas])?.iter().map(|r| r.get(0)).collect();
         let mut redacted = local.conn().prepare_cached("SELECT redacted FROM blobs WHERE id = ?1")?;
+        let (mut secret, mut new_sha): (Vec<&[u8]>, Vec<&[u8]>) = (Vec::new(), Vec::new());
+        let (mut new_size, mut new_data): (Vec<i64>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
         for (id, sha) in &wanted {
             if redacted.query_row([id], |r| r.get::<_, bool>(0))? {
-                tx.execute("DELETE FROM blobs WHERE sha256 = $1", &[sha])?;
+                secret.push(sha.as_slice());
                 continue;
             }
             if present.contains(sha) {
                 continue;
             }
-            let Some(bytes) = local.blob_bytes(*id)? else { continue };
+            if self.decoded.len() > DECODED_MAX {
+                self.decoded.clear();
+            }
+            let Some(bytes) = local.blob_bytes_cached(*id, &mut self.decoded)? else { continue };
             let data =
                 zstd::encode_all(bytes.as_slice(), 3).map_err(|e| Error::io("compressing a content".to_owned(), e))?;
+            new_sha.push(sha.as_slice());
+            new_size.push(bytes.len() as i64);
+            new_data.push(data);
+        }
+        if !secret.is_empty() {
+            tx.execute("DELETE FROM blobs WHERE sha256 = ANY($1)", &[&secret])?;
+        }
+        if !new_sha.is_empty() {
             tx.execute(
-                "INSERT INTO blobs (sha256, size, codec, data) VALUES ($1, $2, 1, $3) ON CONFLICT DO NOTHING",
-                &[sha, &(bytes.len() as i64), &data],
+                "INSERT INTO blobs (sha256, size, codec, data)
+                 SELECT sha, size, 1, data FROM unnest($1::bytea[], $2::bigint[], $3::bytea[]) AS t(sha, size, data)
+                 ON CONFLICT DO NOTHING",
+                &[&new_sha, &new_size, &new_data],
             )?;
         }
         Ok(())
@@ -462,65 +503,83 @@ fn error_text(e: &Error) -> String {
     }
 }
 
+/// Every version of a batch in one statement: one array per column,
+/// `unnest`ed (one round trip and one plan for the batch, not per row).
 const INSERT: &str = "INSERT INTO versions (host, seq, time_us, path, named_path, action, old_path, via,
         before_sha, before_state, before_size, after_sha, after_state, after_size, consistent,
         mode, owner_uid, group_gid, before_mode, before_owner_uid, before_group_gid,
         seen_by, gap_before, temp_name, folded_into, \"user\", chain, uid, euid, gid, loginuid, session,
         sudo_user, tty, ssh_client, pid, exe, argv, cwd, trust, record_hash, prev_hash)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-        $22, $23, $24, $25, $26, $27::text::jsonb, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37,
-        $38::text::jsonb, $39, $40, $41, $42)
+    SELECT $1, seq, time_us, path, named_path, action, old_path, via,
+        before_sha, before_state, before_size, after_sha, after_state, after_size, consistent,
+        mode, owner_uid, group_gid, before_mode, before_owner_uid, before_group_gid,
+        seen_by, gap_before, temp_name, folded_into, usr, chain::jsonb, uid, euid, gid, loginuid, session,
+        sudo_user, tty, ssh_client, pid, exe, argv::jsonb, cwd, trust, record_hash, prev_hash
+    FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::bytea[], $8::bytea[],
+        $9::bytea[], $10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::bigint[], $15::boolean[],
+        $16::integer[], $17::bigint[], $18::bigint[], $19::integer[], $20::bigint[], $21::bigint[],
+        $22::text[], $23::boolean[], $24::boolean[], $25::bigint[], $26::text[], $27::text[], $28::bigint[],
+        $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[], $33::text[], $34::text[], $35::text[],
+        $36::integer[], $37::text[], $38::text[], $39::text[], $40::bigint[], $41::bytea[], $42::bytea[])
+    AS t(seq, time_us, path, named_path, action, old_path, via,
+        before_sha, before_state, before_size, after_sha, after_state, after_size, consistent,
+        mode, owner_uid, group_gid, before_mode, before_owner_uid, before_group_gid,
+        seen_by, gap_before, temp_name, folded_into, usr, chain, uid, euid, gid, loginuid, session,
+        sudo_user, tty, ssh_client, pid, exe, argv, cwd, trust, record_hash, prev_hash)
     ON CONFLICT (host, seq) DO NOTHING";
 
-fn insert_version(tx: &mut postgres::Transaction, stmt: &postgres::Statement, host: &str, r: &Row) -> Result<()> {
-    let v = &r.record;
+fn insert_versions(tx: &mut postgres::Transaction, host: &str, rows: &[Row]) -> Result<()> {
+    fn col<T>(rows: &[Row], f: impl Fn(&Row) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
     let int = |x: Option<i64>| x.map(|x| x as i32);
     let json = |l: &[String]| serde_json::to_string(l).unwrap_or_else(|_| "[]".into());
+    let r = rows;
     tx.execute(
-        stmt,
+        INSERT,
         &[
             &host,
-            &v.seq,
-            &v.time_us,
-            &v.path,
-            &v.named_path,
-            &r.action,
-            &r.old_path,
-            &r.via,
-            &v.before.sha256,
-            &v.before.state,
-            &v.before.size,
-            &v.after.sha256,
-            &v.after.state,
-            &v.after.size,
-            &v.consistent,
-            &int(v.mode),
-            &v.owner_uid,
-            &v.group_gid,
-            &int(v.before_mode),
-            &v.before_owner_uid,
-            &v.before_group_gid,
-            &v.seen_by,
-            &v.gap_before,
-            &v.temp_name,
-            &r.folded_into,
-            &v.user,
-            &json(&v.chain),
-            &v.uid,
-            &v.euid,
-            &v.gid,
-            &v.loginuid,
-            &v.session,
-            &v.sudo_user,
-            &v.tty,
-            &v.ssh_client,
-            &(v.pid as i32),
-            &v.exe,
-            &json(&v.argv),
-            &v.cwd,
-            &v.trust,
-            &r.record_hash,
-            &r.prev_hash,
+            &col(r, |r| r.record.seq),
+            &col(r, |r| r.record.time_us),
+            &col(r, |r| r.record.path.clone()),
+            &col(r, |r| r.record.named_path.clone()),
+            &col(r, |r| r.action.clone()),
+            &col(r, |r| r.old_path.clone()),
+            &col(r, |r| r.via.clone()),
+            &col(r, |r| r.record.before.sha256.clone()),
+            &col(r, |r| r.record.before.state.clone()),
+            &col(r, |r| r.record.before.size),
+            &col(r, |r| r.record.after.sha256.clone()),
+            &col(r, |r| r.record.after.state.clone()),
+            &col(r, |r| r.record.after.size),
+            &col(r, |r| r.record.consistent),
+            &col(r, |r| int(r.record.mode)),
+            &col(r, |r| r.record.owner_uid),
+            &col(r, |r| r.record.group_gid),
+            &col(r, |r| int(r.record.before_mode)),
+            &col(r, |r| r.record.before_owner_uid),
+            &col(r, |r| r.record.before_group_gid),
+            &col(r, |r| r.record.seen_by.clone()),
+            &col(r, |r| r.record.gap_before),
+            &col(r, |r| r.record.temp_name),
+            &col(r, |r| r.folded_into),
+            &col(r, |r| r.record.user.clone()),
+            &col(r, |r| json(&r.record.chain)),
+            &col(r, |r| r.record.uid),
+            &col(r, |r| r.record.euid),
+            &col(r, |r| r.record.gid),
+            &col(r, |r| r.record.loginuid),
+            &col(r, |r| r.record.session),
+            &col(r, |r| r.record.sudo_user.clone()),
+            &col(r, |r| r.record.tty.clone()),
+            &col(r, |r| r.record.ssh_client.clone()),
+            &col(r, |r| r.record.pid as i32),
+            &col(r, |r| r.record.exe.clone()),
+            &col(r, |r| json(&r.record.argv)),
+            &col(r, |r| r.record.cwd.clone()),
+            &col(r, |r| r.record.trust),
+            &col(r, |r| r.record_hash.clone()),
+            &col(r, |r| r.prev_hash.clone()),
         ],
     )?;
     Ok(())

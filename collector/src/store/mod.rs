@@ -260,6 +260,11 @@ impl Store {
     pub fn blob_bytes(&self, id: i64) -> Result<Option<Vec<u8>>> {
         blob_bytes(&self.conn, id)
     }
+
+    /// [`Store::blob_bytes`] through a cache of decoded contents by blob id.
+    pub fn blob_bytes_cached(&self, id: i64, cache: &mut HashMap<i64, Vec<u8>>) -> Result<Option<Vec<u8>>> {
+        blob_bytes_cached(&self.conn, id, cache)
+    }
 }
 
 /// The before hash of version `id` (`None`: the path did not exist).
@@ -341,10 +346,23 @@ fn prepare(path: &Path) -> Result<PathBuf> {
 /// The content of blob `id`, following its delta chain; `None` when a blob
 /// on the way holds no data.
 fn blob_bytes(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
-    // Walk down to a full blob, then decode back up.
+    blob_bytes_cached(conn, id, &mut HashMap::new())
+}
+
+/// [`blob_bytes`], starting from a content in `cache` (by blob id) when the
+/// chain reaches one, and leaving each content decoded there (a file's
+/// successive versions are deltas of each other: the fleet shipper decodes
+/// each once).
+fn blob_bytes_cached(conn: &Connection, id: i64, cache: &mut HashMap<i64, Vec<u8>>) -> Result<Option<Vec<u8>>> {
+    // Walk down to a full (or already decoded) blob, then decode back up.
     let mut chain = Vec::new();
     let mut next = Some(id);
+    let mut content: Option<Vec<u8>> = None;
     while let Some(id) = next {
+        if let Some(bytes) = cache.get(&id) {
+            content = Some(bytes.clone());
+            break;
+        }
         let row: (i64, i64, Option<i64>, Option<Vec<u8>>) = conn
             .prepare_cached("SELECT size, codec, base, data FROM blobs WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
@@ -352,14 +370,15 @@ fn blob_bytes(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
         let codec =
             blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
         next = if codec == blobs::Codec::Delta { row.2 } else { None };
-        chain.push((codec, data, row.0 as usize));
+        chain.push((id, codec, data, row.0 as usize));
         if chain.len() as i64 > blobs::MAX_DEPTH + 1 {
             return Err(Error::Corrupt(format!("blob {id}: delta chain too long")));
         }
     }
-    let mut content: Option<Vec<u8>> = None;
-    for (codec, data, size) in chain.into_iter().rev() {
-        content = Some(blobs::decode(codec, &data, size, content.as_deref())?);
+    for (id, codec, data, size) in chain.into_iter().rev() {
+        let bytes = blobs::decode(codec, &data, size, content.as_deref())?;
+        cache.insert(id, bytes.clone());
+        content = Some(bytes);
     }
     Ok(content)
 }
