@@ -248,3 +248,22 @@ fn a_batch_that_does_not_extend_the_head_is_an_alert_and_stops_that_host() {
     h1.sh("echo 4 > d.conf");
     assert_eq!(central_count(&mut pg, "h1"), 2);
 }
+
+#[test]
+fn a_content_found_secret_after_it_was_shipped_is_deleted_from_the_fleet_store() {
+    let Some(server) = PgServer::start() else { return };
+    let c = Collector::start_with(&server.fleet_config("h1"));
+    c.sh("printf 'token=hunter2' > app.conf");
+    let mut pg = server.client();
+    wait_shipped(&mut pg, &c, "h1");
+    let sha = hex::decode(sha256(b"token=hunter2")).unwrap();
+    let held = |pg: &mut postgres::Client| -> i64 {
+        pg.query_one("SELECT count(*) FROM blobs WHERE sha256 = $1", &[&sha]).unwrap().get(0)
+    };
+    assert_eq!(held(&mut pg), 1);
+    // The same bytes under a redacted name (`*.key`): the host purges its
+    // copy, and the fleet store's copy goes with the next batch.
+    c.sh("cp app.conf app.key");
+    wait_shipped(&mut pg, &c, "h1");
+    assert_eq!(held(&mut pg), 0, "the secret's bytes stay in the fleet store");
+}

@@ -6,6 +6,8 @@
 
 use postgres::Client;
 
+pub use super::connect;
+
 use crate::error::{Error, Result};
 
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations-pg/0001_fleet.sql")];
