@@ -1,9 +1,10 @@
 //! The local store's side of the chain ([`crate::chain`]): reading a
-//! version's covered fields, linking a version as it is inserted, chaining
+//! version's covered fields (the insert computes the same from the values it
+//! stores: `store/mod.rs`), chaining
 //! the versions of a store made before migration 0009 (in that migration's
 //! transaction), and checking the chain (`collector verify`).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::chain::{Record, SideRecord, strings};
 use crate::error::Result;
@@ -88,26 +89,6 @@ pub(crate) fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
 pub(crate) fn rows_from(conn: &Connection, from: i64, limit: i64) -> Result<Vec<Row>> {
     let mut stmt = conn.prepare_cached(&format!("{SELECT} WHERE v.id >= ?1 ORDER BY v.id LIMIT ?2"))?;
     Ok(stmt.query_map(params![from, limit], row)?.collect::<rusqlite::Result<_>>()?)
-}
-
-/// Chains version `id`, just inserted (the newest): its previous hash is
-/// the record hash of the version before it in id order.
-pub(super) fn link(conn: &Connection, id: i64) -> Result<()> {
-    let prev: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT record_hash FROM versions WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?
-        .flatten();
-    let Some(row) = conn.prepare_cached(&format!("{SELECT} WHERE v.id = ?1"))?.query_row([id], row).optional()? else {
-        return Ok(());
-    };
-    let hash = row.record.hash(prev.as_deref());
-    conn.prepare_cached("UPDATE versions SET record_hash = ?2, prev_hash = ?3 WHERE id = ?1")?.execute(params![
-        id,
-        &hash[..],
-        prev
-    ])?;
-    Ok(())
 }
 
 /// Chains every version of a store that has none yet (a store made before
@@ -231,5 +212,41 @@ mod tests {
             p.iter().any(|p| p.starts_with("version 2: ")) && p.iter().any(|p| p.starts_with("version 3: ")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn what_the_insert_hashes_is_what_verify_reads_back() {
+        use crate::model::{SeenBy, Stored};
+        use filetrail_wire::Meta;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let meta = Some(Meta { mode: 0o100644, uid: 3, gid: 4, ..Default::default() });
+        let mut a = version("a", "one");
+        a.draft.after.as_mut().unwrap().meta = meta;
+        let mut secret = version("k.key", "one");
+        secret.draft.after.as_mut().unwrap().stored = Stored::Redacted;
+        let mut unreadable = version("u", "x");
+        unreadable.draft.after.as_mut().unwrap().sha256 = None;
+        let mut renamed = version("b", "two");
+        (renamed.draft.action, renamed.draft.old_path) = (Action::Rename, Some(b"/etc/b.tmp".to_vec()));
+        let mut kernel = version("c", "three");
+        kernel.draft.seen_by = SeenBy::Kernel;
+        let who = Identity {
+            pid: 9,
+            key: 9,
+            user: "alice".into(),
+            chain: vec!["alice".into(), "root".into()],
+            argv: vec!["vi".into(), "x y".into()],
+            loginuid: Some(1000),
+            session: Some(3),
+            tty: Some("/dev/pts/1".into()),
+            ..Default::default()
+        };
+        kernel.who = Arc::new(who.clone());
+        let mut library = version("c", "three");
+        library.who = Arc::new(Identity { key: 10, ..who });
+        store.insert(&[a, secret, unreadable, renamed, kernel]).unwrap();
+        store.insert(&[library]).unwrap();
+        assert_eq!(problems(&store), Vec::<String>::new());
     }
 }

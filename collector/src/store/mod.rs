@@ -124,6 +124,12 @@ impl Store {
         let mut ids = Vec::with_capacity(batch.len());
         let mut purged = false;
         let mut fresh: HashMap<u64, (i64, i64)> = HashMap::new();
+        // The chain's head: each version gets the next id and links to it.
+        let (mut last_id, mut last_hash): (i64, Option<Vec<u8>>) = tx
+            .prepare_cached("SELECT id, record_hash FROM versions ORDER BY id DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, None));
         for v in batch {
             let origin = v.delivery.as_ref().map(|d| &d.origin[..]);
             if let Some(origin) = origin {
@@ -189,13 +195,58 @@ impl Store {
             let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
             let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
             let before_meta = d.before.as_ref().and_then(|s| s.meta);
+            // The record hash, from the values this row is given (what
+            // `store/chain.rs` reads back from it: `collector verify`).
+            let id = last_id + 1;
+            let side_record = |s: &Option<Side>, b: Option<Put>| crate::chain::SideRecord {
+                sha256: b.and(s.as_ref()).and_then(|s| s.sha256.as_deref()).and_then(|h| hex::decode(h).ok()),
+                state: state(s, b).map(str::to_owned),
+                size: b.and(s.as_ref()).map(|s| s.size as i64),
+            };
+            let w = &v.who;
+            let record = crate::chain::Record {
+                seq: id,
+                time_us: d.time.as_microsecond(),
+                path: d.path.clone(),
+                named_path: d.named_path.clone(),
+                source: d.via.clone().or_else(|| d.old_path.clone()),
+                before: side_record(&d.before, before),
+                after: side_record(&d.after, after),
+                consistent,
+                mode: meta.map(|m| (m.mode & 0o7777) as i64),
+                owner_uid: meta.map(|m| m.uid as i64),
+                group_gid: meta.map(|m| m.gid as i64),
+                before_mode: before_meta.map(|m| (m.mode & 0o7777) as i64),
+                before_owner_uid: before_meta.map(|m| m.uid as i64),
+                before_group_gid: before_meta.map(|m| m.gid as i64),
+                seen_by: d.seen_by.as_str().into(),
+                gap_before,
+                temp_name: crate::fold::temp_name(&d.path),
+                user: w.user.clone(),
+                chain: w.chain.clone(),
+                uid: w.uid.into(),
+                euid: w.euid.into(),
+                gid: w.gid.into(),
+                loginuid: w.loginuid.map(i64::from),
+                session: w.session.map(i64::from),
+                sudo_user: w.sudo_user.clone(),
+                tty: w.tty.clone(),
+                ssh_client: w.ssh_client.clone(),
+                pid: w.pid.into(),
+                exe: w.exe.clone(),
+                argv: w.argv.clone(),
+                cwd: w.cwd.clone(),
+                trust: crate::who::trust_bits(&w.trust),
+            };
+            let record_hash = record.hash(last_hash.as_deref());
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
                     after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal,
-                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name)
+                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name,
+                    id, record_hash, prev_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                    ?22, ?23)
+                    ?22, ?23, ?24, ?25, ?26)
                  ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![
@@ -221,11 +272,14 @@ impl Store {
                     before_meta.map(|m| m.gid),
                     origin,
                     &d.via,
-                    crate::fold::temp_name(&d.path),
+                    record.temp_name,
+                    id,
+                    &record_hash[..],
+                    &last_hash,
                 ])?;
-            let id = (inserted > 0).then(|| tx.last_insert_rowid());
+            let id = (inserted > 0).then_some(id);
             if let Some(id) = id {
-                chain::link(&tx, id)?;
+                (last_id, last_hash) = (id, Some(record_hash.to_vec()));
                 if let Some(kernel) = replaces {
                     tx.prepare_cached("UPDATE versions SET folded_into = ?2 WHERE id = ?1")?.execute([kernel, id])?;
                 }
