@@ -114,7 +114,15 @@ pub struct Shipper {
     /// Contents decoded from the local delta chains, by blob id: the next
     /// version of a file is a delta of the last (emptied past [`DECODED_MAX`]).
     decoded: std::collections::HashMap<i64, Vec<u8>>,
+    /// What `<db>.fleet` says, and when it was written.
+    status_written: Option<(StatusKey, Instant)>,
 }
+
+/// What a status says that matters: state, head, error.
+type StatusKey = (String, i64, Option<String>);
+
+/// How often an unchanged status is written again.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 /// Decoded contents kept between batches (at most this many).
 const DECODED_MAX: usize = 4096;
@@ -147,6 +155,7 @@ impl Shipper {
             head_seq: 0,
             gaps_shipped: None,
             decoded: Default::default(),
+            status_written: None,
         }
     }
 
@@ -429,7 +438,14 @@ impl Shipper {
         Ok(())
     }
 
-    fn status(&self, state: &str, error: Option<String>) {
+    /// Writes `<db>.fleet` when the state, the head or the error changed, and
+    /// otherwise at most every [`STATUS_EVERY`] (its time says how fresh it is).
+    fn status(&mut self, state: &str, error: Option<String>) {
+        let key = (state.to_owned(), self.head_seq, error.clone());
+        if self.status_written.as_ref().is_some_and(|(k, at)| *k == key && at.elapsed() < STATUS_EVERY) {
+            return;
+        }
+        self.status_written = Some((key, Instant::now()));
         let status = Status {
             host: self.host.clone(),
             url: super::display_url(&self.url),
