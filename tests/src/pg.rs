@@ -43,6 +43,37 @@ impl PgServer {
         assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), self.url, "restarted on another port");
     }
 
+    /// Turns TLS on with a new self-signed certificate for 127.0.0.1 (the
+    /// server restarts on the same port); returns the certificate's path.
+    pub fn enable_tls(&self) -> PathBuf {
+        let data = self.dir.path().join("data");
+        let (key, crt) = (data.join("server.key"), data.join("server.crt"));
+        let out = Command::new("openssl")
+            .args(["req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        let owner = std::fs::metadata(&data).unwrap();
+        for f in [&key, &crt] {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            std::os::unix::fs::chown(f, Some(owner.uid()), Some(owner.gid())).unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+        self.stop();
+        self.restart();
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::copy(&crt, &ca).unwrap();
+        ca
+    }
+
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }

@@ -267,3 +267,36 @@ fn a_content_found_secret_after_it_was_shipped_is_deleted_from_the_fleet_store()
     wait_shipped(&mut pg, &c, "h1");
     assert_eq!(held(&mut pg), 0, "the secret's bytes stay in the fleet store");
 }
+
+#[test]
+fn sslmode_means_what_it_means_to_libpq() {
+    let Some(server) = PgServer::start() else { return };
+    let ca = server.enable_tls();
+    let fleet = |host: &str, query: &str| format!("[fleet]\nurl = \"{}?{query}\"\nhost = {host:?}\n", server.url);
+    // require: encrypted, the certificate not checked (self-signed here).
+    let c = Collector::start_with(&fleet("h1", "sslmode=require"));
+    // verify-full with the right root: checked and accepted.
+    let v = Collector::start_with(&fleet("h2", &format!("sslmode=verify-full&sslrootcert={}", ca.display())));
+    // verify-full without it: refused, and said so.
+    let refused = Collector::start_with(&fleet("h3", "sslmode=verify-full"));
+    for x in [&c, &v, &refused] {
+        x.sh("echo 1 > a.conf");
+    }
+    let mut pg = server.client();
+    wait_shipped(&mut pg, &c, "h1");
+    wait_shipped(&mut pg, &v, "h2");
+    let encrypted: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE s.ssl AND a.backend_type = 'client backend' AND a.pid != pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 2, "the shippers' connections are encrypted ({encrypted})");
+    poll("h3 to refuse the certificate", || {
+        let s = stats_json(&refused);
+        s["fleet"]["state"] == "unreachable" && s["fleet"]["error"].as_str().is_some_and(|e| e.contains("certificate"))
+    });
+    assert_eq!(central_count(&mut pg, "h3"), 0);
+}
