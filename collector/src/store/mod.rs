@@ -120,7 +120,10 @@ impl Store {
     /// in the cache of writers stored), so it can be tried again.
     pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<Option<i64>>> {
         use rusqlite::OptionalExtension;
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock from the start, so the chain's head read
+        // below is the newest (the spool replay writes through a connection
+        // of its own) and the id given to each version is free.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(batch.len());
         let mut purged = false;
         let mut fresh: HashMap<u64, (i64, i64)> = HashMap::new();
