@@ -249,4 +249,28 @@ mod tests {
         store.insert(&[library]).unwrap();
         assert_eq!(problems(&store), Vec::<String>::new());
     }
+
+    #[test]
+    fn a_store_from_before_0009_is_chained_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let mut store = Store::open(&db).unwrap();
+        store.insert(&[version("a", "1"), version("b", "2"), version("c", "3")]).unwrap();
+        // Back to schema 8: no chain columns.
+        store
+            .conn
+            .execute_batch(
+                "ALTER TABLE versions DROP COLUMN record_hash; ALTER TABLE versions DROP COLUMN prev_hash;
+                 PRAGMA user_version = 8;",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = Store::open(&db).unwrap();
+        assert_eq!(problems(&store), Vec::<String>::new());
+        store.insert(&[version("d", "4")]).unwrap();
+        assert_eq!(problems(&store), Vec::<String>::new());
+        let unchained: i64 =
+            store.conn.query_row("SELECT count(*) FROM versions WHERE record_hash IS NULL", [], |r| r.get(0)).unwrap();
+        assert_eq!(unchained, 0);
+    }
 }
