@@ -14,6 +14,11 @@
 //! kernel_watch = true                 # fanotify marks on the tracked directories (watch.rs)
 //! max_watched_dirs = 10000            # beyond it, deeper directories are not watched
 //!
+//! [fleet]                             # ship to a central PostgreSQL (fleet/)
+//! url = "postgresql://filetrail@db.example:5432/filetrail?sslmode=require"
+//! host = "web1"                       # default: the system's host name
+//! password_file = "/etc/filetrail/pgpass"  # else PGPASSFILE / ~/.pgpass
+//!
 //! [quota]                             # per uid; root too
 //! versions_per_minute = 6000
 //! bytes_per_day = 1073741824
@@ -79,6 +84,23 @@ pub struct Config {
     /// Most directories the kernel watch marks; beyond it, one log line.
     #[serde(default = "default_max_watched_dirs")]
     pub max_watched_dirs: usize,
+    /// Ship versions to a central PostgreSQL ([`crate::fleet`]); none: local only.
+    #[serde(default)]
+    pub fleet: Option<Fleet>,
+}
+
+/// `[fleet]`: where this host's versions are shipped, and under which name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    /// A libpq URL: `postgresql://USER@HOST:PORT/DB?sslmode=...`.
+    pub url: String,
+    /// This host's name in the fleet store (default: the system's host name).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// A file holding the password (else the URL's, else `PGPASSFILE` or `~/.pgpass`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Per-uid limits on what one user's processes may add.
@@ -151,6 +173,7 @@ impl Default for Config {
             spool_dir: None,
             kernel_watch: true,
             max_watched_dirs: default_max_watched_dirs(),
+            fleet: None,
         }
     }
 }

@@ -10,13 +10,15 @@ pub enum Error {
     /// A query against an open store failed.
     #[error("database error")]
     Sql(#[from] rusqlite::Error),
-    /// The fleet store (PostgreSQL) could not be reached (the URL without
-    /// its password).
+    /// The fleet store (PostgreSQL) failed: connect, migrate, read or write.
+    #[error("fleet store: {0}")]
+    Fleet(#[from] postgres::Error),
+    /// The fleet store cannot be used as configured (URL, TLS, password).
+    #[error("fleet store: {0}")]
+    FleetSetup(String),
+    /// The fleet store at this URL (shown without its password) failed.
     #[error("fleet store {url}")]
-    Fleet { url: String, source: postgres::Error },
-    /// A query against the fleet store failed.
-    #[error("fleet database error")]
-    Pg(#[from] postgres::Error),
+    FleetAt { url: String, source: Box<Error> },
     /// The config file could not be read or parsed.
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },

@@ -32,6 +32,8 @@
 //! - [`gitexport`] — `export-git`: the store as a git history (one commit per version).
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`history`] — what review commands read, from a host's store or the fleet's PostgreSQL store.
+//! - [`fleet`] — shipping to a central PostgreSQL (connection, schema, shipper).
+//! - [`chain`] — the tamper-evident chain of a host's versions: what a record hash covers.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
 //! - [`model`] — the version record shared by all of the above.
 //! - [`print`] — table, JSON-lines and diff output; [`pager`] — through `$PAGER` on a terminal;
@@ -43,6 +45,7 @@ pub mod access;
 pub mod activation;
 pub mod assemble;
 pub mod asuser;
+pub mod chain;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -51,6 +54,7 @@ pub mod error;
 pub mod fanotify;
 pub mod finisher;
 pub mod fit;
+pub mod fleet;
 pub mod fold;
 pub mod gitexport;
 pub mod handoff;

@@ -1,117 +1,116 @@
-//! TEST SUPPORT, private to the fleet-review tests: a throwaway PostgreSQL
-//! server (Debian's binaries, `initdb` into a temp dir, trust auth, a free
-//! port on 127.0.0.1, run as the `postgres` user when we are root) with the
-//! fleet schema applied. Meant to be replaced by the shared PostgreSQL test
-//! helper of the shipping side (`scripts/pg-test-server`) at merge; nothing
-//! else depends on it.
+//! A real PostgreSQL for the fleet tests: `scripts/pg-test-server` in a
+//! temporary directory (initdb, trust auth, a free port on 127.0.0.1),
+//! stopped and deleted on drop. Tests skip (with a message) where
+//! PostgreSQL is not installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub struct Pg {
+pub struct PgServer {
     dir: tempfile::TempDir,
-    bin: PathBuf,
-    pub port: u16,
+    /// `postgresql://postgres@127.0.0.1:PORT/postgres`
+    pub url: String,
 }
 
-/// The newest installed PostgreSQL's binaries, if any.
-fn bin_dir() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path().join("bin")))
-        .filter(|b| b.join("initdb").exists())
-        .collect();
-    dirs.sort_by_key(|d| d.parent().and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok()));
-    dirs.pop()
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's effective uid.
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-impl Pg {
-    /// Starts a server; None (the test returns early) when PostgreSQL is not installed.
-    pub fn start() -> Option<Pg> {
-        let Some(bin) = bin_dir() else {
-            eprintln!("skipped: no PostgreSQL under /usr/lib/postgresql (apt-get install postgresql)");
+impl PgServer {
+    /// Starts a fresh server; None (after saying so) when PostgreSQL is not installed.
+    pub fn start() -> Option<PgServer> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(script()).arg("start").arg(dir.path()).output().unwrap();
+        if out.status.code() == Some(3) {
+            eprintln!("skipped: {}", String::from_utf8_lossy(&out.stderr).trim());
             return None;
-        };
-        let dir = tempfile::Builder::new().prefix("filetrail-pg").tempdir().unwrap();
-        if is_root() {
-            // initdb refuses root: the cluster belongs to `postgres`.
-            let ok = Command::new("chown").arg("postgres:").arg(dir.path()).status().unwrap().success();
-            assert!(ok, "chown postgres {}", dir.path().display());
         }
-        let mut pg = Pg { dir, bin, port: 0 };
-        let data = pg.data();
-        let out = pg.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        // A port taken between our probe and the server's bind: try another.
-        for _ in 0..5 {
-            pg.port = free_port();
-            let opts = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
-                 -c full_page_writes=off",
-                pg.port,
-                pg.dir.path().display()
-            );
-            let log = pg.dir.path().join("pg.log").display().to_string();
-            let out = pg.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &opts, "-w", "-t", "30", "start"]);
-            if out.status.success() {
-                return Some(pg);
-            }
+        assert!(out.status.success(), "pg-test-server start: {}", String::from_utf8_lossy(&out.stderr));
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Some(PgServer { dir, url })
+    }
+
+    /// Stops the server (fast shutdown: open connections are cut).
+    pub fn stop(&self) {
+        let out = Command::new(script()).arg("stop").arg(self.dir.path()).output().unwrap();
+        assert!(out.status.success(), "pg-test-server stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts it again on the same data and port.
+    pub fn restart(&self) {
+        let out = Command::new(script()).arg("start").arg(self.dir.path()).output().unwrap();
+        assert!(out.status.success(), "pg-test-server start: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), self.url, "restarted on another port");
+    }
+
+    /// Turns TLS on with a new self-signed certificate for 127.0.0.1 (the
+    /// server restarts on the same port); returns the certificate's path.
+    pub fn enable_tls(&self) -> PathBuf {
+        let data = self.dir.path().join("data");
+        let (key, crt) = (data.join("server.key"), data.join("server.crt"));
+        let out = Command::new("openssl")
+            .args(["req", "-new", "-x509", "-days", "1", "-nodes", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        let owner = std::fs::metadata(&data).unwrap();
+        for f in [&key, &crt] {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            std::os::unix::fs::chown(f, Some(owner.uid()), Some(owner.gid())).unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        panic!("pg_ctl start failed: {}", std::fs::read_to_string(pg.dir.path().join("pg.log")).unwrap_or_default());
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+        self.stop();
+        self.restart();
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::copy(&crt, &ca).unwrap();
+        ca
     }
 
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let exe = self.bin.join(program);
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        cmd.args(args).current_dir("/").output().unwrap()
+    /// The URL of database `db` on this server.
+    pub fn url_of(&self, db: &str) -> String {
+        let server = self.url.rsplit_once('/').map_or(self.url.as_str(), |(s, _)| s);
+        format!("{server}/{db}")
     }
 
-    /// The URL of database `db`.
-    pub fn url(&self, db: &str) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/{db}", self.port)
+    pub fn client_of(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(&self.url_of(db), postgres::NoTls).unwrap()
     }
 
-    pub fn client(&self, db: &str) -> postgres::Client {
-        postgres::Client::connect(&self.url(db), postgres::NoTls).unwrap()
-    }
-
-    /// A new database with the fleet schema (every `collector/migrations-pg/*.sql`, in order); its URL.
+    /// A new database with the fleet schema (every
+    /// `collector/migrations-pg/*.sql`, in order, as a collector would
+    /// apply them); its URL. For tests that fill it themselves.
     pub fn fleet_db(&self, name: &str) -> String {
-        self.client("postgres").batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.client().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector/migrations-pg");
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
-        let mut client = self.client(name);
+        let mut client = self.client_of(name);
         for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "sql")) {
             client.batch_execute(&std::fs::read_to_string(f).unwrap()).unwrap();
         }
-        self.url(name)
+        self.url_of(name)
+    }
+
+    /// The `[fleet]` section a collector of host `host` ships with.
+    pub fn fleet_config(&self, host: &str) -> String {
+        format!("[fleet]\nurl = {:?}\nhost = {host:?}\n", self.url)
     }
 }
 
-impl Drop for Pg {
+impl Drop for PgServer {
     fn drop(&mut self) {
-        let data = self.data();
-        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        let _ = Command::new(script()).arg("stop").arg(self.dir.path()).output();
     }
 }

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use filetrail_e2e::{Collector, collector_bin, fleet_fixture, pg::Pg};
+use filetrail_e2e::{Collector, collector_bin, fleet_fixture, pg::PgServer};
 use serde_json::Value;
 
 /// `collector ARGS --db DB --utc`: exit code, stdout, stderr.
@@ -64,11 +64,11 @@ fn this_host() -> String {
 struct Fleet {
     hosts: Vec<(&'static str, Collector)>,
     url: String,
-    _pg: Pg,
+    _pg: PgServer,
 }
 
 fn fleet() -> Option<Fleet> {
-    let pg = Pg::start()?;
+    let pg = PgServer::start()?;
     let url = pg.fleet_db("fleet");
     let h1 = Collector::start();
     h1.sh("printf 'port 80\\n' > a.conf; sed -i 's/80/8080/' a.conf; mv a.conf b.conf; printf 'x\\n' > \"$(printf 'n\\377.conf')\"");
@@ -90,7 +90,7 @@ fn fleet() -> Option<Fleet> {
         )
         .unwrap();
     drop(local);
-    let mut client = pg.client("fleet");
+    let mut client = pg.client_of("fleet");
     let hosts = vec![("h1", h1), ("h2", h2), ("h3", h3)];
     for (k, (name, c)) in hosts.iter().enumerate() {
         assert!(fleet_fixture::ship(&c.db, name, &mut client, k % 2 == 0) > 0);

@@ -40,6 +40,10 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
     let (tx, writer) = crate::writer::spawn(store);
+    // Shipping reads the store on its own connection: it never holds intake up.
+    if let Some(fleet) = &config.fleet {
+        crate::fleet::ship::start(fleet, &cli.db).context("starting the fleet shipper")?;
+    }
     // One quota per user, whichever way their versions arrive.
     let quotas = std::sync::Arc::new(crate::quota::Quotas::new(config.quota));
     crate::spool::start(cli.socket(), &cli.db, &config, secrets.clone(), quotas.clone())

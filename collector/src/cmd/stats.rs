@@ -56,6 +56,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 t(g.last.as_deref())
             )?;
         }
+        if let Some(f) = &s.fleet {
+            let why = f.error.as_deref().map_or(String::new(), |e| format!(": {e}"));
+            writeln!(out, "fleet:        host {} to {}, {}{why}", f.host, f.url, f.state)?;
+            writeln!(
+                out,
+                "shipped:      up to version {}; backlog {} versions, lag {:.1} s (as of {})",
+                f.shipped_seq,
+                f.backlog,
+                f.lag_seconds,
+                t(Some(&f.updated))
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! `collector verify`: check the store's integrity: every stored content
 //! decodes (following its delta chain) to bytes whose SHA-256 is the one it
-//! is filed under, and every version's contents exist.
+//! is filed under, every version's contents exist, and the chain of record
+//! hashes is whole (`crate::chain`): a version deleted, edited or moved is
+//! named by its id.
 
 use std::io::Write;
 use std::process::ExitCode;

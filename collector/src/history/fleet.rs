@@ -114,8 +114,8 @@ impl Fleet {
     /// Connects to the fleet store at `url` (a libpq URL).
     pub fn connect(url: &str) -> Result<Fleet> {
         let shown = shown_url(url);
-        let client = postgres::Client::connect(url, postgres::NoTls)
-            .map_err(|source| Error::Fleet { url: shown.clone(), source })?;
+        let client = crate::fleet::connect(url)
+            .map_err(|source| Error::FleetAt { url: shown.clone(), source: Box::new(source) })?;
         Ok(Fleet { client: RefCell::new(client), shown })
     }
 
@@ -449,6 +449,8 @@ impl History for Fleet {
             oldest: one("SELECT min(time_us) FROM versions")?.map(time),
             newest: one("SELECT max(time_us) FROM versions")?.map(time),
             gaps,
+            // Shipping is a host's: the fleet store is where it ships to.
+            fleet: None,
         })
     }
 

@@ -191,9 +191,14 @@ mod tests {
         assert_eq!(rows(&store), vec![(1, "kernel".into(), false), (2, "library".into(), true)]);
         // The process the kernel named does: one change, one version.
         store.insert(&[version(b"v1", b"v2", SeenBy::Kernel, 43)]).unwrap();
+        // Stored as a version of its own, the kernel's row folded into it
+        // (never rewritten: it is chained).
         let ids = store.insert(&[version(b"v1", b"v2", SeenBy::Library, 43)]).unwrap();
-        assert_eq!(ids, vec![Some(3)]);
-        assert_eq!(rows(&store)[2], (3, "library".into(), false));
-        assert_eq!(rows(&store).len(), 3);
+        assert_eq!(ids, vec![Some(4)]);
+        assert_eq!(rows(&store)[2..], [(3, "kernel".into(), false), (4, "library".into(), false)]);
+        let folded: Option<i64> =
+            store.conn.query_row("SELECT folded_into FROM versions WHERE id = 3", [], |r| r.get(0)).unwrap();
+        assert_eq!(folded, Some(4));
+        assert!(store.last_known(b"/etc/a.conf").unwrap().unwrap().kernel.is_none());
     }
 }

@@ -13,6 +13,7 @@
 
 mod baseline;
 pub mod blobs;
+pub mod chain;
 mod export;
 mod fold;
 pub mod gaps;
@@ -121,10 +122,19 @@ impl Store {
     /// in the cache of writers stored), so it can be tried again.
     pub fn insert(&mut self, batch: &[NewVersion]) -> Result<Vec<Option<i64>>> {
         use rusqlite::OptionalExtension;
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock from the start, so the chain's head read
+        // below is the newest (the spool replay writes through a connection
+        // of its own) and the id given to each version is free.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(batch.len());
         let mut purged = false;
         let mut fresh: HashMap<u64, (i64, i64)> = HashMap::new();
+        // The chain's head: each version gets the next id and links to it.
+        let (mut last_id, mut last_hash): (i64, Option<Vec<u8>>) = tx
+            .prepare_cached("SELECT id, record_hash FROM versions ORDER BY id DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, None));
         for v in batch {
             let origin = v.delivery.as_ref().map(|d| &d.origin[..]);
             if let Some(origin) = origin {
@@ -146,33 +156,24 @@ impl Store {
             // What the path last held: a library version whose before is
             // something else follows a change nobody reported (`gap_before`);
             // one the kernel watch already recorded, from this very process,
-            // becomes this version (one change, one version).
+            // replaces it: stored as a version of its own, into which the
+            // kernel's row is folded (one change, one version shown; the
+            // kernel's row, chained when stored, is never rewritten).
             let known = baseline::last_known(&tx, &d.path)?;
             let hash = |s: &Option<Side>| s.as_ref().map(|s| s.sha256.clone());
-            if d.seen_by == SeenBy::Library
-                && let Some(Known { side, kernel: Some((id, pid)) }) = &known
-                && *pid == v.who.pid
-                && hash(side) == hash(&d.after)
-                && kernel_before(&tx, *id)? == hash(&d.before)
-            {
-                tx.prepare_cached(
-                    "UPDATE versions SET seen_by = 'library', action = ?2, named_path = ?3, old_path = ?4,
-                        writer = ?5, principal = ?6, via = ?7 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    d.action.as_str(),
-                    &d.named_path,
-                    &d.old_path,
-                    writer,
-                    principal,
-                    &d.via
-                ])?;
-                fold::after_insert(&tx, *id)?;
-                ids.push(Some(*id));
-                continue;
-            }
+            let replaces = match &known {
+                Some(Known { side, kernel: Some((id, pid)) })
+                    if d.seen_by == SeenBy::Library
+                        && *pid == v.who.pid
+                        && hash(side) == hash(&d.after)
+                        && kernel_before(&tx, *id)? == hash(&d.before) =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            };
             let gap_before = d.seen_by == SeenBy::Library
+                && replaces.is_none()
                 && known.as_ref().is_some_and(|k| {
                     let (was, is) = (hash(&k.side), hash(&d.before));
                     // Unknown content (unreadable) on either side proves nothing.
@@ -199,13 +200,58 @@ impl Store {
             let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
             let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
             let before_meta = d.before.as_ref().and_then(|s| s.meta);
+            // The record hash, from the values this row is given (what
+            // `store/chain.rs` reads back from it: `collector verify`).
+            let id = last_id + 1;
+            let side_record = |s: &Option<Side>, b: Option<Put>| crate::chain::SideRecord {
+                sha256: b.and(s.as_ref()).and_then(|s| s.sha256.as_deref()).and_then(|h| hex::decode(h).ok()),
+                state: state(s, b).map(str::to_owned),
+                size: b.and(s.as_ref()).map(|s| s.size as i64),
+            };
+            let w = &v.who;
+            let record = crate::chain::Record {
+                seq: id,
+                time_us: d.time.as_microsecond(),
+                path: d.path.clone(),
+                named_path: d.named_path.clone(),
+                source: d.via.clone().or_else(|| d.old_path.clone()),
+                before: side_record(&d.before, before),
+                after: side_record(&d.after, after),
+                consistent,
+                mode: meta.map(|m| (m.mode & 0o7777) as i64),
+                owner_uid: meta.map(|m| m.uid as i64),
+                group_gid: meta.map(|m| m.gid as i64),
+                before_mode: before_meta.map(|m| (m.mode & 0o7777) as i64),
+                before_owner_uid: before_meta.map(|m| m.uid as i64),
+                before_group_gid: before_meta.map(|m| m.gid as i64),
+                seen_by: d.seen_by.as_str().into(),
+                gap_before,
+                temp_name: crate::fold::temp_name(&d.path),
+                user: w.user.clone(),
+                chain: w.chain.clone(),
+                uid: w.uid.into(),
+                euid: w.euid.into(),
+                gid: w.gid.into(),
+                loginuid: w.loginuid.map(i64::from),
+                session: w.session.map(i64::from),
+                sudo_user: w.sudo_user.clone(),
+                tty: w.tty.clone(),
+                ssh_client: w.ssh_client.clone(),
+                pid: w.pid.into(),
+                exe: w.exe.clone(),
+                argv: w.argv.clone(),
+                cwd: w.cwd.clone(),
+                trust: crate::who::trust_bits(&w.trust),
+            };
+            let record_hash = record.hash(last_hash.as_deref());
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
                     after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal,
-                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name)
+                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name,
+                    id, record_hash, prev_hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                    ?22, ?23)
+                    ?22, ?23, ?24, ?25, ?26)
                  ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![
@@ -231,10 +277,17 @@ impl Store {
                     before_meta.map(|m| m.gid),
                     origin,
                     &d.via,
-                    crate::fold::temp_name(&d.path),
+                    record.temp_name,
+                    id,
+                    &record_hash[..],
+                    &last_hash,
                 ])?;
-            let id = (inserted > 0).then(|| tx.last_insert_rowid());
+            let id = (inserted > 0).then_some(id);
             if let Some(id) = id {
+                (last_id, last_hash) = (id, Some(record_hash.to_vec()));
+                if let Some(kernel) = replaces {
+                    tx.prepare_cached("UPDATE versions SET folded_into = ?2 WHERE id = ?1")?.execute([kernel, id])?;
+                }
                 fold::after_insert(&tx, id)?;
             }
             ids.push(id);
@@ -265,6 +318,11 @@ impl Store {
     /// The content of blob `id`, following its delta chain.
     pub fn blob_bytes(&self, id: i64) -> Result<Option<Vec<u8>>> {
         blob_bytes(&self.conn, id)
+    }
+
+    /// [`Store::blob_bytes`] through a cache of decoded contents by blob id.
+    pub fn blob_bytes_cached(&self, id: i64, cache: &mut HashMap<i64, Vec<u8>>) -> Result<Option<Vec<u8>>> {
+        blob_bytes_cached(&self.conn, id, cache)
     }
 }
 
@@ -357,10 +415,23 @@ fn prepare(path: &Path) -> Result<PathBuf> {
 /// The content of blob `id`, following its delta chain; `None` when a blob
 /// on the way holds no data.
 fn blob_bytes(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
-    // Walk down to a full blob, then decode back up.
+    blob_bytes_cached(conn, id, &mut HashMap::new())
+}
+
+/// [`blob_bytes`], starting from a content in `cache` (by blob id) when the
+/// chain reaches one, and leaving each content decoded there (a file's
+/// successive versions are deltas of each other: the fleet shipper decodes
+/// each once).
+fn blob_bytes_cached(conn: &Connection, id: i64, cache: &mut HashMap<i64, Vec<u8>>) -> Result<Option<Vec<u8>>> {
+    // Walk down to a full (or already decoded) blob, then decode back up.
     let mut chain = Vec::new();
     let mut next = Some(id);
+    let mut content: Option<Vec<u8>> = None;
     while let Some(id) = next {
+        if let Some(bytes) = cache.get(&id) {
+            content = Some(bytes.clone());
+            break;
+        }
         let row: (i64, i64, Option<i64>, Option<Vec<u8>>) = conn
             .prepare_cached("SELECT size, codec, base, data FROM blobs WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
@@ -368,14 +439,15 @@ fn blob_bytes(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
         let codec =
             blobs::Codec::from_i64(row.1).ok_or_else(|| Error::Corrupt(format!("blob {id}: codec {}", row.1)))?;
         next = if codec == blobs::Codec::Delta { row.2 } else { None };
-        chain.push((codec, data, row.0 as usize));
+        chain.push((id, codec, data, row.0 as usize));
         if chain.len() as i64 > blobs::MAX_DEPTH + 1 {
             return Err(Error::Corrupt(format!("blob {id}: delta chain too long")));
         }
     }
-    let mut content: Option<Vec<u8>> = None;
-    for (codec, data, size) in chain.into_iter().rev() {
-        content = Some(blobs::decode(codec, &data, size, content.as_deref())?);
+    for (id, codec, data, size) in chain.into_iter().rev() {
+        let bytes = blobs::decode(codec, &data, size, content.as_deref())?;
+        cache.insert(id, bytes.clone());
+        content = Some(bytes);
     }
     Ok(content)
 }

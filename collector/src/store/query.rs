@@ -317,6 +317,7 @@ impl Store {
         for sha in stmt.query_map([], |r| r.get::<_, String>(0))? {
             report.problems.push(format!("content {}: redacted, yet its bytes are stored", sha?));
         }
+        super::chain::verify(self.conn(), &mut report.problems)?;
         report.versions = self.conn().query_row("SELECT count(*) FROM versions", [], |r| r.get::<_, i64>(0))? as u64;
         Ok(report)
     }
@@ -336,6 +337,27 @@ pub struct Stats {
     pub newest: Option<String>,
     /// What could not be recorded, by kind (`store/gaps.rs`).
     pub gaps: Vec<super::gaps::GapSummary>,
+    /// Shipping to the fleet store, when this store's collector ships.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStats>,
+}
+
+/// The shipper's state (`fleet/ship.rs`) and what waits to be shipped.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStats {
+    pub host: String,
+    pub url: String,
+    /// `shipping`, `unreachable` or `stopped` (a chain alert).
+    pub state: String,
+    pub error: Option<String>,
+    /// The last version the fleet store accepted.
+    pub shipped_seq: i64,
+    /// Versions stored here and not shipped yet.
+    pub backlog: i64,
+    /// Seconds since the oldest version not shipped yet was stored (0: none waits).
+    pub lag_seconds: f64,
+    /// When the shipper last reported.
+    pub updated: String,
 }
 
 impl Store {
@@ -362,7 +384,27 @@ impl Store {
             oldest: time("SELECT min(time_us) FROM versions")?,
             newest: time("SELECT max(time_us) FROM versions")?,
             gaps: self.gap_summary()?,
+            fleet: self.fleet_stats()?,
         })
+    }
+
+    fn fleet_stats(&self) -> Result<Option<FleetStats>> {
+        let Some(st) = crate::fleet::ship::read_status(self.path()) else { return Ok(None) };
+        let (backlog, oldest): (i64, Option<i64>) =
+            self.conn().query_row("SELECT count(*), min(time_us) FROM versions WHERE id > ?1", [st.head_seq], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let now = jiff::Timestamp::now().as_microsecond();
+        Ok(Some(FleetStats {
+            host: st.host,
+            url: st.url,
+            state: st.state,
+            error: st.error,
+            shipped_seq: st.head_seq,
+            backlog,
+            lag_seconds: oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6),
+            updated: crate::when::json(st.updated_us),
+        }))
     }
 }
 

@@ -13,7 +13,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_kernel_watch.sql"),
     include_str!("../../migrations/0007_gap_writer.sql"),
     include_str!("../../migrations/0008_fold.sql"),
+    include_str!("../../migrations/0009_chain.sql"),
 ];
+
+/// Migration 0009 adds the chain; the versions already stored are chained
+/// in its transaction (SHA-256 is computed here, not in SQL).
+const CHAIN: usize = 9;
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
@@ -23,6 +28,9 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == CHAIN {
+            super::chain::backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
