@@ -169,6 +169,54 @@ impl Record {
     }
 }
 
+/// Walks one host's versions in `seq` order and names what breaks the
+/// chain: a missing seq (a deleted version), a record hash its fields do not
+/// give (an edited one), a previous hash that is not the record hash before
+/// it (rows edited, reordered or replaced). The newest versions can be cut
+/// off without a trace (nothing follows them): a head kept elsewhere (the
+/// fleet store's) catches that.
+#[derive(Default)]
+pub struct Checker {
+    last_seq: i64,
+    expected_prev: Option<Vec<u8>>,
+    /// What is wrong, one line each, naming the version.
+    pub problems: Vec<String>,
+}
+
+impl Checker {
+    /// The next version, with the record and previous hashes it carries.
+    pub fn next(&mut self, record: &Record, record_hash: Option<Vec<u8>>, prev_hash: Option<&[u8]>) {
+        let (seq, last) = (record.seq, self.last_seq);
+        if seq != last + 1 {
+            let missing = if seq == last + 2 {
+                format!("version {}", last + 1)
+            } else {
+                format!("versions {}..{}", last + 1, seq - 1)
+            };
+            self.problems.push(format!("{missing}: missing from the chain (deleted)"));
+        }
+        match &record_hash {
+            None => self.problems.push(format!("version {seq}: not chained (no record hash)")),
+            Some(h) if h[..] != record.hash(prev_hash)[..] => {
+                self.problems.push(format!("version {seq}: its fields do not match its record hash (edited)"))
+            }
+            Some(_) => {}
+        }
+        if prev_hash != self.expected_prev.as_deref() && seq == last + 1 {
+            self.problems.push(format!(
+                "version {seq}: its previous hash is not version {last}'s record hash (rows edited, reordered or replaced)"
+            ));
+        }
+        self.expected_prev = record_hash;
+        self.last_seq = seq;
+    }
+
+    /// The last version seen and its record hash.
+    pub fn head(&self) -> (i64, Option<&[u8]>) {
+        (self.last_seq, self.expected_prev.as_deref())
+    }
+}
+
 /// A JSON array of strings as stored (`chain`, `argv`); anything else is
 /// kept as one string, so a damaged value still hashes (to something else).
 pub fn strings(json: &str) -> Vec<String> {

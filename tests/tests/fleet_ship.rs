@@ -132,6 +132,21 @@ fn three_hosts_ship_every_version_once_with_their_host_and_exact_bytes() {
         .collect();
     let want: Vec<(String, i64)> = hosts.iter().map(|(h, c)| (h.clone(), local_count(c))).collect();
     assert_eq!(heads, want);
+    // `verify` on the fleet store: every host's chain, recomputed from the
+    // central rows, is whole; an edited row and a deleted one are named.
+    let verify = || {
+        let out = Command::new(collector_bin()).args(["verify", "--db", &server.url]).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, text) = verify();
+    assert!(ok && text.contains("all good"), "{text}");
+    pg.execute("UPDATE versions SET exe = '/usr/bin/innocent' WHERE host = 'h2' AND seq = 2", &[]).unwrap();
+    pg.execute("DELETE FROM versions WHERE host = 'h3' AND seq = 1", &[]).unwrap();
+    let (ok, text) = verify();
+    assert!(!ok, "{text}");
+    assert!(text.contains("host h2: version 2: its fields do not match its record hash"), "{text}");
+    assert!(text.contains("host h3: version 1: missing from the chain"), "{text}");
+    assert!(!text.contains("host h1"), "{text}");
 }
 
 #[test]

@@ -23,6 +23,132 @@ pub struct Fleet {
     shown: String,
 }
 
+impl Fleet {
+    /// `collector verify` on the fleet store: every content decodes to
+    /// bytes of its SHA-256 and size; every host's chain is whole
+    /// ([`crate::chain::Checker`], recomputed from the central columns) and
+    /// ends at the head the store accepted; the alerts the store raised
+    /// (a host whose history forked, rewound or skipped) are listed.
+    pub fn verify(&self) -> Result<crate::store::query::Verified> {
+        let mut report = crate::store::query::Verified::default();
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let rows = self.query(
+                "SELECT sha256, size, codec, data FROM blobs WHERE sha256 > $1 ORDER BY sha256 LIMIT 500",
+                &[&after],
+            )?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get(0)?;
+            for r in &rows {
+                report.blobs += 1;
+                let (sha, size, codec, data): (Vec<u8>, i64, i16, Vec<u8>) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+                let hex = filetrail_wire::atomic::hex(&sha);
+                let bytes = match codec {
+                    0 => Ok(data),
+                    1 => zstd::decode_all(&data[..]).map_err(|e| e.to_string()),
+                    other => Err(format!("unknown codec {other}")),
+                };
+                match bytes {
+                    Ok(b) if b.len() as i64 == size && crate::model::sha256_hex(&b) == hex => {}
+                    Ok(_) => report.problems.push(format!("content {hex}: decodes to other bytes")),
+                    Err(e) => report.problems.push(format!("content {hex}: {e}")),
+                }
+            }
+        }
+        for host in self.query("SELECT host, head_seq, head_hash FROM hosts ORDER BY host", &[])? {
+            let (name, head_seq, head_hash): (String, i64, Option<Vec<u8>>) =
+                (host.try_get(0)?, host.try_get(1)?, host.try_get(2)?);
+            let mut check = crate::chain::Checker::default();
+            let mut from = 0i64;
+            loop {
+                let rows = self.query(
+                    &format!("{CHAIN_ROW} WHERE host = $1 AND seq > $2 ORDER BY seq LIMIT 5000"),
+                    &[&name, &from],
+                )?;
+                let Some(last) = rows.last() else { break };
+                from = last.try_get("seq")?;
+                for r in &rows {
+                    report.versions += 1;
+                    let (record, hash, prev) = chain_record(r)?;
+                    check.next(&record, Some(hash), prev.as_deref());
+                }
+            }
+            let q = crate::print::q(&name);
+            report.problems.extend(check.problems.iter().map(|p| format!("host {q}: {p}")));
+            let (seq, hash) = check.head();
+            if seq != head_seq || hash != head_hash.as_deref() {
+                report.problems.push(format!(
+                    "host {q}: the store accepted up to version {head_seq}, its versions end at {seq} (rows deleted or added after shipping)"
+                ));
+            }
+        }
+        for alert in self
+            .query("SELECT host, what, source FROM gaps WHERE seq IS NULL AND what LIKE 'chain_%' ORDER BY id", &[])?
+        {
+            let (host, what, source): (String, String, Option<String>) =
+                (alert.try_get(0)?, alert.try_get(1)?, alert.try_get(2)?);
+            report.problems.push(format!(
+                "host {}: shipping stopped: {what} ({})",
+                crate::print::q(&host),
+                crate::print::q(source.as_deref().unwrap_or(""))
+            ));
+        }
+        Ok(report)
+    }
+}
+
+/// The covered fields ([`crate::chain::Record`]) of a central version, with
+/// its record and previous hashes.
+const CHAIN_ROW: &str = "SELECT seq, time_us, path, named_path, coalesce(via, old_path) AS source,
+    before_sha, before_state, before_size, after_sha, after_state, after_size, consistent,
+    mode, owner_uid, group_gid, before_mode, before_owner_uid, before_group_gid, seen_by, gap_before, temp_name,
+    \"user\", chain::text AS chain, uid, euid, gid, loginuid, session, sudo_user, tty, ssh_client,
+    pid, exe, argv::text AS argv, cwd, trust, record_hash, prev_hash FROM versions";
+
+fn chain_record(r: &postgres::Row) -> Result<(crate::chain::Record, Vec<u8>, Option<Vec<u8>>)> {
+    use crate::chain::{Record, SideRecord, strings};
+    let side = |sha: &str, state: &str, size: &str| -> Result<SideRecord> {
+        Ok(SideRecord { sha256: r.try_get(sha)?, state: r.try_get(state)?, size: r.try_get(size)? })
+    };
+    let int = |c: &str| -> Result<Option<i64>> { Ok(r.try_get::<_, Option<i32>>(c)?.map(i64::from)) };
+    let record = Record {
+        seq: r.try_get("seq")?,
+        time_us: r.try_get("time_us")?,
+        path: r.try_get("path")?,
+        named_path: r.try_get("named_path")?,
+        source: r.try_get("source")?,
+        before: side("before_sha", "before_state", "before_size")?,
+        after: side("after_sha", "after_state", "after_size")?,
+        consistent: r.try_get("consistent")?,
+        mode: int("mode")?,
+        owner_uid: r.try_get("owner_uid")?,
+        group_gid: r.try_get("group_gid")?,
+        before_mode: int("before_mode")?,
+        before_owner_uid: r.try_get("before_owner_uid")?,
+        before_group_gid: r.try_get("before_group_gid")?,
+        seen_by: r.try_get("seen_by")?,
+        gap_before: r.try_get("gap_before")?,
+        temp_name: r.try_get("temp_name")?,
+        user: r.try_get("user")?,
+        chain: strings(&r.try_get::<_, String>("chain")?),
+        uid: r.try_get("uid")?,
+        euid: r.try_get("euid")?,
+        gid: r.try_get("gid")?,
+        loginuid: r.try_get("loginuid")?,
+        session: r.try_get("session")?,
+        sudo_user: r.try_get("sudo_user")?,
+        tty: r.try_get("tty")?,
+        ssh_client: r.try_get("ssh_client")?,
+        pid: i64::from(r.try_get::<_, i32>("pid")?),
+        exe: r.try_get("exe")?,
+        argv: strings(&r.try_get::<_, String>("argv")?),
+        cwd: r.try_get("cwd")?,
+        trust: r.try_get("trust")?,
+    };
+    Ok((record, r.try_get("record_hash")?, r.try_get("prev_hash")?))
+}
+
 /// The URL as it may be shown: a password in it is replaced by `***`.
 pub fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };

@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::chain::{Record, SideRecord, strings};
+use crate::chain::{Checker, Record, SideRecord, strings};
 use crate::error::Result;
 
 /// A version as the chain and the fleet shipper read it: the covered
@@ -119,39 +119,18 @@ pub(super) fn backfill(conn: &Connection) -> rusqlite::Result<()> {
 /// newest versions can be cut off without a trace here (nothing follows
 /// them): the fleet store's head is what catches that.
 pub(crate) fn verify(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
-    let mut expected_prev: Option<Vec<u8>> = None;
-    let mut last_id = 0i64;
+    let mut check = Checker::default();
     let mut from = 0;
     loop {
         let rows = rows_from(conn, from, 1000)?;
-        let Some(last) = rows.last() else { return Ok(()) };
+        let Some(last) = rows.last() else { break };
         from = last.record.seq + 1;
         for r in rows {
-            let id = r.record.seq;
-            if id != last_id + 1 {
-                let missing = if id == last_id + 2 {
-                    format!("version {}", last_id + 1)
-                } else {
-                    format!("versions {}..{}", last_id + 1, id - 1)
-                };
-                problems.push(format!("{missing}: missing from the chain (deleted)"));
-            }
-            match &r.record_hash {
-                None => problems.push(format!("version {id}: not chained (no record hash)")),
-                Some(h) if h[..] != r.record.hash(r.prev_hash.as_deref())[..] => {
-                    problems.push(format!("version {id}: its fields do not match its record hash (edited)"))
-                }
-                Some(_) => {}
-            }
-            if r.prev_hash != expected_prev && id == last_id + 1 {
-                problems.push(format!(
-                    "version {id}: its previous hash is not version {last_id}'s record hash (rows edited, reordered or replaced)"
-                ));
-            }
-            expected_prev = r.record_hash;
-            last_id = id;
+            check.next(&r.record, r.record_hash, r.prev_hash.as_deref());
         }
     }
+    problems.append(&mut check.problems);
+    Ok(())
 }
 
 #[cfg(test)]
