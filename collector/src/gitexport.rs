@@ -74,7 +74,7 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
     // file per object would be tens of thousands of files.
     let mut repo = open_or_init(dir, &branch_ref)?.with_object_memory();
     repo.object_cache_size(4 << 20);
-    let here = hostname();
+    let here = crate::hostname::get().unwrap_or_else(|| "localhost".into());
     let committer_name = format!("filetrail@{here}");
 
     // Where the last run stopped.
@@ -426,12 +426,6 @@ fn open_or_init(dir: &Path, branch: &FullName) -> Result<gix::Repository> {
 fn git<E: std::error::Error + Send + Sync + 'static>(dir: &Path, what: &'static str) -> impl Fn(E) -> Error {
     let dir = dir.to_owned();
     move |e| Error::Git { dir: dir.clone(), what, source: Box::new(e) }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]

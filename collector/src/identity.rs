@@ -234,7 +234,7 @@ pub fn from_kernel(cred: libc::ucred) -> Identity {
         id.trust.insert(f, Claimed);
     }
     id.trust.insert("chain", if id.exe.is_empty() { Claimed } else { Verified });
-    id.host = hostname();
+    id.host = crate::hostname::get();
     id.user = user_name(id.loginuid.unwrap_or(id.uid));
     id
 }
@@ -327,10 +327,6 @@ fn tty_of_stat(stat: &str) -> Option<String> {
         4 => format!("/dev/ttyS{}", minor - 64),
         _ => format!("tty({major}:{minor})"),
     })
-}
-
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned())
 }
 
 #[cfg(test)]

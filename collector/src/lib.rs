@@ -32,6 +32,7 @@
 //! - [`gitexport`] — `export-git`: the store as a git history (one commit per version).
 //! - [`writer`] — the single thread that writes batches in transactions.
 //! - [`history`] — what review commands read, from a host's store or the fleet's PostgreSQL store.
+//! - [`hostname`] — this host's name as versions carry it (`[fleet] host`, else the kernel's).
 //! - [`fleet`] — shipping to a central PostgreSQL (connection, schema, shipper).
 //! - [`chain`] — the tamper-evident chain of a host's versions: what a record hash covers.
 //! - [`store`] — the SQLite schema, migrations, blobs and queries.
@@ -60,6 +61,7 @@ pub mod gitexport;
 pub mod handoff;
 pub mod history;
 pub mod holders;
+pub mod hostname;
 pub mod identity;
 pub mod intake;
 pub mod lifecycle;

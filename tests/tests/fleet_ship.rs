@@ -98,6 +98,8 @@ fn three_hosts_ship_every_version_once_with_their_host_and_exact_bytes() {
             let (path, action, after): (String, String, Option<String>) = (row.get(0), row.get(1), row.get(2));
             assert_eq!((path.as_str(), action.as_str()), (v["path"].as_str().unwrap(), v["action"].as_str().unwrap()));
             assert_eq!(after.as_deref(), v["after"].as_str(), "{h} version {}", v["id"]);
+            // The host's own store names it as the fleet does (`[fleet] host`).
+            assert_eq!(v["host"], h.as_str());
             // The bytes the host stored are the bytes the fleet holds.
             if let Some(sha) = v["after"].as_str() {
                 let bytes = central_bytes(&mut pg, sha);

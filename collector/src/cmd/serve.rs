@@ -31,6 +31,10 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
         None => (config::default_path(), true),
     };
     let config = Config::load(&config_path, missing_ok).context("loading the config")?;
+    // The name versions carry is the one the fleet knows this host by.
+    if let Some(host) = config.fleet.as_ref().and_then(|f| f.host.as_deref()) {
+        crate::hostname::set(host);
+    }
     let mut store = Store::open(&cli.db).with_context(|| format!("opening the store {}", cli.db.display()))?;
     // `collector restore` finds us by this (a warning only: serving matters more).
     if let Err(e) = crate::serving::record(&cli.db, cli.socket()) {

@@ -85,9 +85,7 @@ pub fn read_status(db: &Path) -> Option<Status> {
 
 /// This host's name in the fleet: the config's, else the system's.
 pub fn host_name(fleet: &Fleet) -> String {
-    fleet.host.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "localhost".into(), |h| h.trim().into())
-    })
+    fleet.host.clone().or_else(crate::hostname::get).unwrap_or_else(|| "localhost".into())
 }
 
 /// Starts the shipper of store `db` (its own thread, for the process's life).

@@ -143,14 +143,10 @@ pub fn local_only(db: &Path, what: &str) -> Result<()> {
     }
 }
 
-/// This machine's host name (`/proc/sys/kernel/hostname`, read once): the
-/// host of a local store's versions stored without one.
+/// This host's name ([`crate::hostname`]): the host of a local store's
+/// versions stored without one.
 pub fn this_host() -> Option<String> {
-    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
-    })
-    .clone()
+    crate::hostname::get()
 }
 
 #[cfg(test)]
