@@ -336,9 +336,6 @@ fn kernel_before(tx: &rusqlite::Transaction, id: i64) -> Result<Option<Option<St
         .query_row([id], |r| Ok(r.get::<_, bool>(0)?.then_some(r.get(1)?)))?)
 }
 
-/// Checks (creating what is missing) the store's directory, its ancestors and
-/// its files as [`Store::open`] says; returns the store's path with its
-/// directory resolved, which is what SQLite then opens.
 /// One plan per statement whatever its bound values (SQLite's query planner
 /// stability guarantee). Since SQLite 3.54 a statement with a join and a
 /// `col = ?` term is otherwise parsed and planned again after each use
@@ -349,6 +346,9 @@ fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(drop)
 }
 
+/// Checks (creating what is missing) the store's directory, its ancestors and
+/// its files as [`Store::open`] says; returns the store's path with its
+/// directory resolved, which is what SQLite then opens.
 fn prepare(path: &Path) -> Result<PathBuf> {
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
