@@ -317,3 +317,37 @@ fn sslmode_means_what_it_means_to_libpq() {
     });
     assert_eq!(central_count(&mut pg, "h3"), 0);
 }
+
+/// What a host could not record fully (a gap record) reaches the fleet too,
+/// once, with the host's own id for it.
+#[test]
+fn a_hosts_gap_records_reach_the_fleet_once() {
+    let Some(server) = PgServer::start() else { return };
+    let h1 = Collector::start_with(&server.fleet_config("h1"));
+    h1.sh("echo 1 > a.conf");
+    let mut pg = server.client();
+    wait_shipped(&mut pg, &h1, "h1");
+    // A gap as the collector records one (the library lost two versions).
+    let local = rusqlite::Connection::open(&h1.db).unwrap();
+    local
+        .execute(
+            "INSERT INTO gaps (time_us, uid, user, what, versions, bytes, pid, exe, path)
+             VALUES ((SELECT max(time_us) FROM versions), 0, 'root', 'lost_in_library', 2, 10, 4242, '/usr/bin/vi', ?1)",
+            [h1.path("a.conf").display().to_string().as_bytes()],
+        )
+        .unwrap();
+    let id = local.last_insert_rowid();
+    drop(local);
+    let shipped = |pg: &mut postgres::Client| -> Vec<(String, i64, i64)> {
+        pg.query("SELECT what, versions, bytes FROM gaps WHERE host = 'h1' AND seq = $1", &[&id])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    poll("the gap in the fleet store", || !shipped(&mut pg).is_empty());
+    // Another version later: the gap is not shipped twice.
+    h1.sh("echo 2 > a.conf");
+    wait_shipped(&mut pg, &h1, "h1");
+    assert_eq!(shipped(&mut pg), vec![("lost_in_library".to_string(), 2, 10)]);
+}
