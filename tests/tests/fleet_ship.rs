@@ -351,3 +351,33 @@ fn a_hosts_gap_records_reach_the_fleet_once() {
     wait_shipped(&mut pg, &h1, "h1");
     assert_eq!(shipped(&mut pg), vec![("lost_in_library".to_string(), 2, 10)]);
 }
+
+/// A temp file shipped before it was renamed over its target: the rename
+/// folds it afterwards on the host, and the fleet store follows (its
+/// `folded_into` and action as on the host, version by version).
+#[test]
+fn folding_after_shipping_reaches_the_fleet() {
+    let Some(server) = PgServer::start() else { return };
+    let h1 = Collector::start_with(&server.fleet_config("h1"));
+    h1.sh("printf 'port = 80\\n' > app.conf; printf 'port = 81\\n' > app.conf.tmp");
+    let mut pg = server.client();
+    wait_shipped(&mut pg, &h1, "h1");
+    h1.sh("mv app.conf.tmp app.conf");
+    wait_shipped(&mut pg, &h1, "h1");
+    let out = Command::new(collector_bin()).args(["query", "--json", "--all", "--db"]).arg(&h1.db).output().unwrap();
+    let local: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(local.iter().any(|v| v["folded_into"].is_i64()), "something was folded on the host: {local:#?}");
+    poll("the fleet's folding to match the host's", || {
+        local.iter().filter(|v| v["kind"] != "gap").all(|v| {
+            let row = pg
+                .query_one(
+                    "SELECT action, folded_into FROM versions WHERE host = 'h1' AND seq = $1",
+                    &[&v["id"].as_i64()],
+                )
+                .unwrap();
+            let (action, into): (String, Option<i64>) = (row.get(0), row.get(1));
+            action == v["action"].as_str().unwrap() && into == v["folded_into"].as_i64()
+        })
+    });
+}
