@@ -312,7 +312,7 @@ FOPEN_HOOK(fopen64)
         int flags = fopen_flags(mode);                                                 \
         void *pending = (path && writes(flags)) ? core_fns.open_before(AT_FDCWD, path, flags) : NULL; \
         FILE *fp = real_##name(path, mode, stream);                                    \
-        if (closing) core_fns.closed(closing);                                   \
+        if (closing) core_fns.closed(closing);                                         \
         if (pending) core_fns.open_after(pending, fp ? fileno(fp) : -1);               \
         leave();                                                                       \
         return fp;                                                                     \
