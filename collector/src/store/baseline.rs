@@ -23,6 +23,9 @@ pub struct Known {
     /// The newest version of the path, when it is one the kernel watch
     /// recorded: its id and the pid of the process the kernel named.
     pub kernel: Option<(i64, i32)>,
+    /// The time of the newest version this comes from (None: the baseline,
+    /// or the path was renamed away or folded).
+    pub time_us: Option<i64>,
 }
 
 fn stored(state: Option<&str>) -> Stored {
@@ -54,17 +57,17 @@ fn side(row: Row) -> Option<Side> {
 /// What `path` last held (see the module doc); `None` when the store has
 /// neither a version nor a baseline of it.
 pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
-    let newest: Option<(i64, Row, String, i32, Option<i64>)> = conn
+    let newest: Option<(i64, Row, String, i32, Option<i64>, i64)> = conn
         .prepare_cached(
             "SELECT v.id, nullif(lower(hex(a.sha256)), ''), a.size,
                 CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END, v.mode, v.owner_uid, v.group_gid,
-                v.seen_by, w.pid, v.folded_into
+                v.seen_by, w.pid, v.folded_into, v.time_us
              FROM versions v JOIN writers w ON w.id = v.writer LEFT JOIN blobs a ON a.id = v.after_blob
              WHERE v.path = ?1 ORDER BY v.id DESC LIMIT 1",
         )?
         .query_row([path], |r| {
             let row = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
-            Ok((r.get(0)?, row, r.get(7)?, r.get(8)?, r.get(9)?))
+            Ok((r.get(0)?, row, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
         })
         .optional()?;
     // Renamed over another path: as itself (`old_path`) or as a temp file (`via`).
@@ -75,11 +78,11 @@ pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
     // stored after that version (it was reported late): gone as well.
     let folded_away = newest.as_ref().is_some_and(|n| n.4.is_some_and(|into| into != n.0));
     if folded_away || moved_away.is_some_and(|away| newest.as_ref().is_none_or(|n| n.0 < away)) {
-        return Ok(Some(Known { side: None, kernel: None }));
+        return Ok(Some(Known { side: None, kernel: None, time_us: None }));
     }
-    if let Some((id, row, seen_by, pid, _)) = newest {
+    if let Some((id, row, seen_by, pid, _, time_us)) = newest {
         let kernel = (seen_by == "kernel").then_some((id, pid));
-        return Ok(Some(Known { side: side(row), kernel }));
+        return Ok(Some(Known { side: side(row), kernel, time_us: Some(time_us) }));
     }
     let base: Option<Row> = conn
         .prepare_cached(
@@ -89,7 +92,7 @@ pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
         )?
         .query_row([path], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .optional()?;
-    Ok(base.map(|row| Known { side: side(row), kernel: None }))
+    Ok(base.map(|row| Known { side: side(row), kernel: None, time_us: None }))
 }
 
 impl Store {
@@ -200,5 +203,27 @@ mod tests {
             store.conn.query_row("SELECT folded_into FROM versions WHERE id = 3", [], |r| r.get(0)).unwrap();
         assert_eq!(folded, Some(4));
         assert!(store.last_known(b"/etc/a.conf").unwrap().unwrap().kernel.is_none());
+    }
+
+    /// `echo a=1 > new.conf; sed -i s/1/2/ new.conf`: the created file is
+    /// held back (it may be a temp file) and stored after sed's version.
+    /// Its before (absent) is not compared with sed's later after: no gap.
+    #[test]
+    fn an_earlier_change_stored_after_a_later_one_is_no_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let at = |s: i64| jiff::Timestamp::from_second(1_800_000_000 + s).unwrap();
+        let mut sed = version(b"a=1\n", b"a=2\n", SeenBy::Library, 2);
+        sed.draft.time = at(2);
+        let mut create = version(b"", b"a=1\n", SeenBy::Library, 1);
+        (create.draft.before, create.draft.action, create.draft.time) = (None, Action::Create, at(1));
+        store.insert(&[sed]).unwrap();
+        store.insert(&[create]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "library".into(), false), (2, "library".into(), false)]);
+        // A later change whose before is not what came last is still a gap.
+        let mut unseen = version(b"something else", b"a=3\n", SeenBy::Library, 3);
+        unseen.draft.time = at(3);
+        store.insert(&[unseen]).unwrap();
+        assert_eq!(rows(&store)[2], (3, "library".into(), true));
     }
 }

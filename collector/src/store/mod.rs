@@ -162,7 +162,7 @@ impl Store {
             let known = baseline::last_known(&tx, &d.path)?;
             let hash = |s: &Option<Side>| s.as_ref().map(|s| s.sha256.clone());
             let replaces = match &known {
-                Some(Known { side, kernel: Some((id, pid)) })
+                Some(Known { side, kernel: Some((id, pid)), .. })
                     if d.seen_by == SeenBy::Library
                         && *pid == v.who.pid
                         && hash(side) == hash(&d.after)
@@ -172,8 +172,12 @@ impl Store {
                 }
                 _ => None,
             };
+            // A report of an earlier change that comes after a later one
+            // (a created file the assembler held back while `sed -i`
+            // replaced it) is not compared with that later version.
             let gap_before = d.seen_by == SeenBy::Library
                 && replaces.is_none()
+                && known.as_ref().is_some_and(|k| k.time_us.is_none_or(|t| t <= d.time.as_microsecond()))
                 && known.as_ref().is_some_and(|k| {
                     let (was, is) = (hash(&k.side), hash(&d.before));
                     // Unknown content (unreadable) on either side proves nothing.
