@@ -47,11 +47,11 @@ pub fn of_path(path: &[u8], max_size: u64, follow: Follow) -> Snap {
 
 /// What open descriptor `fd` of this process refers to now (even when the
 /// descriptor is write-only or its path was renamed). No lease: the process
-/// itself mostly holds it open for writing (its last close), which the
-/// kernel refuses a lease for; two reads decide.
+/// itself still holds it open for writing (a `close_range` or `dup2` over
+/// it ends the open before the descriptor goes), which the kernel refuses a
+/// lease for; two reads decide.
 pub fn of_fd(fd: i32, max_size: u64) -> Snap {
-    let Ok(link) = CString::new(format!("/proc/self/fd/{fd}")) else { return unreadable() };
-    of_cpath(&link, max_size, Follow::Yes, Lease::Never)
+    Reopened::of(fd).read_with(max_size, Lease::Never)
 }
 
 /// What descriptor `fd` refers to, opened anew read-only so that it can be
@@ -70,8 +70,12 @@ impl Reopened {
 
     /// What the file holds now.
     pub fn read(self, max_size: u64) -> Snap {
+        self.read_with(max_size, Lease::Try)
+    }
+
+    fn read_with(self, max_size: u64, lease: Lease) -> Snap {
         match self.0 {
-            Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, Lease::Try) },
+            Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) },
             Err(snap) => *snap,
         }
     }
@@ -82,10 +86,7 @@ fn unreadable() -> Snap {
 }
 
 fn of_cpath(path: &CStr, max_size: u64, follow: Follow, lease: Lease) -> Snap {
-    match open_cpath(path, follow) {
-        Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) },
-        Err(snap) => *snap,
-    }
+    Reopened(open_cpath(path, follow)).read_with(max_size, lease)
 }
 
 /// `path` opened read-only (and whether a final symlink was followed), or
