@@ -40,7 +40,7 @@ impl History for Store {
         let mut stmt = self.conn().prepare("SELECT DISTINCT host FROM principals ORDER BY host")?;
         let named: Vec<Option<String>> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         let mut hosts: Vec<String> =
-            named.into_iter().filter_map(|h| h.or_else(super::this_host)).chain(super::this_host()).collect();
+            named.into_iter().filter_map(|h| h.or_else(crate::hostname::get)).chain(crate::hostname::get()).collect();
         hosts.sort();
         hosts.dedup();
         Ok(hosts)

@@ -143,12 +143,6 @@ pub fn local_only(db: &Path, what: &str) -> Result<()> {
     }
 }
 
-/// This host's name ([`crate::hostname`]): the host of a local store's
-/// versions stored without one.
-pub fn this_host() -> Option<String> {
-    crate::hostname::get()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

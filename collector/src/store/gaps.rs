@@ -138,7 +138,7 @@ impl Store {
     /// user's uid; a gap matches a time range it overlaps; no gap belongs
     /// to a session.
     pub fn gaps(&self, filter: &QueryFilter) -> Result<Vec<GapRow>> {
-        let here = crate::history::this_host();
+        let here = crate::hostname::get();
         if filter.session.is_some() || filter.host.as_ref().is_some_and(|h| Some(h) != here.as_ref()) {
             return Ok(Vec::new());
         }

@@ -463,7 +463,7 @@ fn insert_writer(tx: &rusqlite::Transaction, w: &Identity) -> Result<(i64, i64)>
     let chain = serde_json::to_string(&w.chain).unwrap_or_default();
     // Every principal names its host: one the identity did not name (a
     // spooled or kernel-seen writer) is this machine.
-    let host = w.host.clone().or_else(crate::history::this_host);
+    let host = w.host.clone().or_else(crate::hostname::get);
     // `IS` compares NULLs as equal, which a UNIQUE constraint would not.
     let principal: Option<i64> = tx
         .prepare_cached(

@@ -154,7 +154,7 @@ impl Store {
             // A principal stored without a host name is this machine's.
             args.push(Value::Text(host.clone()));
             let n = args.len();
-            args.push(crate::history::this_host().map_or(Value::Null, Value::Text));
+            args.push(crate::hostname::get().map_or(Value::Null, Value::Text));
             wheres.push(format!("coalesce(p.host, ?{}) = ?{n}", n + 1));
         }
         if !filter.raw {
@@ -533,7 +533,7 @@ impl Columns {
             tty: self.tty,
             ssh_client: self.ssh_client,
             // A principal stored without a host name is this machine's.
-            host: self.host.or_else(crate::history::this_host),
+            host: self.host.or_else(crate::hostname::get),
             cwd: self.cwd,
             pid: self.pid,
             exe: self.exe,

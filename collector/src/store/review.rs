@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Store;
 use crate::error::Result;
-use crate::history::this_host;
+use crate::hostname::get as this_host;
 
 use crate::when::json as time;
 
