@@ -79,11 +79,20 @@ pub fn dir_beside(socket: &Path) -> PathBuf {
 }
 
 /// Prepares the spool directories and starts the replay thread. Unless
-/// another collector already serves `socket` (then `serve` fails anyway).
+/// another collector already serves `socket` (then `serve` fails anyway):
+/// `inherited` says the listening socket was passed to us (by systemd or
+/// our previous image), so a connection to it reaches us, not another.
 /// `quotas`: the collector's, shared with its connections (a replayed
 /// version costs its user's quota like any other, once).
-pub fn start(socket: &Path, db: &Path, config: &Config, secrets: Arc<Secrets>, quotas: Arc<Quotas>) -> Result<()> {
-    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+pub fn start(
+    socket: &Path,
+    inherited: bool,
+    db: &Path,
+    config: &Config,
+    secrets: Arc<Secrets>,
+    quotas: Arc<Quotas>,
+) -> Result<()> {
+    if !inherited && std::os::unix::net::UnixStream::connect(socket).is_ok() {
         return Ok(());
     }
     let beside = dir_beside(socket);

@@ -301,30 +301,11 @@ fn a_socket_passed_by_systemd_is_used_and_left_in_place() {
     std::fs::create_dir(&track).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, format!("track = [{:?}]\n", track.display().to_string())).unwrap();
-    let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    // It binds the socket, then execs the collector with it as fd 3
-    // (LISTEN_FDS=1, LISTEN_PID) at the first connection, as systemd does.
-    let mut activator = Reap(vec![
-        Command::new("systemd-socket-activate")
-            .arg("-l")
-            .arg(&socket)
-            .arg(collector_bin())
-            .args(["serve", "--socket"])
-            .arg(&socket)
-            .arg("--db")
-            .arg(&db)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the activator did not bind");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let serve_args = |socket: &Path| {
+        let mut args = vec!["serve".into(), "--socket".into(), socket.as_os_str().to_owned()];
+        args.extend(["--db".into(), db.as_os_str().to_owned(), "--config".into(), config.as_os_str().to_owned()]);
+        args
+    };
     let edit = |content: &str| {
         let out = Command::new("sh")
             .arg("-c")
@@ -348,8 +329,46 @@ fn a_socket_passed_by_systemd_is_used_and_left_in_place() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    edit("one");
+    // A collector of our own first, stopped: it leaves the spool beside the
+    // socket, and an edit made while none runs is spooled.
+    let mut own =
+        Reap(vec![Command::new(collector_bin()).args(serve_args(&socket)).stderr(Stdio::null()).spawn().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the collector did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    edit("zero");
     wait_count(1);
+    assert!(Command::new("kill").arg(own.0[0].id().to_string()).status().unwrap().success());
+    assert!(own.0[0].wait().unwrap().success());
+    edit("one");
+    assert_eq!(count(), 1);
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    // It binds the socket, then execs the collector with it as fd 3
+    // (LISTEN_FDS=1, LISTEN_PID) at the first connection, as systemd does.
+    let mut activator = Reap(vec![
+        Command::new("systemd-socket-activate")
+            .arg("-l")
+            .arg(&socket)
+            .arg(collector_bin())
+            .args(serve_args(&socket))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ]);
+    // The path exists from `bind`; connections are taken once it listens,
+    // which it says after (a connection between the two is refused).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(dir.path().join("log")).unwrap_or_default().contains("Listening on") {
+        assert!(Instant::now() < deadline, "the activator did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The first connection starts the collector on systemd's socket; it
+    // stores that edit and replays the one spooled while none ran.
+    edit("two");
+    wait_count(3);
     let child = &mut activator.0[0];
     let ok = Command::new("kill").arg(child.id().to_string()).status().unwrap().success();
     assert!(ok);

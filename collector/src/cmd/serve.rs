@@ -50,7 +50,7 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     }
     // One quota per user, whichever way their versions arrive.
     let quotas = std::sync::Arc::new(crate::quota::Quotas::new(config.quota));
-    crate::spool::start(cli.socket(), &cli.db, &config, secrets.clone(), quotas.clone())
+    crate::spool::start(cli.socket(), inherited.is_some(), &cli.db, &config, secrets.clone(), quotas.clone())
         .context("starting the spool replay")?;
     let handoff = handoff::path_for(&cli.db);
     let setup = Setup { socket: cli.socket(), inherited, handoff: &handoff, signals: &signals };
