@@ -105,7 +105,7 @@ pub fn snapshot(path: &[u8], max_size: u64) -> Option<Side> {
         }
         Err(_) => return None,
     };
-    match atomic::read(file.as_raw_fd(), max_size, Lease::Try).ok()? {
+    match atomic::read(file.as_raw_fd(), max_size, Lease::Try, &mut ()).ok()? {
         Outcome::Read(r) => Some(Side::from_reading(r)),
         Outcome::NotRegular(_) => None,
     }

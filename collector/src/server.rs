@@ -46,6 +46,7 @@ use crate::model::{Draft, Side, Stored};
 use crate::quota::Quotas;
 use crate::registry::{self, Registry};
 use crate::secrets::Secrets;
+use crate::vouch::{self, Vouches};
 use crate::writer::{GapSender, VersionSender};
 use crate::{finisher, handoff, holders, lifecycle};
 
@@ -78,6 +79,7 @@ struct Shared {
     intake: Arc<Intake>,
     limits: Arc<Limits>,
     registry: Arc<Registry>,
+    vouches: Vouches,
 }
 
 /// How [`serve`] ended.
@@ -133,7 +135,7 @@ pub fn serve(
     };
     listener.set_nonblocking(true).map_err(|e| Error::io("setting the listener non-blocking", e))?;
     let registry_socket = registry::serve(&registry::socket_path(socket), registry.clone())?;
-    let shared = Arc::new(Shared { config, intake, limits, registry });
+    let shared = Arc::new(Shared { config, intake, limits, registry, vouches: Vouches::default() });
     match handoff::resume(setup.handoff, &shared.intake, shared.config.max_size) {
         Ok(0) => {}
         Ok(n) => tracing::info!(opens = n, "took over the opens the previous collector could not finish"),
@@ -286,6 +288,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
         return;
     }
     let Ok(policy) = config.policy() else { return };
+    let scope = policy.clone();
     let mut asm = Assembler::new(policy);
     let max_payload = config.max_size.saturating_mul(2).saturating_add(FRAME_SLACK);
     let store = |drafts: Vec<Draft>, acks: &Option<Acks>| {
@@ -333,6 +336,15 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
             }
         };
         slot.touch();
+        // Not an event: answered now, while the library waits.
+        if let ClientMsg::Vouch { req, path, dev, ino } = &msg {
+            let ask = vouch::Ask { req: *req, path: &path.0, dev: *dev, ino: *ino };
+            let reply = vouch::answer(&shared.vouches, &scope, &who, ask, config.max_size);
+            if write_frame(&mut &*stream, &reply, &[]).is_err() {
+                break;
+            }
+            continue;
+        }
         // What the process lost since its last report: a gap in its name.
         if let ClientMsg::Lost { versions, bytes } = &msg {
             intake.gap(&who, "lost_in_library", *versions, *bytes, None);
@@ -520,8 +532,13 @@ pub(crate) fn apply(asm: &mut Assembler, msg: ClientMsg, sides: Vec<Option<Side>
             asm.attrib(path.0, named.map(|n| n.0), before, after, now)
         }
         // Clock only appears in spool files (`spool.rs`); a Lost on a
-        // connection is a gap (`serve_conn`), in a spool file too.
-        ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => Vec::new(),
+        // connection is a gap (`serve_conn`), in a spool file too; a Vouch
+        // is answered on the connection (`vouch.rs`), ignored in a spool.
+        ClientMsg::Hello { .. }
+        | ClientMsg::Vouch { .. }
+        | ClientMsg::Clock { .. }
+        | ClientMsg::Lost { .. }
+        | ClientMsg::Unknown => Vec::new(),
     }
 }
 

@@ -672,7 +672,7 @@ pub fn read_file(dir: BorrowedFd, name: &[u8], max_size: u64) -> Option<Side> {
         (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
     };
     let file = open(libc::O_NOATIME).or_else(|| open(0))?;
-    match atomic::read(file.as_raw_fd(), max_size, Lease::Try).ok()? {
+    match atomic::read(file.as_raw_fd(), max_size, Lease::Try, &mut ()).ok()? {
         Outcome::Read(r) => Some(Side::from_reading(r)),
         Outcome::NotRegular(_) => None,
     }

@@ -15,7 +15,8 @@
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use filetrail_wire::{ClientMsg, PROTOCOL_VERSION, Policy, ServerMsg, frame_prefix, read_frame};
+use filetrail_wire::atomic::Vouched;
+use filetrail_wire::{ClientMsg, PROTOCOL_VERSION, Policy, ServerMsg, WirePath, frame_prefix, read_frame};
 
 use crate::sys::{self, Errno};
 
@@ -102,6 +103,10 @@ pub struct Conn {
     inbox: Vec<u8>,
     /// The collector acknowledges events (protocol 2): keep them until it does.
     pub acks: bool,
+    /// The collector vouches for readings (protocol 3).
+    pub vouches: bool,
+    /// The last `Vouched` answer read: its `req`, and what it vouched for.
+    vouched: Option<(u64, Option<Vouched>)>,
 }
 
 /// The socket, with the budget its waits draw from.
@@ -188,7 +193,7 @@ impl Conn {
             Err(_) => fd.into_raw(),
         };
         let ino = sys::fstat(fd).map(|st| st.st_ino).unwrap_or(0);
-        let mut conn = Conn { fd, ino, inbox: Vec::new(), acks: false };
+        let mut conn = Conn { fd, ino, inbox: Vec::new(), acks: false, vouches: false, vouched: None };
         let mut io = SockIo { fd, budget };
         let hello = io.send_frame(&ClientMsg::Hello { version: PROTOCOL_VERSION, image: image(), start: 0 }, &[]);
         let reply = hello.map_err(|e| e.to_string()).and_then(|()| {
@@ -197,10 +202,13 @@ impl Conn {
         let policy = match reply {
             Ok(ServerMsg::Welcome { version, track, ignore, max_size }) => {
                 conn.acks = version >= 2;
+                conn.vouches = version >= 3;
                 Policy::new(&track, &ignore, max_size).map_err(|e| format!("bad ignore glob: {e}"))
             }
             Ok(ServerMsg::Error { message }) => Err(format!("collector refused: {message}")),
-            Ok(ServerMsg::Ack { .. } | ServerMsg::Unknown) => Err("collector sent an unknown reply".into()),
+            Ok(ServerMsg::Ack { .. } | ServerMsg::Vouched { .. } | ServerMsg::Unknown) => {
+                Err("collector sent an unknown reply".into())
+            }
             Err(e) => Err(format!("handshake failed: {e}")),
         };
         match policy {
@@ -266,6 +274,10 @@ impl Conn {
             self.inbox.drain(..12 + header_len);
             match reply {
                 Ok(ServerMsg::Ack { upto }) => acked = acked.max(Some(upto)),
+                Ok(ServerMsg::Vouched { req, sha256, len }) => {
+                    let digest = sha256.as_deref().and_then(unhex);
+                    self.vouched = Some((req, digest.map(|d| (d, len))));
+                }
                 Ok(ServerMsg::Error { message }) => {
                     return Err(Failure { why: format!("collector refused: {message}"), refused: true });
                 }
@@ -274,6 +286,43 @@ impl Conn {
             }
         }
         Ok(acked)
+    }
+
+    /// Asks the collector to vouch for what file `path` (`dev`, `ino`) holds
+    /// ([`ClientMsg::Vouch`]) and waits for its answer, at most `cap_ns` of
+    /// the budget: what it read under its lease (SHA-256, length) or `None`,
+    /// and the highest ack read meanwhile. On failure the connection is
+    /// unusable.
+    pub fn vouch(
+        &mut self,
+        req: u64,
+        (path, dev, ino): (Vec<u8>, u64, u64),
+        budget: &mut Budget,
+        cap_ns: u64,
+    ) -> Result<(Option<Vouched>, Option<u64>), Failure> {
+        let mut acked = self.send(&ClientMsg::Vouch { req, path: WirePath(path), dev, ino }, &[], budget)?;
+        let fd = self.fd;
+        budget.within(cap_ns, |budget| {
+            let mut buf = [0u8; 512];
+            loop {
+                if let Some((got, vouched)) = self.vouched.take()
+                    && got == req
+                {
+                    return Ok((vouched, acked));
+                }
+                // A slow collector: the reading is just not vouched for.
+                let n = match sys::recv(fd, &mut buf, || budget.wait(fd, libc::POLLIN)) {
+                    Ok(n) => n,
+                    Err(libc::ETIMEDOUT) => return Ok((None, acked)),
+                    Err(e) => return Err(Failure::broken(format!("reading from the collector: {}", io_error(e)))),
+                };
+                if n == 0 {
+                    return Err(Failure::broken("the collector closed the connection".into()));
+                }
+                self.inbox.extend_from_slice(&buf[..n]);
+                acked = acked.max(self.parse_replies()?);
+            }
+        })
     }
 
     /// The process is exiting: tells the collector nothing more will come
@@ -317,6 +366,20 @@ impl Conn {
 
     /// Forgets the socket without closing: the program already closed it.
     pub fn abandon(self) {}
+}
+
+/// The 32 bytes a lowercase hex SHA-256 spells.
+fn unhex(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
+    }
+    Some(out)
 }
 
 /// Only a collector run by root, or by this process's own user (which

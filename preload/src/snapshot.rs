@@ -4,12 +4,13 @@
 //! never read), never holds more than `max_size` bytes (larger files are
 //! hashed in fixed chunks), and `consistent` only when the bytes were the
 //! file's content at one instant (`filetrail_wire::atomic`: a read lease
-//! before an open, two equal reads otherwise). Reads use `O_NOATIME` where
+//! when the process may take one, else the collector's lease as a
+//! [`Witness`], two equal reads where no lease exists). Reads use `O_NOATIME` where
 //! the kernel permits, so snapshots do not move access times.
 
 use std::ffi::{CStr, CString};
 
-use filetrail_wire::atomic::{self, Content, Lease, Outcome};
+use filetrail_wire::atomic::{self, Content, Lease, Outcome, Witness};
 use filetrail_wire::{Meta, SnapState, Snapshot};
 use sha2::{Digest, Sha256};
 
@@ -39,10 +40,11 @@ pub enum Follow {
     No,
 }
 
-/// What `path` holds now.
-pub fn of_path(path: &[u8], max_size: u64, follow: Follow) -> Snap {
+/// What `path` holds now; `witness` vouches when this process may not
+/// lease the file.
+pub fn of_path(path: &[u8], max_size: u64, follow: Follow, witness: &mut dyn Witness) -> Snap {
     let Ok(cpath) = CString::new(path) else { return unreadable() };
-    of_cpath(&cpath, max_size, follow, Lease::Try)
+    Reopened(open_cpath(&cpath, follow)).read_with(max_size, Lease::Try, witness)
 }
 
 /// What open descriptor `fd` of this process refers to now (even when the
@@ -51,7 +53,7 @@ pub fn of_path(path: &[u8], max_size: u64, follow: Follow) -> Snap {
 /// it ends the open before the descriptor goes), which the kernel refuses a
 /// lease for; two reads decide.
 pub fn of_fd(fd: i32, max_size: u64) -> Snap {
-    Reopened::of(fd).read_with(max_size, Lease::Never)
+    Reopened::of(fd).read_with(max_size, Lease::Never, &mut ())
 }
 
 /// What descriptor `fd` refers to, opened anew read-only so that it can be
@@ -69,13 +71,13 @@ impl Reopened {
     }
 
     /// What the file holds now.
-    pub fn read(self, max_size: u64) -> Snap {
-        self.read_with(max_size, Lease::Try)
+    pub fn read(self, max_size: u64, witness: &mut dyn Witness) -> Snap {
+        self.read_with(max_size, Lease::Try, witness)
     }
 
-    fn read_with(self, max_size: u64, lease: Lease) -> Snap {
+    fn read_with(self, max_size: u64, lease: Lease, witness: &mut dyn Witness) -> Snap {
         match self.0 {
-            Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease) },
+            Ok((fd, via_symlink)) => Snap { via_symlink, ..read_fd(fd.raw(), max_size, lease, witness) },
             Err(snap) => *snap,
         }
     }
@@ -83,10 +85,6 @@ impl Reopened {
 
 fn unreadable() -> Snap {
     Snap::new(Snapshot { state: SnapState::Unreadable, consistent: true, ..Default::default() })
-}
-
-fn of_cpath(path: &CStr, max_size: u64, follow: Follow, lease: Lease) -> Snap {
-    Reopened(open_cpath(path, follow)).read_with(max_size, lease)
 }
 
 /// `path` opened read-only (and whether a final symlink was followed), or
@@ -133,8 +131,8 @@ pub fn meta(st: &libc::stat) -> Meta {
     Meta::of(st)
 }
 
-fn read_fd(fd: i32, max_size: u64, lease: Lease) -> Snap {
-    let r = match atomic::read(fd, max_size, lease) {
+fn read_fd(fd: i32, max_size: u64, lease: Lease, witness: &mut dyn Witness) -> Snap {
+    let r = match atomic::read(fd, max_size, lease, witness) {
         Ok(Outcome::Read(r)) => r,
         Ok(Outcome::NotRegular(st)) => return not_regular(Some(meta(&st))),
         Err(_) => return unreadable(),
@@ -174,7 +172,7 @@ mod tests {
     fn stores_small_files_exactly() {
         let content: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
         let (p, b) = tmpfile(&content);
-        let s = of_path(&b, 4096, Follow::Yes);
+        let s = of_path(&b, 4096, Follow::Yes, &mut ());
         assert_eq!(s.head.state, SnapState::Stored);
         assert_eq!(s.bytes, content);
         assert_eq!(s.head.len, 1000);
@@ -185,7 +183,7 @@ mod tests {
     #[test]
     fn large_files_are_hashed_not_held() {
         let (p, b) = tmpfile(b"abc");
-        let s = of_path(&b, 2, Follow::Yes);
+        let s = of_path(&b, 2, Follow::Yes, &mut ());
         assert_eq!(s.head.state, SnapState::HashOnly);
         assert!(s.bytes.is_empty());
         assert_eq!(s.head.sha256.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
@@ -194,8 +192,8 @@ mod tests {
 
     #[test]
     fn missing_and_special_files() {
-        assert_eq!(of_path(b"/nonexistent/x", 10, Follow::Yes).head.state, SnapState::Absent);
-        assert_eq!(of_path(b"/dev/null", 10, Follow::Yes).head.state, SnapState::NotRegular);
+        assert_eq!(of_path(b"/nonexistent/x", 10, Follow::Yes, &mut ()).head.state, SnapState::Absent);
+        assert_eq!(of_path(b"/dev/null", 10, Follow::Yes, &mut ()).head.state, SnapState::NotRegular);
     }
 
     #[test]
@@ -205,8 +203,8 @@ mod tests {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&p, &link).unwrap();
         let lb = link.as_os_str().as_encoded_bytes();
-        assert_eq!(of_path(lb, 100, Follow::Yes).bytes, b"target");
-        assert_eq!(of_path(lb, 100, Follow::No).head.state, SnapState::NotRegular);
+        assert_eq!(of_path(lb, 100, Follow::Yes, &mut ()).bytes, b"target");
+        assert_eq!(of_path(lb, 100, Follow::No, &mut ()).head.state, SnapState::NotRegular);
         let _ = b;
         std::fs::remove_file(link).unwrap();
         std::fs::remove_file(p).unwrap();

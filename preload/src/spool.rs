@@ -131,7 +131,7 @@ pub fn policy(socket: &[u8]) -> Result<Policy, String> {
 
 /// This process's start time (`/proc/self/stat` field 22), 0 when unknown.
 fn start_time() -> u64 {
-    let stat = crate::snapshot::of_path(b"/proc/self/stat", 4096, crate::snapshot::Follow::Yes).bytes;
+    let stat = crate::snapshot::of_path(b"/proc/self/stat", 4096, crate::snapshot::Follow::Yes, &mut ()).bytes;
     let Some(end) = stat.iter().rposition(|&b| b == b')') else { return 0 };
     let rest = String::from_utf8_lossy(&stat[end + 1..]).into_owned();
     rest.split_whitespace().nth(19).and_then(|f| f.parse().ok()).unwrap_or(0)

@@ -32,6 +32,7 @@ use std::ffi::CStr;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use filetrail_wire::atomic::{Vouched, Witness};
 use filetrail_wire::{ClientMsg, Policy, SnapState, WirePath, policy};
 
 use crate::client::{Budget, Conn, Failure};
@@ -52,6 +53,8 @@ const ATTEMPT_NS: u64 = 100_000_000;
 /// The most an exiting process waits for its last acknowledgement (the
 /// collector's commit: a few ms) before it spools what is unconfirmed.
 const EXIT_WAIT_NS: u64 = 500_000_000;
+/// The most a snapshot waits for the collector to vouch for it.
+const VOUCH_WAIT_NS: u64 = 100_000_000;
 
 static STATE: Lock<Process> = Lock::new(Process::new());
 /// The pid that owns STATE; another pid in this memory is a vfork child.
@@ -559,11 +562,66 @@ pub fn open_before(dirfd: i32, path: &CStr, flags: i32) -> Option<PendingOpen> {
             (path, max_size, Some(conn))
         }
     };
-    let before = snapshot::of_path(&path, max_size, Follow::Yes);
+    let mut oneshot = oneshot;
+    let before = match &mut oneshot {
+        Some((conn, budget)) => snapshot::of_path(&path, max_size, Follow::Yes, &mut Oneshot(conn, budget)),
+        None => snapshot::of_path(&path, max_size, Follow::Yes, &mut Collector),
+    };
     if before.head.state == SnapState::NotRegular {
         return None;
     }
     Some(PendingOpen { path, flags, before, oneshot })
+}
+
+/// The collector, asked on this process's connection to vouch for a
+/// reading of a file this process may not lease (`atomic`). Takes the
+/// state lock: never used while it is held.
+struct Collector;
+
+impl Witness for Collector {
+    fn vouch(&mut self, fd: i32) -> Option<Vouched> {
+        let ask = vouch_ask(fd)?;
+        let mut guard = state()?;
+        let p = &mut *guard;
+        let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else { return None };
+        if !conn.vouches {
+            return None;
+        }
+        p.next_token += 1;
+        match conn.vouch(p.next_token, ask, &mut p.budget, VOUCH_WAIT_NS) {
+            Ok((vouched, acked)) => {
+                if let Some(upto) = acked {
+                    p.unacked.ack(upto);
+                }
+                vouched
+            }
+            Err(failure) => {
+                broken(p, failure);
+                None
+            }
+        }
+    }
+}
+
+/// A vfork child's own connection as the witness.
+struct Oneshot<'a>(&'a mut Conn, &'a mut Budget);
+
+impl Witness for Oneshot<'_> {
+    fn vouch(&mut self, fd: i32) -> Option<Vouched> {
+        let ask = vouch_ask(fd)?;
+        if !self.0.vouches {
+            return None;
+        }
+        self.0.vouch(1, ask, self.1, VOUCH_WAIT_NS).ok()?.0
+    }
+}
+
+/// The file open as `fd`, as the collector is asked about it: its path
+/// (the kernel's, never a deleted one), device and inode.
+fn vouch_ask(fd: i32) -> Option<(Vec<u8>, u64, u64)> {
+    let path = sys::fd_path(fd).filter(|r| r.first() == Some(&b'/') && !r.ends_with(b" (deleted)"))?;
+    let st = sys::fstat(fd).ok()?;
+    Some((path, st.st_dev, st.st_ino))
 }
 
 /// A vfork child (dash runs commands this way, and opens their redirects
@@ -707,9 +765,13 @@ fn closing(p: &mut Process, fd: i32) -> Option<Closing> {
 /// After the program's `close`/`fclose`: the version ends with what the
 /// file holds now.
 pub fn after_close(c: Closing) {
+    let max_size = match &state().as_deref().map(|p| &p.phase) {
+        Some(Phase::Ready { policy, .. }) => held_max(policy),
+        _ => return,
+    };
+    // Unlocked: the collector may be asked to vouch (it takes the lock).
+    let after = c.held.read(max_size, &mut Collector);
     let Some(mut p) = state() else { return };
-    let Phase::Ready { policy, .. } = &p.phase else { return };
-    let after = c.held.read(held_max(policy));
     let shared = p.fds.take_shared(c.token);
     let msg = ClientMsg::Close { seq: 0, token: c.token, after: after.head.clone(), shared };
     send(&mut p, msg, payload([after]));
@@ -763,7 +825,7 @@ pub fn rename_before(olddir: i32, old: &CStr, newdir: i32, new: &CStr) -> Option
         held_max(policy)
     };
     // A symlink or nothing at `new` is replaced: its before is "no file".
-    let before = snapshot::of_path(&new, max_size, Follow::No);
+    let before = snapshot::of_path(&new, max_size, Follow::No, &mut Collector);
     Some(PendingRename { old, new, max_size, before })
 }
 
@@ -771,7 +833,7 @@ pub fn rename_after(r: PendingRename, ok: bool) {
     if !ok {
         return;
     }
-    let after = snapshot::of_path(&r.new, r.max_size, Follow::No);
+    let after = snapshot::of_path(&r.new, r.max_size, Follow::No, &mut Collector);
     if after.head.state == SnapState::NotRegular {
         return; // a directory or symlink was renamed: not a file version
     }
@@ -794,7 +856,7 @@ pub struct PendingDelete {
 
 pub fn unlink_before(dirfd: i32, path: &CStr) -> Option<PendingDelete> {
     let (path, max_size) = tracked(dirfd, path)?;
-    let before = snapshot::of_path(&path, max_size, Follow::No);
+    let before = snapshot::of_path(&path, max_size, Follow::No, &mut Collector);
     matches!(before.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable)
         .then_some(PendingDelete { path, before })
 }
@@ -817,7 +879,7 @@ pub struct PendingTruncate {
 
 pub fn truncate_before(path: &CStr) -> Option<PendingTruncate> {
     let (path, max_size) = tracked(libc::AT_FDCWD, path)?;
-    let before = snapshot::of_path(&path, max_size, Follow::Yes);
+    let before = snapshot::of_path(&path, max_size, Follow::Yes, &mut Collector);
     matches!(before.head.state, SnapState::Stored | SnapState::HashOnly).then_some(PendingTruncate {
         path,
         max_size,
@@ -829,7 +891,7 @@ pub fn truncate_after(t: PendingTruncate, ok: bool) {
     if !ok {
         return;
     }
-    let after = snapshot::of_path(&t.path, t.max_size, Follow::Yes);
+    let after = snapshot::of_path(&t.path, t.max_size, Follow::Yes, &mut Collector);
     let Some(mut p) = state() else { return };
     let msg = ClientMsg::Truncate {
         seq: 0,
@@ -850,7 +912,7 @@ pub fn link_after((path, max_size): (Vec<u8>, u64), ok: bool) {
     if !ok {
         return;
     }
-    let after = snapshot::of_path(&path, max_size, Follow::No);
+    let after = snapshot::of_path(&path, max_size, Follow::No, &mut Collector);
     if after.head.state == SnapState::NotRegular {
         return;
     }
@@ -893,7 +955,11 @@ pub fn attrib_before(dirfd: i32, path: Option<&CStr>, flags: i32) -> Option<Pend
             tracked_abs(abs).ok().flatten()?
         }
     };
-    let before = if by_fd { snapshot::of_fd(dirfd, max_size) } else { snapshot::of_path(&name, max_size, follow) };
+    let before = if by_fd {
+        snapshot::of_fd(dirfd, max_size)
+    } else {
+        snapshot::of_path(&name, max_size, follow, &mut Collector)
+    };
     if !matches!(before.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable) {
         return None;
     }
@@ -918,7 +984,7 @@ pub fn attrib_after(a: PendingAttrib, ok: bool) {
     }
     let after = match a.fd {
         Some(fd) => snapshot::of_fd(fd, a.max_size),
-        None => snapshot::of_path(a.named.as_ref().unwrap_or(&a.path), a.max_size, a.follow),
+        None => snapshot::of_path(a.named.as_ref().unwrap_or(&a.path), a.max_size, a.follow, &mut Collector),
     };
     if !matches!(after.head.state, SnapState::Stored | SnapState::HashOnly | SnapState::Unreadable) {
         return;

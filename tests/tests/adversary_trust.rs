@@ -332,3 +332,80 @@ fn a_self_set_login_uid_is_claimed_and_a_registered_session_is_verified() {
     let v = version_of(&c, "su.conf");
     assert_eq!(v["unregistered_session"], true, "{v}");
 }
+
+/// A vouch (the collector's leased read for a library that may not lease a
+/// file, issue 16) answers only the hash of a tracked regular file the
+/// asker may read, named by its device and inode: never for a root-only
+/// file, an untracked one, a symlink, a FIFO (no hang), another inode, a
+/// non-canonical path; a flood is refused for the asker, not for others.
+#[test]
+fn a_vouch_answers_only_for_a_tracked_file_the_asker_may_read() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(m) = mallory() else { return };
+    let c = Collector::start();
+    c.open_to_all();
+    chmod(&c.track, 0o755);
+    std::fs::write(c.path("public"), "public\n").unwrap();
+    std::fs::write(c.path("secret"), "TOPSECRET root only\n").unwrap();
+    chmod(&c.path("secret"), 0o600);
+    std::os::unix::fs::symlink(c.path("public"), c.path("link")).unwrap();
+    assert!(Command::new("mkfifo").arg(c.path("fifo")).status().unwrap().success());
+    let outside = c.dir.path().join("outside");
+    std::fs::write(&outside, "outside\n").unwrap();
+    let id = |p: &Path| std::fs::metadata(p).map(|md| (md.dev(), md.ino())).unwrap_or((0, 0));
+    let public = c.path("public").display().to_string();
+    let asks = [
+        ("public", public.clone(), id(&c.path("public"))),
+        ("secret", c.path("secret").display().to_string(), id(&c.path("secret"))),
+        ("other inode", public.clone(), id(&c.path("secret"))),
+        ("symlink", c.path("link").display().to_string(), id(&c.path("public"))),
+        ("fifo", c.path("fifo").display().to_string(), id(&c.path("fifo"))),
+        ("untracked", outside.display().to_string(), id(&outside)),
+        ("not canonical", format!("{}/./public", c.track.display()), id(&c.path("public"))),
+    ];
+    let mut script = String::new();
+    for (req, (_, path, (dev, ino))) in asks.iter().enumerate() {
+        script.push_str(&format!(
+            "send({{'kind':'vouch','req':{req},'path':{path:?},'dev':{dev},'ino':{ino}}}); print(json.dumps(recv()))\n"
+        ));
+    }
+    let out = c.raw_client(&script, Some(m));
+    let answers: Vec<serde_json::Value> =
+        out.lines().skip(1).take(asks.len()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(answers.len(), asks.len(), "{out}");
+    for (req, ((what, ..), a)) in asks.iter().zip(&answers).enumerate() {
+        assert_eq!((a["kind"].as_str(), a["req"].as_u64()), (Some("vouched"), Some(req as u64)), "{what}: {a}");
+        let expected = (*what == "public").then(|| sha256(b"public\n"));
+        assert_eq!(a["sha256"].as_str(), expected.as_deref(), "{what}: {a}");
+    }
+    assert_eq!(answers[0]["len"], 7);
+    // A flood: asks in batches of 100, far more than a second's share. Some are
+    // refused (unless this machine took over a second to answer them),
+    // root's are not.
+    let (dev, ino) = id(&c.path("public"));
+    let flood = format!(
+        "n = {n}\nt = time.monotonic()\n\
+         got = []\n\
+         for b in range(0, n, 100):\n\
+         \x20   for i in range(b, b + 100): send({{'kind':'vouch','req':i,'path':{public:?},'dev':{dev},'ino':{ino}}})\n\
+         \x20   got += [recv() for i in range(100)]\n\
+         print(json.dumps({{'refused': sum(1 for g in got if 'sha256' not in g), 'secs': time.monotonic() - t}}))",
+        // Three times what collector/src/vouch.rs allows a user a second.
+        n = 6_000
+    );
+    let out = c.raw_client(&flood, Some(m));
+    let tally: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    eprintln!("flood: {tally}");
+    if tally["secs"].as_f64().unwrap() < 1.0 {
+        assert!(tally["refused"].as_u64().unwrap() > 0, "{tally}");
+    }
+    let out = c.raw_client(
+        &format!(
+            "send({{'kind':'vouch','req':9,'path':{public:?},'dev':{dev},'ino':{ino}}}); print(json.dumps(recv()))"
+        ),
+        None,
+    );
+    let root: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(root["sha256"].as_str(), Some(&*sha256(b"public\n")), "{root}");
+    root_edit_is_recorded(&c);
+}

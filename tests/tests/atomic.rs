@@ -4,9 +4,9 @@
 //! through a shared mapping; with nobody else writing, every snapshot is
 //! consistent. As the file's owner (a read lease is possible: refused while
 //! the other writer holds the file, so nothing is claimed) and as a user
-//! who may write the file but does not own it (no lease: two reads decide,
-//! which rules out `pwrite`s but not a mapping: that case is measured, not
-//! asserted — see its comment).
+//! who may write the file but does not own it (no lease of its own: the
+//! collector vouches for the reading under its lease, or it is not
+//! consistent).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -174,13 +174,11 @@ fn in_place_writer_not_owner() {
     against_writer(As::GroupMember(uid, gid), "pwrite");
 }
 
-/// Ignored: a reader who does not own the file can take no lease, and
-/// nothing else tells an unprivileged process that another one holds the
-/// file mapped writable; a mapping writer preempted halfway through a
-/// `memset` leaves a mix that two reads then agree on (docs/architecture.md,
-/// "Atomic snapshots"). Run with `--ignored` to measure (it prints the counts).
+/// A reader who does not own the file can take no lease, and two reads
+/// agree on the half-done state of a mapping writer preempted halfway
+/// through a `memset`: the collector vouches (its own lease) or the
+/// reading is not consistent.
 #[test]
-#[ignore = "no lease for a non-owner: a preempted mapping writer's half-done state reads consistent (docs/architecture.md)"]
 fn shared_mapping_writer_not_owner() {
     let Some((uid, gid)) = mallory() else { return };
     against_writer(As::GroupMember(uid, gid), "mmap");

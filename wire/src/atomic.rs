@@ -15,9 +15,9 @@
 //!   piece, far below `lease-break-time`. Refused with `EAGAIN` (a writer
 //!   holds the file, maybe through a mapping): the two reads below are
 //!   taken but the reading is not consistent.
-//! - **Two reads** when no lease can be had (the reader does not own the
-//!   file, the file system has no leases, or the caller holds the file open
-//!   for writing itself): both
+//! - **Two reads** when no lease can be had (the file system has no leases,
+//!   or the caller holds the file open for writing itself; for a reader that
+//!   does not own the file, see the witness below): both
 //!   passes equal byte for byte (by SHA-256 above `max_size`), their length
 //!   the size, and size, mtime and ctime the same before the first and after
 //!   the second. A `write(2)` changes ctime when it starts (the kernel makes
@@ -35,6 +35,16 @@
 //! 2.9 µs, under a lease 4.8 µs (nine more system calls: the lease, its
 //! release, the signal set-up below); at 64 KiB 8.7 µs and 7.3 µs; at
 //! 1 MiB 126 µs and 61 µs.
+//!
+//! - **A witness's lease**, when the reader may take none because it does
+//!   not own the file: the two reads above cannot see a writer stopped
+//!   halfway through a store into a shared mapping, so their agreement
+//!   proves nothing alone. The reader asks a [`Witness`] (the library asks
+//!   the collector, which runs as root and may lease any file) for the
+//!   SHA-256 of what the file held under the witness's own lease; the
+//!   reading is consistent when it equals the reader's bytes. Without a
+//!   witness (none connected, one that may not lease either, a file larger
+//!   than it reads) such a reading is not consistent.
 //!
 //! Neither: tried again (at most [`ATTEMPTS`] times within [`RETRY_NS`]),
 //! then the last reading with `consistent: false`.
@@ -85,6 +95,36 @@ pub struct Reading {
     pub len: u64,
     /// The bytes were the file's content at one instant (module comment).
     pub consistent: bool,
+    /// Read under this reader's own lease, never broken.
+    pub leased: bool,
+}
+
+impl Reading {
+    /// SHA-256 of what was read.
+    pub fn sha256(&self) -> [u8; 32] {
+        match &self.content {
+            Content::Bytes(b) => Sha256::digest(b).into(),
+            Content::Sha256(d) => *d,
+        }
+    }
+}
+
+/// What a witness vouches for: the SHA-256 and length of a content.
+pub type Vouched = ([u8; 32], u64);
+
+/// One who may take a read lease where the reader may not.
+pub trait Witness {
+    /// The SHA-256 and length of what the file open as `fd` held while the
+    /// witness's own read lease on it was never broken; `None` when it
+    /// cannot say.
+    fn vouch(&mut self, fd: i32) -> Option<Vouched>;
+}
+
+/// No witness.
+impl Witness for () {
+    fn vouch(&mut self, _fd: i32) -> Option<Vouched> {
+        None
+    }
 }
 
 pub enum Outcome {
@@ -103,8 +143,9 @@ pub enum Lease {
 }
 
 /// Reads regular file `fd` (opened read-only by the caller, who keeps it),
-/// whole when at most `max_size` bytes, else by hash.
-pub fn read(fd: i32, max_size: u64, lease: Lease) -> Result<Outcome, Errno> {
+/// whole when at most `max_size` bytes, else by hash. `witness` is asked
+/// only when `lease` allows one and this reader may not take it.
+pub fn read(fd: i32, max_size: u64, lease: Lease, witness: &mut dyn Witness) -> Result<Outcome, Errno> {
     let start = sys::now_ns();
     let mut attempt = 0;
     loop {
@@ -114,7 +155,8 @@ pub fn read(fd: i32, max_size: u64, lease: Lease) -> Result<Outcome, Errno> {
             return Ok(Outcome::NotRegular(st));
         }
         let mut writer = false;
-        if lease == Lease::Try && may_lease(&st) {
+        let mut not_ours = lease == Lease::Try && !may_lease(&st);
+        if lease == Lease::Try && !not_ours {
             match Held::take(fd) {
                 Ok(held) => {
                     if let Some(r) = leased(fd, held, max_size)? {
@@ -124,12 +166,21 @@ pub fn read(fd: i32, max_size: u64, lease: Lease) -> Result<Outcome, Errno> {
                 // Someone holds the file open for writing or mapped
                 // writable: two equal reads cannot rule out the mapping.
                 Err(libc::EAGAIN) => writer = true,
+                // Not ours to lease after all (the kernel's rule).
+                Err(libc::EACCES | libc::EPERM) => not_ours = true,
                 // No leases here (a filesystem without them): two reads decide.
                 Err(_) => {}
             }
         }
         let mut r = twice(fd, st, max_size)?;
         r.consistent &= !writer;
+        if r.consistent && not_ours {
+            match witness.vouch(fd) {
+                Some((digest, len)) => r.consistent = len == r.len && digest == r.sha256(),
+                // Nobody can say: retrying would not change that.
+                None => return Ok(Outcome::Read(Reading { consistent: false, ..r })),
+            }
+        }
         if r.consistent || attempt >= ATTEMPTS || sys::now_ns().saturating_sub(start) >= RETRY_NS {
             return Ok(Outcome::Read(r));
         }
@@ -152,6 +203,7 @@ fn leased(fd: i32, held: Held, max_size: u64) -> Result<Option<Reading>, Errno> 
         content,
         len,
         consistent: true,
+        leased: true,
     }))
 }
 
@@ -166,7 +218,7 @@ fn twice(fd: i32, st: libc::stat, max_size: u64) -> Result<Reading, Errno> {
     let after = sys::fstat(fd)?;
     let same = |a: &libc::stat| (a.st_size, a.st_mtime, a.st_mtime_nsec, a.st_ctime, a.st_ctime_nsec);
     let consistent = again.is_some_and(|(c, l)| c == content && l == len) && len == size && same(&st) == same(&after);
-    Ok(Reading { stat: st, content, len, consistent })
+    Ok(Reading { stat: st, content, len, consistent, leased: false })
 }
 
 /// One pass over the file: the bytes, expecting about `size` and never
@@ -490,10 +542,10 @@ mod tests {
         let content: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
         let (_f, r) = file(&content);
         for lease in [Lease::Try, Lease::Never] {
-            let got = reading(read(r.as_raw_fd(), 1 << 20, lease).unwrap());
+            let got = reading(read(r.as_raw_fd(), 1 << 20, lease, &mut ()).unwrap());
             assert_eq!(got.content, Content::Bytes(content.clone()));
             assert!(got.consistent);
-            let big = reading(read(r.as_raw_fd(), 10, lease).unwrap());
+            let big = reading(read(r.as_raw_fd(), 10, lease, &mut ()).unwrap());
             assert_eq!(big.content, Content::Sha256(Sha256::digest(&content).into()));
             assert_eq!(big.len, content.len() as u64);
             assert!(big.consistent);

@@ -39,7 +39,15 @@
 //!    (boot, process, `image`, `seq` of the event that made it) and ignores
 //!    a repeat. The client never waits for an ack; it reads them when it
 //!    next sends.
-//! 5. The connection ends when the process exits or `exec`s (the socket is
+//! 5. A client that may not take a read lease on a file it snapshots (it
+//!    does not own it) asks the collector to vouch for its reading
+//!    ([`ClientMsg::Vouch`], protocol 3) and waits for the answer
+//!    ([`ServerMsg::Vouched`]), reading acks that arrive meanwhile. The
+//!    collector opens the path as the writer, reads it under a lease of its
+//!    own (root holds `CAP_LEASE`) and answers the SHA-256 of what it read,
+//!    or none: equal hashes show the client's bytes were the file's content
+//!    at one instant ([`atomic`]).
+//! 6. The connection ends when the process exits or `exec`s (the socket is
 //!    close-on-exec). Opens still without a `Close` are finished by the
 //!    collector itself once the process has exited.
 //!
@@ -71,7 +79,8 @@ pub use policy::Policy;
 
 /// Version of the conversation described above. 2: `image`, `seq` and
 /// [`ServerMsg::Ack`] (a version-1 peer sends or expects none of them).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: [`ClientMsg::Vouch`] (a client asks it only of a version-3 collector).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Where the collector listens unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/filetrail/collector.sock";
@@ -175,6 +184,12 @@ pub enum ClientMsg {
         before: Snapshot,
         after: Snapshot,
     },
+    /// Not an event: asks the collector to read `path` (which must be the
+    /// file `dev`/`ino`) as this process's user under a read lease of its
+    /// own and answer [`ServerMsg::Vouched`] with the same `req`. Sent by a
+    /// client that may not lease the file itself, only to a collector that
+    /// welcomed it with version 3 or later.
+    Vouch { req: u64, path: WirePath, dev: u64, ino: u64 },
     /// Spool files only: the wall-clock time (microseconds since the epoch)
     /// at which the library made the event that follows. A claim of the
     /// writer, like everything in a spool file but its owner.
@@ -208,6 +223,17 @@ pub enum ServerMsg {
     /// committed and the collector needs it no more (see the conversation
     /// above). Cumulative; an older library skips it as unknown.
     Ack { upto: u64 },
+    /// Answer to [`ClientMsg::Vouch`] `req`: `len` and lowercase hex
+    /// `sha256` of what the file held while the collector's read lease was
+    /// never broken; `sha256` absent when it cannot say (a writer holds the
+    /// file, not the file named, larger than `max_size`, too many asks).
+    Vouched {
+        req: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        #[serde(default)]
+        len: u64,
+    },
     #[serde(other)]
     Unknown,
 }
@@ -304,7 +330,11 @@ impl ClientMsg {
             | ClientMsg::Truncate { seq, .. }
             | ClientMsg::Attrib { seq, .. }
             | ClientMsg::Link { seq, .. } => *seq,
-            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => 0,
+            ClientMsg::Hello { .. }
+            | ClientMsg::Vouch { .. }
+            | ClientMsg::Clock { .. }
+            | ClientMsg::Lost { .. }
+            | ClientMsg::Unknown => 0,
         }
     }
 
@@ -318,7 +348,11 @@ impl ClientMsg {
             | ClientMsg::Truncate { seq, .. }
             | ClientMsg::Attrib { seq, .. }
             | ClientMsg::Link { seq, .. } => *seq = n,
-            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => {}
+            ClientMsg::Hello { .. }
+            | ClientMsg::Vouch { .. }
+            | ClientMsg::Clock { .. }
+            | ClientMsg::Lost { .. }
+            | ClientMsg::Unknown => {}
         }
     }
 
@@ -332,7 +366,11 @@ impl ClientMsg {
             | ClientMsg::Attrib { before, after, .. } => {
                 vec![before, after]
             }
-            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => vec![],
+            ClientMsg::Hello { .. }
+            | ClientMsg::Vouch { .. }
+            | ClientMsg::Clock { .. }
+            | ClientMsg::Lost { .. }
+            | ClientMsg::Unknown => vec![],
         }
     }
 
@@ -346,7 +384,11 @@ impl ClientMsg {
             | ClientMsg::Attrib { before, after, .. } => {
                 vec![before, after]
             }
-            ClientMsg::Hello { .. } | ClientMsg::Clock { .. } | ClientMsg::Lost { .. } | ClientMsg::Unknown => vec![],
+            ClientMsg::Hello { .. }
+            | ClientMsg::Vouch { .. }
+            | ClientMsg::Clock { .. }
+            | ClientMsg::Lost { .. }
+            | ClientMsg::Unknown => vec![],
         }
     }
 
