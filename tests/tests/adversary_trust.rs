@@ -380,8 +380,7 @@ fn a_vouch_answers_only_for_a_tracked_file_the_asker_may_read() {
     }
     assert_eq!(answers[0]["len"], 7);
     // A flood: asks in batches of 100, far more than a second's share. Some are
-    // refused (unless this machine took over a second to answer them),
-    // root's are not.
+    // refused, root's are not.
     let (dev, ino) = id(&c.path("public"));
     let flood = format!(
         "n = {n}\nt = time.monotonic()\n\
@@ -390,15 +389,14 @@ fn a_vouch_answers_only_for_a_tracked_file_the_asker_may_read() {
          \x20   for i in range(b, b + 100): send({{'kind':'vouch','req':i,'path':{public:?},'dev':{dev},'ino':{ino}}})\n\
          \x20   got += [recv() for i in range(100)]\n\
          print(json.dumps({{'refused': sum(1 for g in got if 'sha256' not in g), 'secs': time.monotonic() - t}}))",
-        // Three times what collector/src/vouch.rs allows a user a second.
-        n = 6_000
+        // Far more than collector/src/vouch.rs allows a user a second
+        // (250 ms of its time: some 30 µs an ask).
+        n = 30_000
     );
     let out = c.raw_client(&flood, Some(m));
     let tally: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
     eprintln!("flood: {tally}");
-    if tally["secs"].as_f64().unwrap() < 1.0 {
-        assert!(tally["refused"].as_u64().unwrap() > 0, "{tally}");
-    }
+    assert!(tally["refused"].as_u64().unwrap() > 0, "{tally}");
     let out = c.raw_client(
         &format!(
             "send({{'kind':'vouch','req':9,'path':{public:?},'dev':{dev},'ino':{ino}}}); print(json.dumps(recv()))"
