@@ -26,6 +26,12 @@
 //! file was already exported (see `store/export.rs`) leaves the tree as
 //! it is.
 //!
+//! One commit per real change, as `collector log` shows them: the steps of
+//! a temp file renamed over its target (folded, issue 15) are not
+//! exported, the change of the target says `Via:`, and a run stops before
+//! a temp file's version that may still fold (the rest waits for a later
+//! run, at most the fold window, 10 minutes).
+//!
 //! The repository holds the content of tracked files, which the store keeps
 //! root-only: the directory must belong to the user running the export and
 //! be closed to everyone else (mode 0700), or the export refuses.
@@ -63,6 +69,9 @@ pub struct Report {
     pub left_out: u64,
     /// Of those, contents the store holds but that fail their hash check.
     pub damaged: u64,
+    /// Versions left for a later run: stored after a temp file's version
+    /// that may still fold into a rename.
+    pub waiting: u64,
 }
 
 /// Exports the versions of `store` not yet in `dir`'s `branch`.
@@ -106,7 +115,8 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
     };
     let previous = parent;
     report.through = after;
-    let through = store.last_version_id()?;
+    let (through, waiting) = store.export_limit(after, jiff::Timestamp::now().as_microsecond())?;
+    report.waiting = waiting;
     let ids = store.export_ids(after, through)?;
     if ids.is_empty() {
         return Ok(report);
@@ -127,10 +137,12 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
                  version's content"
             ));
         } else {
-            if let Some(old) = &v.raw.old_path
-                && let Ok(old) = git_path(old)
-            {
-                editor.remove(old.iter().map(|c| c.as_bstr())).map_err(git(dir, "edit the tree"))?;
+            // A rename moves the file; a temp file renamed over the target
+            // leaves its name (a step exported before it folded).
+            for old in [&v.raw.old_path, &v.raw.via].into_iter().flatten() {
+                if let Ok(old) = git_path(old) {
+                    editor.remove(old.iter().map(|c| c.as_bstr())).map_err(git(dir, "edit the tree"))?;
+                }
             }
             let content = content(store, &v, &mut report, &mut notes)?;
             match git_path(&v.raw.path) {
@@ -325,6 +337,9 @@ fn message(v: &VersionRow, notes: &[String], through: i64) -> String {
         Some(old) => format!("{} {} -> {}\n\n", v.action, quote(old), quote(&v.raw.path)),
         None => format!("{} {}\n\n", v.action, quote(&v.raw.path)),
     };
+    if let Some(via) = &v.raw.via {
+        let _ = writeln!(m, "Via:     {} (written there, then renamed over this file)", quote(via));
+    }
     let _ = writeln!(m, "Program: {} (pid {})  {}", q(&v.exe), v.pid, shell_words(&v.argv));
     let chain: Vec<String> = v.chain.iter().map(|u| q(u).into_owned()).collect();
     let claimed = if v.unregistered_session { " [session not registered by a login: user claimed]" } else { "" };

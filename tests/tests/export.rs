@@ -248,6 +248,45 @@ fn a_second_export_adds_only_what_was_stored_since() {
     assert!(fsck.status.success(), "git fsck: {}", String::from_utf8_lossy(&fsck.stderr));
 }
 
+/// One commit per real change, as `collector log` shows them: a temp file
+/// filled by several processes and renamed over its target (add-shell's
+/// shape) is one commit of the target that says `Via:`, and no tree ever
+/// holds the temp file; a temp file that may still be renamed holds back
+/// what was stored after it, and the run says so.
+#[test]
+fn a_temp_file_renamed_over_its_target_is_one_commit_and_a_young_one_waits() {
+    let c = Collector::start();
+    c.sh("printf 'one\\n' > shells");
+    c.wait_versions(1);
+    for step in ["cp shells shells.tmp", "echo two >> shells.tmp", "mv shells.tmp shells"] {
+        c.sh(step);
+    }
+    let shown = c.wait_for("shells", |v| v.len() == 2 && v[1]["via"].is_string());
+    let repo = c.dir.path().join("export");
+    let out = exported(&c, &repo, &[]);
+    assert!(out.contains("2 commits"), "{out}");
+    assert!(!out.contains("wait"), "{out}");
+    let log = commits(&repo);
+    let ids: Vec<i64> = log.iter().map(Commit::version).collect();
+    let want: Vec<i64> = shown.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, want);
+    let temp = c.path("shells.tmp").display().to_string();
+    assert!(log[1].message.contains(&format!("Via:     {temp}")), "{}", log[1].message);
+    let shells = in_tree(c.path("shells").as_os_str().as_bytes());
+    assert_eq!(file_at(&repo, "HEAD", &shells).as_deref(), Some(&b"one\ntwo\n"[..]));
+    for commit in &log {
+        assert!(tree(&repo, &commit.id).iter().all(|p| !p.ends_with(b"shells.tmp")), "{:?}", tree(&repo, &commit.id));
+    }
+    // A temp file left in place may still be renamed over its target: what
+    // was stored after it waits for a later run.
+    c.sh("echo draft > other.tmp");
+    c.sh("echo later > later.conf");
+    c.wait_for("later.conf", |v| v.len() == 1);
+    let out = exported(&c, &repo, &[]);
+    assert!(out.contains("nothing new") && out.contains("wait for a later run"), "{out}");
+    assert_eq!(commits(&repo).len(), 2);
+}
+
 #[test]
 fn export_refuses_a_directory_others_could_read_and_a_branch_it_did_not_write() {
     let c = Collector::start();

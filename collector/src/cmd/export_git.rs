@@ -42,6 +42,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         )?;
     }
+    if report.waiting > 0 {
+        writeln!(
+            out,
+            "{} versions wait for a later run: a temp file may still be renamed over its target (at most {} minutes)",
+            report.waiting,
+            crate::fold::FOLD_WINDOW.as_secs() / 60
+        )?;
+    }
     if report.damaged > 0 {
         writeln!(out, "{} contents are damaged in the store (run `collector verify`)", report.damaged)?;
         return Ok(ExitCode::from(1));

@@ -7,6 +7,10 @@
 //! committed meanwhile waits for the next run), in time order within the
 //! run: a created file's version is stored a moment after later changes
 //! (the assembler holds it back), so ids are only roughly chronological.
+//! As in the default review: one commit per real change — steps folded
+//! into a rename over the target are not exported, and a run stops before a
+//! temp-named file's version that may still fold (younger than the fold
+//! window, `fold::FOLD_WINDOW`).
 
 use rusqlite::OptionalExtension;
 
@@ -19,10 +23,30 @@ impl Store {
         Ok(self.conn().query_row("SELECT coalesce(max(id), 0) FROM versions", [], |r| r.get(0))?)
     }
 
-    /// Ids of the versions with `after < id <= through`, by time, then id.
+    /// Where a run that starts after id `after` may stop: the highest id,
+    /// or, when a temp-named file's version not folded yet is younger than
+    /// the fold window at `now_us` (the file may still be renamed over its
+    /// target, its versions then fold into that change), just before the
+    /// first such version; and how many versions wait for a later run.
+    pub fn export_limit(&self, after: i64, now_us: i64) -> Result<(i64, u64)> {
+        let last = self.last_version_id()?;
+        let cutoff = now_us - crate::fold::FOLD_WINDOW.as_micros() as i64;
+        let young: Option<i64> = self.conn().query_row(
+            "SELECT min(id) FROM versions
+             WHERE id > ?1 AND folded_into IS NULL AND temp_name AND time_us > ?2",
+            rusqlite::params![after, cutoff],
+            |r| r.get(0),
+        )?;
+        let through = young.map_or(last, |id| id - 1);
+        Ok((through, (last - through) as u64))
+    }
+
+    /// Ids of the versions with `after < id <= through` that are not a
+    /// step folded into another change, by time, then id.
     pub fn export_ids(&self, after: i64, through: i64) -> Result<Vec<i64>> {
-        let mut stmt =
-            self.conn().prepare("SELECT id FROM versions WHERE id > ?1 AND id <= ?2 ORDER BY time_us, id")?;
+        let mut stmt = self.conn().prepare(
+            "SELECT id FROM versions WHERE id > ?1 AND id <= ?2 AND folded_into IS NULL ORDER BY time_us, id",
+        )?;
         let ids = stmt.query_map([after, through], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(ids)
     }
