@@ -2,25 +2,18 @@
 //! behalf. They go through `syscall(2)`, never through libc's `open`/`close`
 //! symbols, so the library cannot observe (or be confused by) its own I/O.
 //! Callers restore `errno` at the hook edge; these functions may clobber it.
+//! The calls the collector needs too (reading a file at one instant) are
+//! `filetrail_wire::sys`'s, re-exported here.
 
 use std::ffi::CStr;
 
+use filetrail_wire::sys::check;
+pub use filetrail_wire::sys::{Errno, errno, fstat, geteuid, now_ns, pread};
 use libc::{c_int, c_long};
-
-pub type Errno = c_int;
-
-pub fn errno() -> Errno {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() }
-}
 
 pub fn set_errno(e: Errno) {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = e };
-}
-
-fn check(r: c_long) -> Result<c_long, Errno> {
-    if r < 0 { Err(errno()) } else { Ok(r) }
 }
 
 /// A descriptor owned by the library, closed on drop.
@@ -55,10 +48,6 @@ pub fn openat(dirfd: c_int, path: &CStr, flags: c_int) -> Result<Fd, Errno> {
     check(r).map(|fd| Fd(fd as c_int))
 }
 
-pub fn fstat(fd: c_int) -> Result<libc::stat, Errno> {
-    fstatat(fd, c"", libc::AT_EMPTY_PATH)
-}
-
 pub fn fstatat(dirfd: c_int, path: &CStr, flags: c_int) -> Result<libc::stat, Errno> {
     // SAFETY: all-zero is a valid `stat`.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -67,19 +56,6 @@ pub fn fstatat(dirfd: c_int, path: &CStr, flags: c_int) -> Result<libc::stat, Er
         libc::syscall(libc::SYS_newfstatat, dirfd as c_long, path.as_ptr(), &mut st as *mut libc::stat, flags as c_long)
     };
     check(r).map(|_| st)
-}
-
-pub fn pread(fd: c_int, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
-    loop {
-        // SAFETY: buf is a valid writable region of buf.len() bytes.
-        let r = unsafe {
-            libc::syscall(libc::SYS_pread64, fd as c_long, buf.as_mut_ptr(), buf.len(), offset as libc::off_t)
-        };
-        match check(r) {
-            Err(libc::EINTR) => continue,
-            other => return other.map(|n| n as usize),
-        }
-    }
 }
 
 // Spool files (`spool.rs`): created, appended to, truncated back, locked.
@@ -288,11 +264,6 @@ pub fn peer_uid(fd: c_int) -> Result<u32, Errno> {
     Ok(cred.uid)
 }
 
-pub fn geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// A connected, close-on-exec Unix stream socket to `path`. `connect`
 /// waits at most `timeout_ns` for room in a full backlog (it obeys the send
 /// timeout; sends and receives never block on it, see [`send_parts`]).
@@ -354,14 +325,6 @@ pub fn random_u64() -> Option<u64> {
     // SAFETY: b is writable for 8 bytes.
     let r = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), libc::GRND_NONBLOCK as c_long) };
     (r == 8).then(|| u64::from_ne_bytes(b))
-}
-
-/// Monotonic nanoseconds, from the vDSO.
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Writes a diagnostic line to stderr (only used under FILETRAIL_DEBUG).

@@ -70,6 +70,7 @@ pub mod frame;
 pub mod path;
 pub mod policy;
 pub mod spool;
+pub mod sys;
 
 use serde::{Deserialize, Serialize};
 
