@@ -285,6 +285,28 @@ fn a_content_found_secret_after_it_was_shipped_is_deleted_from_the_fleet_store()
     assert_eq!(held(&mut pg), 0, "the secret's bytes stay in the fleet store");
 }
 
+/// A content shipped, then found secret at start-up (the same bytes under a
+/// `redact` name, written while no collector ran, so no version refers to
+/// them): the fleet store drops its copy too.
+#[test]
+fn a_content_found_secret_at_start_up_is_deleted_from_the_fleet_store() {
+    let Some(server) = PgServer::start() else { return };
+    let mut c = Collector::start_with(&server.fleet_config("h1"));
+    c.sh("printf 'token=hunter3' > app.conf");
+    let mut pg = server.client();
+    wait_shipped(&mut pg, &c, "h1");
+    let sha = hex::decode(sha256(b"token=hunter3")).unwrap();
+    let held = |pg: &mut postgres::Client| -> i64 {
+        pg.query_one("SELECT count(*) FROM blobs WHERE sha256 = $1", &[&sha]).unwrap().get(0)
+    };
+    assert_eq!(held(&mut pg), 1);
+    c.kill();
+    std::fs::write(c.path("app.key"), "token=hunter3").unwrap();
+    c.restart();
+    poll("the fleet store to drop the secret", || held(&mut pg) == 0);
+    assert_eq!(central_count(&mut pg, "h1"), 1, "the version stays, without its content");
+}
+
 #[test]
 fn sslmode_means_what_it_means_to_libpq() {
     let Some(server) = PgServer::start() else { return };

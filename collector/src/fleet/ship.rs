@@ -27,6 +27,9 @@
 //!   idempotent `UPDATE` keyed by (host, seq).
 //! - **Never blocks intake:** it reads the store through its own read-only
 //!   connection (WAL: readers never wait for the writer).
+//! - **Secrets found later:** every content the host has found secret is
+//!   deleted centrally, once per session and whenever the host purges
+//!   another (also one no new version refers to).
 //! - **Outages:** retried with a backoff (0.25 s doubling to 5 s), logged
 //!   once per outage and once when it ends.
 //!
@@ -109,6 +112,9 @@ pub struct Shipper {
     head_seq: i64,
     /// The local gaps as last shipped (count, newest id, versions, bytes).
     gaps_shipped: Option<(i64, i64, i64, i64)>,
+    /// How many contents the host knew secret when it last told the fleet
+    /// store to drop them (`None`: not yet in this session).
+    redactions_shipped: Option<i64>,
     /// Contents decoded from the local delta chains, by blob id: the next
     /// version of a file is a delta of the last (emptied past [`DECODED_MAX`]).
     decoded: std::collections::HashMap<i64, Vec<u8>>,
@@ -152,6 +158,7 @@ impl Shipper {
             db: db.to_path_buf(),
             head_seq: 0,
             gaps_shipped: None,
+            redactions_shipped: None,
             decoded: Default::default(),
             status_written: None,
         }
@@ -202,12 +209,14 @@ impl Shipper {
         *backoff = BACKOFF_MIN;
         let local = Store::open_read(&self.db)?;
         self.gaps_shipped = None;
+        self.redactions_shipped = None;
         loop {
             let shipped = match self.batch(&mut pg, &local)? {
                 Shipped::Versions(n) => n,
                 Shipped::Alert(why) => return Ok(Ended::Stopped(why)),
             };
             self.gaps(&mut pg, &local)?;
+            self.redactions(&mut pg, &local)?;
             self.status("shipping", None);
             if shipped == 0 {
                 std::thread::sleep(POLL);
@@ -433,6 +442,28 @@ impl Shipper {
         }
         tx.commit()?;
         self.gaps_shipped = Some(sig);
+        Ok(())
+    }
+
+    /// Deletes from the fleet store every content this host knows is secret
+    /// (`store/purge.rs`), when that set grew: a content found secret with
+    /// no new version referring to it (learned at start-up from a file
+    /// under a `redact` name that no library reported) goes too. Once per
+    /// session and after each purge; idempotent.
+    fn redactions(&mut self, pg: &mut Client, local: &Store) -> Result<()> {
+        let c = local.conn();
+        let known: i64 = c.query_row("SELECT count(*) FROM blobs WHERE redacted", [], |r| r.get(0))?;
+        if self.redactions_shipped == Some(known) {
+            return Ok(());
+        }
+        let secret: Vec<Vec<u8>> = c
+            .prepare_cached("SELECT sha256 FROM blobs WHERE redacted")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for chunk in secret.chunks(1000) {
+            pg.execute("DELETE FROM blobs WHERE sha256 = ANY($1)", &[&chunk])?;
+        }
+        self.redactions_shipped = Some(known);
         Ok(())
     }
 
