@@ -69,6 +69,25 @@ impl Clock {
         self.read(t).ok_or_else(|| format!("cannot read {text:?} as a time: use e.g. {FORMS}"))?
     }
 
+    /// As [`Clock::parse`], but the last instant the text names: a time to
+    /// the second without a fraction (as review output shows times) covers
+    /// that whole second, so a version shown with that time is at or before
+    /// it.
+    pub fn parse_through(&self, text: &str) -> Result<Timestamp, String> {
+        let t = self.parse(text)?;
+        let b = text.trim().as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+        let n = b.len();
+        let to_the_second = n >= 8
+            && digits(n - 8..n - 6)
+            && b[n - 6] == b':'
+            && digits(n - 5..n - 3)
+            && b[n - 3] == b':'
+            && digits(n - 2..n)
+            && (n == 8 || matches!(b[n - 9], b' ' | b'T'));
+        Ok(if to_the_second { t.checked_add(jiff::SignedDuration::from_micros(999_999)).unwrap_or(t) } else { t })
+    }
+
     /// `None`: not a form we know; `Some(Err)`: a form, but no such time.
     fn read(&self, t: &str) -> Option<Result<Timestamp, String>> {
         let err = |e: jiff::Error| e.to_string();
@@ -182,6 +201,22 @@ mod tests {
         for bad in ["2026-11-30 03:45:00 junk", "2026-11-30 3h", "2026-11-30 25:00", "2026-13-01", "last tuesdayish"] {
             assert!(at(bad).starts_with("error"), "{bad}: {}", at(bad));
         }
+    }
+
+    #[test]
+    fn a_time_to_the_second_runs_through_that_second() {
+        let through = |t: &str| clock().parse_through(t).unwrap().to_string();
+        assert_eq!(through("2026-11-30 03:45:07"), "2026-11-30T03:45:07.999999Z");
+        assert_eq!(through("2026-11-30T03:45:07"), "2026-11-30T03:45:07.999999Z");
+        assert_eq!(through("yesterday 10:00:05"), "2026-11-24T10:00:05.999999Z");
+        assert_eq!(through("10:00:05"), "2026-11-25T10:00:05.999999Z");
+        // Exact already: fractions, offsets, minutes, spans, epochs.
+        assert_eq!(through("2026-11-30T03:45:07.5"), "2026-11-30T03:45:07.5Z");
+        assert_eq!(through("2026-11-25T10:00:00Z"), "2026-11-25T10:00:00Z");
+        assert_eq!(through("2026-11-25T10:00:00+01:00"), "2026-11-25T09:00:00Z");
+        assert_eq!(through("2026-11-30 03:45"), "2026-11-30T03:45:00Z");
+        assert_eq!(through("2h"), "2026-11-25T13:00:00Z");
+        assert_eq!(through("@1764000000"), "2025-11-24T16:00:00Z");
     }
 
     #[test]

@@ -268,10 +268,10 @@ fn restore_at_a_time_puts_back_the_version_current_then_and_dry_run_changes_noth
     let v = c.wait_versions(3);
     assert_eq!(v[2]["after"], v[0]["after"], "{v:?}");
     assert_eq!(c.versions().len(), 3, "the dry run recorded nothing");
-    // Before the first version there is nothing to restore.
+    // Before the first version, which created it, the file did not exist.
     let out = cli(&c, &["restore", &app, "--at", "@1000000000"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no version recorded at or before"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not exist") && stderr(&out).contains("created it"), "{}", stderr(&out));
     // After a delete the file did not exist: say so (and how to undo the delete).
     c.sh("rm app.conf");
     c.wait_versions(4);
@@ -283,6 +283,44 @@ fn restore_at_a_time_puts_back_the_version_current_then_and_dry_run_changes_noth
     let out = cli(&c, &["restore", &app]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not a version id"), "{}", stderr(&out));
+}
+
+/// A file that existed before its first recorded change: `--at` a time
+/// before that change puts back what the change found (and `--before` does
+/// for any version); a time copied from the output, to the second, names
+/// the version shown with it even when a later part of that second holds
+/// it.
+#[test]
+fn restore_goes_back_before_the_first_recorded_change_and_takes_times_as_shown() {
+    let c = Collector::start();
+    std::fs::write(c.path("hosts"), "127.0.0.1 localhost\n").unwrap();
+    c.sh("echo '10.0.0.1 db' >> hosts");
+    let first = c.wait_versions(1).remove(0);
+    let hosts = path(&c, "hosts");
+    let out = stdout("restore --at before", &cli(&c, &["restore", &hosts, "--at", "@1000000000", "--dry-run"]));
+    assert!(out.contains("what version 1") && out.contains("\n-10.0.0.1 db\n"), "{out}");
+    let out = stdout("restore --before", &cli(&c, &["restore", "1", "--before"]));
+    assert!(out.contains("restored what the file held before version 1"), "{out}");
+    assert_eq!(std::fs::read(c.path("hosts")).unwrap(), b"127.0.0.1 localhost\n");
+    c.wait_versions(2);
+    // Two changes within one second, copied as the output shows the second one.
+    let shown = |v: &Value| {
+        let out =
+            Command::new("date").args(["-u", "+%Y-%m-%d %H:%M:%S", "-d"]).arg(v["time"].as_str().unwrap()).output();
+        String::from_utf8(out.unwrap().stdout).unwrap().trim().to_owned()
+    };
+    let (a, b) = loop {
+        c.sh("echo a > two.conf; echo b > two.conf");
+        let v = c.wait_for("two.conf", |v| v.len() >= 2);
+        let (a, b) = (v[v.len() - 2].clone(), v[v.len() - 1].clone());
+        if shown(&a) == shown(&b) {
+            break (a, b);
+        }
+    };
+    let two = path(&c, "two.conf");
+    let out = stdout("restore --at as shown", &cli(&c, &["restore", &two, "--at", &shown(&b), "--dry-run", "--utc"]));
+    assert!(out.contains(&format!("version {} (", b["id"])), "{out}\n(a: {a}, b: {b})");
+    let _ = first;
 }
 
 #[test]

@@ -62,10 +62,14 @@ pub struct Args {
     /// (for a delete: what the file held before it was deleted). With --at: a file's path.
     #[arg(value_name = "ID|PATH")]
     pub version: OsString,
-    /// Put back the content PATH had at this time (its newest version at or before it): 2026-11-25 14:30,
-    /// yesterday 10:00, 7d (ago), @EPOCH; in the local zone unless --utc.
+    /// Put back the content PATH had at this time (its newest version at or before it; before its first
+    /// recorded change, what that change found): 2026-11-25 14:30, yesterday 10:00, 7d (ago), @EPOCH; in
+    /// the local zone unless --utc. A time to the second, as review output shows it, covers that second.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub at: Option<String>,
+    /// Put back what the file held before version ID, not after it.
+    #[arg(long, conflicts_with = "at")]
+    pub before: bool,
     /// Write here instead of the version's own path.
     #[arg(long, value_name = "PATH")]
     pub to: Option<PathBuf>,
@@ -74,16 +78,18 @@ pub struct Args {
     pub dry_run: bool,
 }
 
-/// The version `restore` puts back: the id given, or the one current `--at`.
-fn chosen_version(cli: &Cli, store: &Store, args: &Args) -> anyhow::Result<i64> {
+/// The version `restore` puts back, and whether its before side: the id
+/// given, or the one current `--at`.
+fn chosen_version(cli: &Cli, store: &Store, args: &Args) -> anyhow::Result<(i64, bool)> {
     let shown = || quote(args.version.as_bytes()).into_owned();
     let Some(at) = &args.at else {
-        return args.version.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        let id = args.version.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| {
             anyhow::anyhow!("{}: not a version id (to restore a file as it was at a time: PATH --at TIME)", shown())
-        });
+        })?;
+        return Ok((id, args.before));
     };
     let clock = cli.clock();
-    let t = clock.parse(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+    let t = clock.parse_through(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
     let spec = super::query::checked_path_spec(store, Path::new(&args.version))?;
     if spec.under {
         bail!("{}: a directory; --at restores one file", shown());
@@ -98,7 +104,31 @@ fn chosen_version(cli: &Cli, store: &Store, args: &Args) -> anyhow::Result<i64> 
         ..Default::default()
     };
     let Some(v) = store.versions(&filter)?.pop() else {
-        bail!("{}: no version recorded at or before {when} (see `collector log`)", quote(&spec.path));
+        // Before its first recorded change: what that change found there.
+        let first = crate::store::QueryFilter {
+            paths: filter.paths.clone(),
+            since: Some(t),
+            limit: Some(1),
+            ..Default::default()
+        };
+        let Some(v) = store.versions(&first)?.pop() else {
+            bail!("{}: no version recorded (see `collector log`)", quote(&spec.path));
+        };
+        if v.before.is_none() || v.raw.path != spec.path {
+            bail!(
+                "{} did not exist at {when}: its first recorded change after it, version {}, created it",
+                quote(&spec.path),
+                v.id
+            );
+        }
+        println!(
+            "{} held at {when} what version {} ({}, by {}) found before its change",
+            quote(&spec.path),
+            v.id,
+            clock.show_text(&v.time),
+            crate::print::q(&v.user)
+        );
+        return Ok((v.id, true));
     };
     if v.raw.path != spec.path {
         bail!(
@@ -122,7 +152,7 @@ fn chosen_version(cli: &Cli, store: &Store, args: &Args) -> anyhow::Result<i64> 
         clock.show_text(&v.time),
         crate::print::q(&v.user)
     );
-    Ok(v.id)
+    Ok((v.id, false))
 }
 
 /// A file to restore: its directory (absolute, canonical) and its name.
@@ -176,12 +206,16 @@ struct Owner {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     crate::history::local_only(&cli.db, "restore")?;
     let store = Store::open_read(&cli.db)?;
-    let id = chosen_version(cli, &store, args)?;
+    let (id, before_side) = chosen_version(cli, &store, args)?;
     let v = store.version(id)?;
     // A delete is undone by putting back what the file held before it.
     let undelete = v.after.is_none();
+    let side_before = before_side || undelete;
+    if side_before && v.before.is_none() {
+        bail!("version {id} created {}: there was nothing before it to put back", quote(&v.raw.path));
+    }
     // Checked against its SHA-256: a damaged store writes nothing.
-    let content = store.content(id, undelete)?;
+    let content = store.content(id, side_before)?;
     let source = store.restore_source(id)?;
     drop(store);
     // Decided before anything is written (a dry run writes nothing).
@@ -249,7 +283,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let what = if undelete { "the content deleted by version" } else { "version" };
+    let what = match (undelete, before_side) {
+        (true, _) => "the content deleted by version",
+        (false, true) => "what the file held before version",
+        (false, false) => "version",
+    };
     println!("restored {what} {} to {}: {how}", v.id, target.shown());
     Ok(ExitCode::SUCCESS)
 }
