@@ -26,6 +26,12 @@
 //! file was already exported (see `store/export.rs`) leaves the tree as
 //! it is.
 //!
+//! A file that existed before its first recorded change (filetrail was
+//! installed after it) enters with a commit of its own, `baseline PATH`,
+//! author and committer `filetrail`, at that change's time, holding what
+//! the change found (trailer `Filetrail-Baseline-Of: ID`): the change's
+//! commit then shows only what it did.
+//!
 //! One commit per real change, as `collector log` shows them: the steps of
 //! a temp file renamed over its target (folded, issue 15) are not
 //! exported, the change of the target says `Via:`, and a run stops before
@@ -56,6 +62,9 @@ use crate::when::Clock;
 pub const VERSION: &str = "Filetrail-Version";
 /// The trailer saying every version up to this id is in the history.
 pub const THROUGH: &str = "Filetrail-Exported-Through";
+/// The trailer of a baseline commit: what the file held before this
+/// version, its first recorded change.
+pub const BASELINE: &str = "Filetrail-Baseline-Of";
 
 /// What one run did.
 #[derive(Debug, Default)]
@@ -137,6 +146,49 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
                  version's content"
             ));
         } else {
+            // A file that existed before its first recorded change enters the
+            // history as it was then, in a commit of its own, so that the
+            // change's commit shows only what the change did.
+            if let Some(found) = baseline(store, &v)?
+                && let Ok(path) = git_path(&v.raw.path)
+            {
+                held += found.len();
+                let blob = repo.write_blob(&found).map_err(git(dir, "write a blob"))?.detach();
+                let kind = if v
+                    .before_mode
+                    .as_deref()
+                    .and_then(|m| u32::from_str_radix(m, 8).ok())
+                    .is_some_and(|m| m & 0o100 != 0)
+                {
+                    EntryKind::BlobExecutable
+                } else {
+                    EntryKind::Blob
+                };
+                editor.upsert(path.iter().map(|c| c.as_bstr()), kind, blob).map_err(git(dir, "edit the tree"))?;
+                let tree = editor
+                    .write(|tree| repo.write_object(tree).map(|id| id.detach()))
+                    .map_err(git(dir, "write a tree"))?;
+                let time = commit_time(clock, time_us);
+                let who = gix::actor::Signature { name: "filetrail".into(), email: ident(&committer_email), time };
+                let commit = gix::objs::Commit {
+                    tree,
+                    parents: parent.into_iter().collect(),
+                    author: who.clone(),
+                    committer: who,
+                    encoding: None,
+                    message: format!(
+                        "baseline {}\n\nWhat the file held before its first recorded change, version {}.\n\n\
+                         {BASELINE}: {}\n{THROUGH}: {after}\n",
+                        quote(&v.raw.path),
+                        v.id,
+                        v.id
+                    )
+                    .into(),
+                    extra_headers: Vec::new(),
+                };
+                parent = Some(repo.write_object(&commit).map_err(git(dir, "write a commit"))?.detach());
+                report.commits += 1;
+            }
             // A rename moves the file; a temp file renamed over the target
             // leaves its name (a step exported before it folded).
             for old in [&v.raw.old_path, &v.raw.via].into_iter().flatten() {
@@ -179,11 +231,7 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
                 repo.write_object(tree).map(|id| id.detach())
             })
             .map_err(git(dir, "write a tree"))?;
-        let seconds = time_us.div_euclid(1_000_000);
-        let time = gix::date::Time {
-            seconds,
-            offset: jiff::Timestamp::from_second(seconds).map(|t| clock.offset_seconds(t)).unwrap_or(0),
-        };
+        let time = commit_time(clock, time_us);
         let host = v.host.as_deref().unwrap_or(&here);
         let commit = gix::objs::Commit {
             tree,
@@ -279,6 +327,30 @@ fn flush(repo: &gix::Repository) -> Result<Option<std::path::PathBuf>> {
     )
     .map_err(git(dir, "index a pack"))?;
     Ok(outcome.keep_path)
+}
+
+/// A commit's time: the version's second, with the review zone's offset.
+fn commit_time(clock: &Clock, time_us: i64) -> gix::date::Time {
+    let seconds = time_us.div_euclid(1_000_000);
+    gix::date::Time {
+        seconds,
+        offset: jiff::Timestamp::from_second(seconds).map(|t| clock.offset_seconds(t)).unwrap_or(0),
+    }
+}
+
+/// What the file of `v` held before it, when `v` is its first recorded
+/// change (no earlier version of the path, not a step folded into
+/// another) and found the file there with its content stored.
+fn baseline(store: &Store, v: &VersionRow) -> Result<Option<Vec<u8>>> {
+    if v.before.is_none() || store.earlier_version_of(&v.raw.path, v.id)? {
+        return Ok(None);
+    }
+    match store.content(v.id, true) {
+        Ok(bytes) => Ok(Some(bytes)),
+        // Not stored (redacted, over quota, hash only, damaged): the file
+        // enters with the change, as a new file.
+        Err(_) => Ok(None),
+    }
 }
 
 /// The after content of `v` to put in the tree, or `None` (the file leaves

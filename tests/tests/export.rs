@@ -287,6 +287,34 @@ fn a_temp_file_renamed_over_its_target_is_one_commit_and_a_young_one_waits() {
     assert_eq!(commits(&repo).len(), 2);
 }
 
+/// A file that existed before its first recorded change enters the history
+/// as it was then (a `baseline` commit), so that the change's commit shows
+/// only what the change did; a file a version created gets none.
+#[test]
+fn a_file_that_existed_before_its_first_change_enters_as_it_was() {
+    let c = Collector::start();
+    std::fs::write(c.path("hosts"), "127.0.0.1 localhost\n").unwrap();
+    c.sh("echo '10.0.0.1 db' >> hosts; echo new > new.conf");
+    c.wait_versions(2);
+    let repo = c.dir.path().join("export");
+    let out = exported(&c, &repo, &[]);
+    assert!(out.contains("3 commits"), "{out}");
+    let log = git_text(&repo, &["log", "--reverse", "--format=%an|%s"]);
+    let hosts = c.path("hosts").display().to_string();
+    let lines: Vec<&str> = log.lines().collect();
+    let baseline = lines.iter().position(|l| *l == format!("filetrail|baseline {hosts}")).expect(&log);
+    assert!(lines[baseline + 1].ends_with(&format!("write {hosts}")), "{log}");
+    assert_eq!(lines.iter().filter(|l| l.contains("baseline")).count(), 1, "none for the created file: {log}");
+    let in_hosts = in_tree(hosts.as_bytes());
+    let rev = format!("HEAD~{}", lines.len() - 1 - baseline);
+    assert_eq!(file_at(&repo, &rev, &in_hosts).as_deref(), Some(&b"127.0.0.1 localhost\n"[..]));
+    let message = git_text(&repo, &["log", "-1", "--format=%B", &rev]);
+    assert!(message.contains("Filetrail-Baseline-Of: "), "{message}");
+    let change = format!("HEAD~{}", lines.len() - 2 - baseline);
+    let diff = git_text(&repo, &["show", "--format=", "--numstat", &change]);
+    assert_eq!(diff, format!("1\t0\t{}", String::from_utf8(in_hosts).unwrap()), "the change adds one line");
+}
+
 #[test]
 fn export_refuses_a_directory_others_could_read_and_a_branch_it_did_not_write() {
     let c = Collector::start();

@@ -65,6 +65,21 @@ impl Store {
             .optional()?)
     }
 
+    /// Whether `path` has a version before `id` (in time, then id) that is
+    /// not a step folded into another change.
+    pub fn earlier_version_of(&self, path: &[u8], id: i64) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM versions v, versions me WHERE me.id = ?2 AND v.path = ?1 AND v.folded_into IS NULL
+                   AND (v.time_us < me.time_us OR (v.time_us = me.time_us AND v.id < me.id)) LIMIT 1",
+                rusqlite::params![path, id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// A version's time in microseconds since the epoch.
     pub fn version_time_us(&self, id: i64) -> Result<Option<i64>> {
         Ok(self.conn().query_row("SELECT time_us FROM versions WHERE id = ?1", [id], |r| r.get(0)).optional()?)
