@@ -170,8 +170,9 @@ fn check_listening_unix(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// Replaces this process image with the collector binary, same arguments,
-/// the listening socket as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID`: exec keeps
+/// Replaces this process image with the collector binary, same arguments
+/// (`argv[0]` included: `pgrep -f 'collector serve'` still finds it), the
+/// listening socket as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID`: exec keeps
 /// the pid). The binary is the file we were started from, so an upgrade
 /// installed since takes effect. Returns only on failure.
 pub fn reexec(listener: UnixListener, owned: Option<&Bound>) -> io::Error {
@@ -187,8 +188,10 @@ pub fn reexec(listener: UnixListener, owned: Option<&Bound>) -> io::Error {
         libc::fcntl(LISTEN_FD, libc::F_SETFD, 0);
     }
     let exe = program();
+    let mut args = std::env::args_os();
     let mut cmd = std::process::Command::new(&exe);
-    cmd.args(std::env::args_os().skip(1))
+    cmd.arg0(args.next().unwrap_or_else(|| "collector".into()))
+        .args(args)
         .env("LISTEN_FDS", "1")
         .env("LISTEN_PID", std::process::id().to_string())
         .env_remove("LISTEN_FDNAMES");
@@ -200,7 +203,9 @@ pub fn reexec(listener: UnixListener, owned: Option<&Bound>) -> io::Error {
 }
 
 /// The binary to re-execute: the path we were started from when the file
-/// there was replaced (an upgrade), else our own image.
+/// there was replaced (an upgrade), else our own image (whatever path, maybe
+/// relative, started it; the kernel names the process `exe` then, and
+/// `cli::main` names it back).
 fn program() -> OsString {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     if let Ok(link) = std::fs::read_link("/proc/self/exe") {

@@ -97,6 +97,7 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     reexec_without_preload();
+    name_after_argv0();
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve(_)));
     let paged = matches!(
@@ -149,10 +150,27 @@ fn reexec_without_preload() {
         return;
     }
     let mut args = std::env::args_os();
-    let Some(_argv0) = args.next() else { return };
-    let err = std::process::Command::new("/proc/self/exe").args(args).env_remove("LD_PRELOAD").exec();
+    let Some(argv0) = args.next() else { return };
+    let err = std::process::Command::new("/proc/self/exe").arg0(argv0).args(args).env_remove("LD_PRELOAD").exec();
     let _ = writeln!(io::stderr(), "collector: cannot re-run without LD_PRELOAD: {err}");
     std::process::exit(1);
+}
+
+/// Our own re-executions (above, and SIGHUP's `activation::reexec`) run
+/// `/proc/self/exe`, which the kernel names the process after: `exe`. Name
+/// it after `argv[0]` (which both keep) again, so `pgrep collector` finds it.
+fn name_after_argv0() {
+    use std::os::unix::ffi::OsStrExt;
+    if std::fs::read("/proc/self/comm").ok().as_deref() != Some(b"exe\n".as_slice()) {
+        return;
+    }
+    let Some(argv0) = std::env::args_os().next() else { return };
+    let Some(name) = std::path::Path::new(&argv0).file_name() else { return };
+    // The kernel keeps 15 bytes; a NUL inside would end it early anyway.
+    let name: Vec<u8> = name.as_bytes().iter().copied().take_while(|&b| b != 0).take(15).collect();
+    let Ok(name) = std::ffi::CString::new(name) else { return };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }
 
 fn init_logging(daemon: bool) {

@@ -97,17 +97,36 @@ pub(crate) fn shell_words(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// The users a change went through, login user first. A `?` after the
+/// The users a change went through, login user first, joined by
+/// [`arrow`] (`spaced`: with a space either side). A `?` after the
 /// login user: no PAM login registered the session, so that name is only
 /// what the process's login uid claims.
-fn chain(r: &VersionRow, sep: &str) -> String {
+fn chain(r: &VersionRow, spaced: bool) -> String {
+    let sep = if spaced { format!(" {} ", arrow()) } else { arrow().to_owned() };
     let mut users: Vec<String> = r.chain.iter().map(|u| q(u).into_owned()).collect();
     if r.unregistered_session
         && let Some(first) = users.first_mut()
     {
         first.push('?');
     }
-    users.join(sep)
+    users.join(&sep)
+}
+
+/// `→` where the locale's character set is UTF-8, else (a POSIX locale) `->`.
+fn arrow() -> &'static str {
+    static UTF8: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *UTF8.get_or_init(|| utf8_locale(|name| std::env::var(name).ok())) { "→" } else { "->" }
+}
+
+/// Whether the locale the environment names is UTF-8: the first of
+/// `LC_ALL`, `LC_CTYPE`, `LANG` set and not empty, as setlocale(3) reads
+/// them (none: the POSIX locale, ASCII).
+fn utf8_locale(var: impl Fn(&str) -> Option<String>) -> bool {
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"].into_iter().find_map(|name| var(name).filter(|v| !v.is_empty()));
+    locale.is_some_and(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("utf-8") || l.contains("utf8")
+    })
 }
 
 /// The path a row shows, with where it was renamed from or the temp file
@@ -210,7 +229,7 @@ fn cells(r: &Record) -> Cells<'_> {
             id: v.id.to_string(),
             host: q(v.host.as_deref().unwrap_or("-")).into_owned(),
             time: &v.time,
-            who: chain(v, "→"),
+            who: chain(v, false),
             action: &v.action,
             note: note(v),
             size: v.size.map(fit::size).unwrap_or_else(|| "-".into()),
@@ -391,7 +410,7 @@ pub fn session_header(out: &mut impl Write, session: u32, rows: &[VersionRow], c
         all.dedup();
         all.join(", ")
     };
-    let users = seen(&|r| Some(chain(r, " → ")));
+    let users = seen(&|r| Some(chain(r, true)));
     let places = seen(&|r| r.ssh_client.as_deref().map(|s| format!("ssh from {}", q(s))));
     let ttys = seen(&|r| r.tty.as_deref().map(|t| format!("tty {}", q(t))));
     let times: Vec<String> = rows.iter().map(|r| clock.show_text(&r.time)).collect();
@@ -432,7 +451,7 @@ pub fn log_header(out: &mut impl Write, r: &VersionRow, color: bool, clock: &Clo
         writeln!(out, "Folded:  a step of version {into}")?;
     }
     let unregistered = if r.unregistered_session { " [session not registered by a login: user claimed]" } else { "" };
-    writeln!(out, "User:    {} (uid {}, euid {}){unregistered}", chain(r, " → "), r.uid, r.euid)?;
+    writeln!(out, "User:    {} (uid {}, euid {}){unregistered}", chain(r, true), r.uid, r.euid)?;
     writeln!(out, "Date:    {} ({})", clock.show_text(&r.time), clock.zone())?;
     writeln!(out, "Program: {} (pid {})  {}", q(&r.exe), r.pid, shell_words(&r.argv))?;
     let place: Vec<String> = [
@@ -499,6 +518,19 @@ pub fn log_gap(out: &mut impl Write, g: &GapRow, color: bool, clock: &Clock) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chain_arrow_is_ascii_unless_the_locale_is_utf8() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+        };
+        assert!(!utf8_locale(env(&[])), "unset: POSIX");
+        assert!(!utf8_locale(env(&[("LANG", "C"), ("LC_CTYPE", "")])));
+        assert!(utf8_locale(env(&[("LANG", "en_US.UTF-8")])));
+        assert!(utf8_locale(env(&[("LANG", "C"), ("LC_CTYPE", "de_DE.utf8")])));
+        assert!(!utf8_locale(env(&[("LANG", "C.UTF-8"), ("LC_ALL", "POSIX")])), "LC_ALL wins");
+        assert!(!utf8_locale(env(&[("LANG", "fr_FR.ISO-8859-1")])));
+    }
 
     #[test]
     fn argv_is_quoted_like_a_shell_needs_it() {

@@ -34,11 +34,17 @@ impl Clock {
 
     /// A clock whose "now" is `now`, in `now`'s zone.
     pub fn at(now: Zoned) -> Clock {
-        let label = now.time_zone().iana_name().unwrap_or("local").to_owned();
-        Clock { now, label }
+        let label = match now.time_zone().iana_name() {
+            // The system's UTC is often spelled so (a `/etc/localtime` link).
+            Some("Etc/UTC" | "Etc/UCT" | "Etc/Universal" | "Etc/Zulu" | "UCT" | "Universal" | "Zulu") => "UTC",
+            Some(name) => name,
+            None => "local",
+        };
+        Clock { label: label.to_owned(), now }
     }
 
-    /// The zone's name, for headers: `UTC`, `Europe/Paris`, or `local`.
+    /// The zone's name, for headers: `UTC` (also for its aliases, such as
+    /// `Etc/UTC`), `Europe/Paris`, or `local`.
     pub fn zone(&self) -> &str {
         &self.label
     }
@@ -244,5 +250,7 @@ mod tests {
         // What is shown reads back as the second it was truncated to.
         assert_eq!(paris.parse(&paris.show(t)).unwrap(), t);
         assert_eq!(clock().zone(), "UTC");
+        let etc_utc = Clock::at("2026-11-25T15:00:00+00:00[Etc/UTC]".parse().unwrap());
+        assert_eq!(etc_utc.zone(), "UTC", "an alias of UTC is called UTC");
     }
 }

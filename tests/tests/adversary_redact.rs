@@ -175,6 +175,16 @@ fn content_stored_under_a_plain_name_is_purged_once_seen_as_redacted() {
     let verify = cli(&c, &["verify"]);
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success() && said.contains("all good"), "{said}");
+    // stats counts the redacted contents too; verify checks those with bytes, and both say so.
+    let stats: Value = serde_json::from_slice(&cli(&c, &["stats", "--json"]).stdout).unwrap();
+    let (all, stored) = (stats["blobs"].as_i64().unwrap(), stats["stored_blobs"].as_i64().unwrap());
+    assert!(all > stored, "{stats}");
+    assert!(said.contains(&format!("checked {stored} stored contents (those with their bytes: hash-only")), "{said}");
+    let text = String::from_utf8(cli(&c, &["stats"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!("contents:     {all} distinct, {stored} with their bytes stored (the rest hash only")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -285,14 +285,18 @@ fn a_self_set_login_uid_is_claimed_and_a_registered_session_is_verified() {
     }
     assert_eq!(v["trust"]["euid"], "verified");
     assert_eq!(v["euid"], m.0);
-    // The table marks the claimed human.
-    let table = Command::new(filetrail_e2e::collector_bin())
-        .args(["query", "--db"])
-        .arg(&c.db)
-        .arg(c.path("forged-root.conf"))
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&table.stdout).contains(" root?→ft-mallory "), "{table:?}");
+    // The table marks the claimed human; the arrow is ASCII unless the locale is UTF-8.
+    let table = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(filetrail_e2e::collector_bin());
+        cmd.args(["query", "--db"]).arg(&c.db).arg(c.path("forged-root.conf"));
+        cmd.env_remove("LC_ALL").env_remove("LC_CTYPE").env_remove("LANG").envs(env.iter().copied());
+        String::from_utf8(cmd.output().unwrap().stdout).unwrap()
+    };
+    let utf8 = table(&[("LANG", "C.UTF-8")]);
+    assert!(utf8.contains(" root?→ft-mallory "), "{utf8}");
+    for posix in [table(&[]), table(&[("LANG", "C.UTF-8"), ("LC_ALL", "C")])] {
+        assert!(posix.contains(" root?->ft-mallory ") && posix.is_ascii(), "{posix}");
+    }
     // Mallory cannot register a session: the registry socket is root's.
     let registry = c.socket.with_file_name("registry.sock");
     let probe = format!(

@@ -51,6 +51,17 @@ fn diff_log_users_and_filters() {
 }
 
 #[test]
+fn one_change_is_not_called_changes() {
+    let c = Collector::start();
+    c.sh("echo a > f");
+    c.wait_versions(1);
+    let user = stdout(&cli(&c, &["user", "root"]));
+    assert!(user.starts_with("root: 1 change to 1 file in 1 session, "), "{user}");
+    let session = user.lines().find(|l| l.trim_start().starts_with("session ")).unwrap();
+    assert!(session.ends_with("  1 change"), "{user}");
+}
+
+#[test]
 fn restore_puts_content_back_keeps_the_files_mode_and_is_recorded() {
     let c = Collector::start();
     let f = c.path("svc.conf");

@@ -4,6 +4,7 @@
 //! full disk only delays versions.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -154,6 +155,12 @@ fn sighup_restarts_without_refusing_a_single_connection() {
     assert!(ok > 10, "the prober connected ({ok})");
     assert_eq!(c.pid(), pid, "same process, re-executed");
     assert_eq!(std::fs::metadata(&c.socket).unwrap().ino(), ino, "the same socket, never re-bound");
+    // Still named as started (`pgrep collector`, `pgrep -f 'collector serve'`), not `exe`.
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "collector\n");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap();
+    assert_eq!(argv0, collector_bin().as_os_str().as_bytes(), "argv[0] as started");
+    assert!(cmdline.windows(7).any(|w| w == b"\0serve\0"), "argv kept: {cmdline:?}");
 
     c.sh("echo after > f");
     let v = c.wait_versions(2);

@@ -267,6 +267,32 @@ fn errors_exit_1_with_a_message_and_diff_exits_1_when_contents_differ() {
 }
 
 #[test]
+fn a_store_the_user_may_not_read_is_said_so_not_called_missing() {
+    let Some((uid, gid)) = filetrail_e2e::mallory() else { return };
+    let c = Collector::start();
+    c.sh("echo a > f");
+    c.wait_versions(1);
+    let as_user = |db: &Path| {
+        Command::new("setpriv")
+            .args([format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into()])
+            .arg(collector_bin())
+            .args(["query", "--db"])
+            .arg(db)
+            .output()
+            .unwrap()
+    };
+    // The store's directory is root's only (0700), as /var/lib/filetrail is.
+    let out = as_user(&c.db);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let says = stderr(&out);
+    assert!(says.contains("cannot read the store") && says.contains("try sudo"), "{says}");
+    assert!(says.contains("Permission denied") && !says.contains("no store"), "{says}");
+    // A store that is not there is still called missing.
+    let out = as_user(&c.dir.path().join("..").join("no-such-filetrail-store.db"));
+    assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_terminal_is_told_when_nothing_matches_and_gets_colour_only_when_it_wants_it() {
     let c = Collector::start();
     std::fs::write(c.path("quiet"), "never changed\n").unwrap();

@@ -246,6 +246,16 @@ fn a_change_nobody_saw_flags_the_next_version_gap_before() {
         .output()
         .unwrap();
     assert!(String::from_utf8(log.stdout).unwrap().contains("Gap:"));
+    // stats counts it too, though no gap record does.
+    let stats = |json: &[&str]| {
+        let out = Command::new(filetrail_e2e::collector_bin()).arg("stats").args(json).arg("--db").arg(&c.db).output();
+        String::from_utf8(out.unwrap().stdout).unwrap()
+    };
+    let text = stats(&[]);
+    assert!(text.contains("gaps:         1 version after a change nobody saw (gap_before"), "{text}");
+    assert!(!text.contains("gaps:         none"), "{text}");
+    let json: Value = serde_json::from_str(&stats(&["--json"])).unwrap();
+    assert_eq!((json["gap_before_versions"].as_i64(), json["gaps"].as_array().map(Vec::len)), (Some(1), Some(0)));
     assert!(c.log().contains("kernel watch off"), "{}", c.log());
 }
 

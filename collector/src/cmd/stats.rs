@@ -28,8 +28,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "users:        {}", s.users)?;
         writeln!(
             out,
-            "contents:     {} distinct, {} of content in {} stored",
+            "contents:     {} distinct, {} with their bytes stored (the rest hash only: redacted, over max_size \
+             or quota), {} of content in {} stored",
             s.blobs,
+            s.stored_blobs,
             size(s.content_bytes.max(0) as u64),
             size(s.stored_bytes.max(0) as u64)
         )?;
@@ -38,8 +40,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             |time: Option<&str>| time.map_or("-".to_owned(), |t| format!("{} ({})", clock.show_text(t), clock.zone()));
         writeln!(out, "oldest:       {}", t(s.oldest.as_deref()))?;
         writeln!(out, "newest:       {}", t(s.newest.as_deref()))?;
-        if s.gaps.is_empty() {
+        if s.gaps.is_empty() && s.gap_before_versions == 0 {
             writeln!(out, "gaps:         none")?;
+        }
+        if s.gap_before_versions > 0 {
+            writeln!(
+                out,
+                "gaps:         {} {} after a change nobody saw (gap_before: the collector was down or the kernel \
+                 watch off)",
+                s.gap_before_versions,
+                if s.gap_before_versions == 1 { "version" } else { "versions" }
+            )?;
         }
         for g in &s.gaps {
             // Names from the user database or numbers: quoted like any name.

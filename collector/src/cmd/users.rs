@@ -115,12 +115,12 @@ pub fn run_user(cli: &Cli, args: &UserArgs) -> anyhow::Result<ExitCode> {
         let from = s.ssh_client.as_deref().map(|c| format!("ssh from {}", q(c))).unwrap_or_else(|| "local".into());
         writeln!(
             out,
-            "  {}session {id:<8} {from:<28} tty {:<12} {} .. {}  {} changes",
+            "  {}session {id:<8} {from:<28} tty {:<12} {} .. {}  {}",
             on(&s.host),
             s.tty.as_deref().map_or("-".into(), q),
             t(&s.first),
             t(&s.last),
-            s.versions
+            n(s.versions, "change", "changes")
         )?;
     }
     Ok(ExitCode::SUCCESS)

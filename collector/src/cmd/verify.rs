@@ -26,7 +26,7 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         out,
-        "checked {} stored contents and {} versions: {}",
+        "checked {} stored contents (those with their bytes: hash-only ones have none) and {} versions: {}",
         report.blobs,
         report.versions,
         if report.problems.is_empty() { "all good".to_owned() } else { format!("{} problems", report.problems.len()) }

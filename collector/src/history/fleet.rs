@@ -569,12 +569,14 @@ impl History for Fleet {
             paths: one("SELECT count(*) FROM (SELECT DISTINCT host, path FROM versions) AS p")?.unwrap_or(0),
             users: one("SELECT count(DISTINCT \"user\") FROM versions")?.unwrap_or(0),
             blobs: one("SELECT count(*) FROM blobs")?.unwrap_or(0),
+            stored_blobs: one("SELECT count(data) FROM blobs")?.unwrap_or(0),
             content_bytes: one("SELECT sum(size)::bigint FROM blobs")?.unwrap_or(0),
             stored_bytes: one("SELECT sum(octet_length(data))::bigint FROM blobs")?.unwrap_or(0),
             disk_bytes: one("SELECT pg_database_size(current_database())")?.unwrap_or(0).max(0) as u64,
             oldest: one("SELECT min(time_us) FROM versions")?.map(time),
             newest: one("SELECT max(time_us) FROM versions")?.map(time),
             gaps,
+            gap_before_versions: one("SELECT count(*) FROM versions WHERE gap_before")?.unwrap_or(0),
             // Shipping is a host's: the fleet store is where it ships to.
             fleet: None,
         })

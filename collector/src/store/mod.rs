@@ -83,13 +83,19 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens an existing store read-only (review commands).
+    /// Opens an existing store read-only (review commands). A store that
+    /// is missing, or that the user may not read (the collector's is root's
+    /// only), is refused saying which, and what to do.
     pub fn open_read(path: &Path) -> Result<Store> {
-        if !path.exists() {
-            return Err(Error::io(
-                format!("no store at {} (give the collector's --db, or set FILETRAIL_DB)", path.display()),
-                std::io::Error::from(std::io::ErrorKind::NotFound),
-            ));
+        if let Err(e) = std::fs::File::open(path) {
+            let p = path.display();
+            use std::io::ErrorKind::{NotFound, PermissionDenied};
+            let what = match e.kind() {
+                NotFound => format!("no store at {p} (give the collector's --db, or set FILETRAIL_DB)"),
+                PermissionDenied => format!("cannot read the store {p} (it is root's: try sudo)"),
+                _ => format!("cannot read the store {p}"),
+            };
+            return Err(Error::io(what, e));
         }
         let wrap = |source| Error::Store { path: path.to_path_buf(), source };
         let conn =

@@ -329,7 +329,11 @@ pub struct Stats {
     pub versions: i64,
     pub paths: i64,
     pub users: i64,
+    /// Distinct contents, the hash-only ones (redacted, over `max_size` or
+    /// the quota) included; `stored_blobs` of them hold their bytes (what
+    /// `verify` checks).
     pub blobs: i64,
+    pub stored_blobs: i64,
     pub content_bytes: i64,
     pub stored_bytes: i64,
     pub disk_bytes: u64,
@@ -337,6 +341,9 @@ pub struct Stats {
     pub newest: Option<String>,
     /// What could not be recorded, by kind (`store/gaps.rs`).
     pub gaps: Vec<super::gaps::GapSummary>,
+    /// Versions after a change nobody saw (`gap_before`: the collector was
+    /// down or the kernel watch off), which no gap record counts.
+    pub gap_before_versions: i64,
     /// Shipping to the fleet store, when this store's collector ships.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStats>,
@@ -378,12 +385,14 @@ impl Store {
             paths: one("SELECT count(DISTINCT path) FROM versions")?,
             users: one("SELECT count(DISTINCT user) FROM principals")?,
             blobs: one("SELECT count(*) FROM blobs")?,
+            stored_blobs: one("SELECT count(data) FROM blobs")?,
             content_bytes: one("SELECT sum(size) FROM blobs")?,
             stored_bytes: one("SELECT sum(length(data)) FROM blobs")?,
             disk_bytes,
             oldest: time("SELECT min(time_us) FROM versions")?,
             newest: time("SELECT max(time_us) FROM versions")?,
             gaps: self.gap_summary()?,
+            gap_before_versions: one("SELECT count(*) FROM versions WHERE gap_before = 1")?,
             fleet: self.fleet_stats()?,
         })
     }
