@@ -77,6 +77,7 @@ pub mod server;
 pub mod serving;
 pub mod spool;
 pub mod store;
+pub mod unrecorded;
 pub mod vouch;
 pub mod watch;
 pub mod when;

@@ -472,6 +472,9 @@ fn read_event<R: Read>(r: &mut R, max_payload: u64, slot: &Slot) -> Result<(Clie
     let mut sides = Vec::with_capacity(snaps.len());
     for snap in snaps {
         let side = match (snap.state, &reservation) {
+            // Empty content costs nothing to hold (and no frame without
+            // payload reserves): stored, not `hash_only`.
+            (SnapState::Stored, _) if snap.len == 0 => Some(Side::from_bytes(Vec::new(), snap.meta, snap.consistent)),
             (SnapState::Stored, Some(reserved)) => {
                 let side = Side::from_bytes(read_bytes(r, snap.len)?, snap.meta, snap.consistent);
                 side.bytes.iter().for_each(|b| reserved.keep(b));

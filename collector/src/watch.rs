@@ -21,6 +21,10 @@
 //!   or rename (a `FAN_RENAME` whose source held that very content);
 //! - same content, other mode or owner: `attrib`.
 //!
+//! While a path waits, who changed it is noted in [`Unrecorded`]: a
+//! library's version of the same file may be stored before the watch looks,
+//! and the store then records the change the watch saw (`store/mod.rs`).
+//!
 //! Who: the process the event names, read from `/proc` while its pidfid
 //! (`FAN_REPORT_PIDFD`) shows it alive, like a library peer
 //! ([`identity::from_kernel`], the session registry's labels); a process
@@ -63,6 +67,7 @@ use crate::quota::Quotas;
 use crate::registry::Registry;
 use crate::secrets::Secrets;
 use crate::store::Store;
+use crate::unrecorded::Unrecorded;
 use crate::who::{Identity, next_key};
 use crate::writer::VersionSender;
 
@@ -121,6 +126,7 @@ pub fn start(
     quotas: Arc<Quotas>,
     tx: VersionSender,
     registry: Arc<Registry>,
+    unrecorded: Arc<Unrecorded>,
 ) -> Option<Watch> {
     if !config.kernel_watch {
         tracing::info!("kernel watch off (kernel_watch = false): changes by programs without the library are not seen");
@@ -166,6 +172,7 @@ pub fn start(
         secrets,
         intake,
         registry,
+        unrecorded,
         pending: HashMap::new(),
         resolved: HashMap::new(),
         sent: HashMap::new(),
@@ -229,6 +236,8 @@ struct State {
     secrets: Arc<Secrets>,
     intake: Intake,
     registry: Arc<Registry>,
+    /// Who changed the paths waiting, for the store (a library's version may come first).
+    unrecorded: Arc<Unrecorded>,
     pending: HashMap<Vec<u8>, Pending>,
     /// Entries of waiting paths as the kernel names them, resolved when.
     resolved: HashMap<Entry, (Instant, Vec<u8>)>,
@@ -396,6 +405,9 @@ impl State {
             && at.elapsed() < RESOLVED_FOR
             && let Some(p) = self.pending.get_mut(path)
         {
+            if ev.pid != self.me {
+                self.unrecorded.note(path, ev.pid, who.as_ref(), jiff::Timestamp::now());
+            }
             return p.note(ev.mask, who, ev.pid, self.me);
         }
         let Some((dir, name, path)) = self.resolve(entry) else { return };
@@ -464,6 +476,9 @@ impl State {
             tracing::warn!("kernel watch: over {MAX_PENDING} changed paths waiting; some are looked at later");
             return;
         }
+        if pid != self.me {
+            self.unrecorded.note(&path, pid, who.as_ref(), jiff::Timestamp::now());
+        }
         let p = self.pending.entry(path).or_insert_with(|| Pending {
             dir: dir.clone(),
             name: name.clone(),
@@ -511,18 +526,6 @@ impl State {
         who
     }
 
-    /// Whom a version is credited to: labelled when it is made, not when
-    /// its event came, so a login whose registration reached the collector
-    /// a moment after the process wrote (a slow `collector session` at
-    /// login) still counts as a login.
-    fn attribute(&self, p: &Pending) -> Arc<Identity> {
-        let Some(seen) = &p.who else { return Arc::new(unknown(p.pid)) };
-        let mut who = Identity::clone(seen);
-        self.registry.vouch(&mut who);
-        not_a_human_unless_logged_in(&mut who);
-        Arc::new(who)
-    }
-
     /// Time until the next pending path is due.
     fn next_due(&self) -> Option<Duration> {
         let now = Instant::now();
@@ -542,6 +545,9 @@ impl State {
         self.resolved.retain(|_, (at, _)| now.duration_since(*at) < RESOLVED_FOR);
         for path in due {
             let Some(p) = self.pending.remove(&path) else { continue };
+            // Before the store is read: a library version stored from now
+            // on is compared with what the watch records (or has a gap).
+            self.unrecorded.forget(&path);
             if let Some(retry) = self.look_at(&path, &p) {
                 self.pending.insert(path, Pending { last: retry, ..p });
             }
@@ -593,6 +599,7 @@ impl State {
                     (Some(old), _) => {
                         old_path = Some(old.clone());
                         self.pending.remove(old);
+                        self.unrecorded.forget(old);
                         Action::Rename
                     }
                     (None, None) => Action::Create,
@@ -600,7 +607,7 @@ impl State {
                 }
             }
         };
-        let who = self.attribute(p);
+        let who = attribute(&self.registry, p.who.as_ref(), p.pid);
         let hash = after.as_ref().map(|s| s.sha256.clone());
         let mut draft = Draft::new(path.to_vec(), action, before, after, p.time);
         draft.old_path = old_path;
@@ -703,6 +710,19 @@ fn read_identity(pid: i32, pidfd: Option<&OwnedFd>, pidfds: bool) -> Option<Iden
         None => who.trust.values_mut().for_each(|t| *t = crate::who::Trust::Claimed),
     }
     Some(who)
+}
+
+/// Whom a version of a change by `pid` (`seen`: as read from `/proc`,
+/// `None` when gone) is credited to: labelled when it is made, not when its
+/// event came, so a login whose registration reached the collector a
+/// moment after the process wrote (a slow `collector session` at login)
+/// still counts as a login.
+pub(crate) fn attribute(registry: &Registry, seen: Option<&Arc<Identity>>, pid: i32) -> Arc<Identity> {
+    let Some(seen) = seen else { return Arc::new(unknown(pid)) };
+    let mut who = Identity::clone(seen);
+    registry.vouch(&mut who);
+    not_a_human_unless_logged_in(&mut who);
+    Arc::new(who)
 }
 
 /// A process outside any login session that PAM registered (a cron job, a

@@ -43,6 +43,10 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let secrets = std::sync::Arc::new(Secrets::load(&config, &mut store).context("learning the redacted contents")?);
     let registry =
         std::sync::Arc::new(crate::registry::Registry::open(&cli.db).context("loading the session registry")?);
+    // What the kernel watch saw and has not recorded yet: the store records
+    // it when a library's version of the same file comes first.
+    let unrecorded = std::sync::Arc::new(crate::unrecorded::Unrecorded::new(registry.clone()));
+    store.set_unrecorded(unrecorded.clone());
     let (tx, writer) = crate::writer::spawn(store);
     // Shipping reads the store on its own connection: it never holds intake up.
     if let Some(fleet) = &config.fleet {
@@ -54,7 +58,15 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
         .context("starting the spool replay")?;
     let handoff = handoff::path_for(&cli.db);
     let setup = Setup { socket: cli.socket(), inherited, handoff: &handoff, signals: &signals };
-    let watch = crate::watch::start(&config, &cli.db, secrets.clone(), quotas.clone(), tx.clone(), registry.clone());
+    let watch = crate::watch::start(
+        &config,
+        &cli.db,
+        secrets.clone(),
+        quotas.clone(),
+        tx.clone(),
+        registry.clone(),
+        unrecorded,
+    );
     let ended = server::serve(setup, config, secrets, quotas, tx, writer.gaps(), registry).context("serving")?;
     // The watch holds a sender of the writer's queue: it ends first.
     drop(watch);

@@ -226,4 +226,107 @@ mod tests {
         store.insert(&[unseen]).unwrap();
         assert_eq!(rows(&store)[2], (3, "library".into(), true));
     }
+
+    /// The watch and its notes of who changed what, as `collector serve` sets them up.
+    fn watched(dir: &std::path::Path) -> (Store, Arc<crate::unrecorded::Unrecorded>) {
+        let mut store = Store::open(&dir.join("t.db")).unwrap();
+        let registry = Arc::new(crate::registry::Registry::open(&dir.join("t.db")).unwrap());
+        let unrecorded = Arc::new(crate::unrecorded::Unrecorded::new(registry));
+        store.set_unrecorded(unrecorded.clone());
+        (store, unrecorded)
+    }
+
+    fn sides(store: &Store, id: i64) -> (Option<String>, Option<String>, i32) {
+        store
+            .conn
+            .query_row(
+                "SELECT nullif(lower(hex(b.sha256)), ''), lower(hex(a.sha256)), w.pid FROM versions v
+                 JOIN writers w ON w.id = v.writer
+                 LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob WHERE v.id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    fn sha(bytes: &[u8]) -> Option<String> {
+        Some(crate::model::sha256_hex(bytes))
+    }
+
+    /// `install /dev/null x` (no library) and within the watch's wait a
+    /// session's `echo q=1 >> x`: the unseen change is a kernel version of
+    /// its own, stored first, its after the library's before; no gap.
+    #[test]
+    fn a_change_the_watch_has_not_recorded_yet_is_stored_before_the_library_version_that_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, unrecorded) = watched(dir.path());
+        store.add_baselines(&[(b"/etc/a.conf".to_vec(), side(b"v0").unwrap())], jiff::Timestamp::now()).unwrap();
+        unrecorded.note(b"/etc/a.conf", 1_000_009, None, jiff::Timestamp::now());
+        let mut library = version(b"v1", b"v2", SeenBy::Library, 1_000_001);
+        library.draft.time = jiff::Timestamp::now();
+        unrecorded.note(b"/etc/a.conf", 1_000_001, None, library.draft.time);
+        assert_eq!(store.insert(&[library]).unwrap(), vec![Some(2)]);
+        assert_eq!(rows(&store), vec![(1, "kernel".into(), false), (2, "library".into(), false)]);
+        assert_eq!(sides(&store, 1), (sha(b"v0"), sha(b"v1"), 1_000_009));
+        assert_eq!(sides(&store, 2), (sha(b"v1"), sha(b"v2"), 1_000_001));
+        // Nothing the library's own process did is another change.
+        store.insert(&[version(b"v2", b"v3", SeenBy::Library, 1_000_001)]).unwrap();
+        assert_eq!(rows(&store).len(), 3);
+    }
+
+    /// Two sessions' processes: the second's report came first, and its
+    /// before is not what the store knew. The first process reported its
+    /// change meanwhile: it is not credited with another one (a gap, as
+    /// without the watch).
+    #[test]
+    fn a_process_whose_library_reported_is_not_credited_with_an_unseen_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, unrecorded) = watched(dir.path());
+        store.add_baselines(&[(b"/etc/a.conf".to_vec(), side(b"v0").unwrap())], jiff::Timestamp::now()).unwrap();
+        unrecorded.note(b"/etc/a.conf", 1_000_001, None, jiff::Timestamp::now());
+        unrecorded.note(b"/etc/a.conf", 1_000_002, None, jiff::Timestamp::now());
+        store.insert(&[version(b"v0", b"b", SeenBy::Library, 1_000_002)]).unwrap();
+        store.insert(&[version(b"v0", b"a", SeenBy::Library, 1_000_001)]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "library".into(), false), (2, "library".into(), true)]);
+    }
+
+    /// A user's library reports what it likes about a file it may write:
+    /// its before is never made another user's change (nor an unknown
+    /// process's); the report has a gap instead.
+    #[test]
+    fn an_ordinary_users_report_puts_no_change_in_another_users_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, unrecorded) = watched(dir.path());
+        store.add_baselines(&[(b"/etc/a.conf".to_vec(), side(b"v0").unwrap())], jiff::Timestamp::now()).unwrap();
+        unrecorded.note(b"/etc/a.conf", 1_000_009, None, jiff::Timestamp::now());
+        let mut mallory = version(b"forged", b"v2", SeenBy::Library, 1_000_001);
+        mallory.who = Arc::new(Identity { euid: 1000, ..Identity::clone(&mallory.who) });
+        store.insert(&[mallory]).unwrap();
+        assert_eq!(rows(&store), vec![(1, "library".into(), true)]);
+    }
+
+    /// `echo a=1 > new.conf; sed -i s/1/2/ new.conf` with the watch on: sed's
+    /// version comes first (the create is held back) and its before looks
+    /// like a change the shell made unseen; when the shell's report comes,
+    /// the kernel's row of it is folded into it (one change, one version).
+    #[test]
+    fn a_held_back_report_of_a_change_taken_for_unseen_replaces_its_kernel_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, unrecorded) = watched(dir.path());
+        let at = |s: i64| jiff::Timestamp::from_second(1_800_000_000 + s).unwrap();
+        unrecorded.note(b"/etc/a.conf", 1_000_001, None, at(1));
+        unrecorded.note(b"/etc/a.conf", 1_000_002, None, at(2));
+        let mut sed = version(b"a=1\n", b"a=2\n", SeenBy::Library, 1_000_002);
+        sed.draft.time = at(2);
+        let mut create = version(b"", b"a=1\n", SeenBy::Library, 1_000_001);
+        (create.draft.before, create.draft.action, create.draft.time) = (None, Action::Create, at(1));
+        store.insert(&[sed]).unwrap();
+        assert_eq!(sides(&store, 1), (None, sha(b"a=1\n"), 1_000_001));
+        store.insert(&[create]).unwrap();
+        let rows = rows(&store);
+        assert_eq!(rows, vec![(1, "kernel".into(), false), (2, "library".into(), false), (3, "library".into(), false)]);
+        let folded: Option<i64> =
+            store.conn.query_row("SELECT folded_into FROM versions WHERE id = 1", [], |r| r.get(0)).unwrap();
+        assert_eq!(folded, Some(3));
+    }
 }

@@ -28,9 +28,11 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, params};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::model::{NewVersion, SeenBy, Side, Stored};
+use crate::model::{Action, Draft, NewVersion, SeenBy, Side, Stored};
+use crate::unrecorded::Unrecorded;
 use crate::who::Identity;
 
 pub use baseline::Known;
@@ -44,6 +46,8 @@ pub struct Store {
     writers: HashMap<u64, (i64, i64)>,
     /// A purge's WAL truncation could not finish: retried after each batch.
     scrub_pending: bool,
+    /// What the kernel watch saw and has not recorded yet (`serve` only).
+    unrecorded: Option<Arc<Unrecorded>>,
 }
 
 /// Prepared statements a connection keeps.
@@ -78,7 +82,8 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         stable_plans(&conn).map_err(wrap)?;
         schema::migrate(&mut conn).map_err(wrap)?;
-        let mut store = Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false };
+        let mut store =
+            Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false, unrecorded: None };
         store.purge_leftovers()?;
         Ok(store)
     }
@@ -104,7 +109,13 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
         stable_plans(&conn).map_err(wrap)?;
         schema::check_readable(&conn).map_err(wrap)?;
-        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false })
+        Ok(Store { conn, path: path.to_path_buf(), writers: HashMap::new(), scrub_pending: false, unrecorded: None })
+    }
+
+    /// Library versions are from now on checked against what the kernel
+    /// watch saw and has not recorded yet ([`Store::insert`]).
+    pub fn set_unrecorded(&mut self, unrecorded: Arc<Unrecorded>) {
+        self.unrecorded = Some(unrecorded);
     }
 
     pub fn path(&self) -> &Path {
@@ -133,14 +144,13 @@ impl Store {
         // of its own) and the id given to each version is free.
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(batch.len());
-        let mut purged = false;
         let mut fresh: HashMap<u64, (i64, i64)> = HashMap::new();
         // The chain's head: each version gets the next id and links to it.
-        let (mut last_id, mut last_hash): (i64, Option<Vec<u8>>) = tx
+        let mut head = tx
             .prepare_cached("SELECT id, record_hash FROM versions ORDER BY id DESC LIMIT 1")?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([], |r| Ok(Head { id: r.get(0)?, hash: r.get(1)?, purged: false }))
             .optional()?
-            .unwrap_or((0, None));
+            .unwrap_or(Head { id: 0, hash: None, purged: false });
         for v in batch {
             let origin = v.delivery.as_ref().map(|d| &d.origin[..]);
             if let Some(origin) = origin {
@@ -150,13 +160,13 @@ impl Store {
                     continue;
                 }
             }
-            let (writer, principal) = match self.writers.get(&v.who.key).or(fresh.get(&v.who.key)) {
-                Some(&ids) => ids,
-                None => {
-                    let ids = insert_writer(&tx, &v.who)?;
-                    fresh.insert(v.who.key, ids);
-                    ids
+            let mut writer_of = |who: &Identity| -> Result<(i64, i64)> {
+                if let Some(&ids) = self.writers.get(&who.key).or(fresh.get(&who.key)) {
+                    return Ok(ids);
                 }
+                let ids = insert_writer(&tx, who)?;
+                fresh.insert(who.key, ids);
+                Ok(ids)
             };
             let d = &v.draft;
             // What the path last held: a library version whose before is
@@ -180,128 +190,63 @@ impl Store {
             };
             // A report of an earlier change that comes after a later one
             // (a created file the assembler held back while `sed -i`
-            // replaced it) is not compared with that later version.
-            let gap_before = d.seen_by == SeenBy::Library
-                && replaces.is_none()
-                && known.as_ref().is_some_and(|k| k.time_us.is_none_or(|t| t <= d.time.as_microsecond()))
+            // replaced it) is not compared with that later version; it
+            // replaces the kernel's row of that change if one was made
+            // meanwhile (below: the later report came first).
+            let late = known.as_ref().is_some_and(|k| k.time_us.is_some_and(|t| t > d.time.as_microsecond()));
+            let replaces = match replaces {
+                None if late && d.seen_by == SeenBy::Library => {
+                    kernel_row(&tx, &d.path, v.who.pid, (hash(&d.before), hash(&d.after)), head.id)?
+                }
+                replaces => replaces,
+            };
+            let in_order = d.seen_by == SeenBy::Library && replaces.is_none() && !late;
+            // Another process changed the path while the kernel watch waited
+            // for quiet (`unrecorded.rs`): what the library found before its
+            // change is that process's change, stored first as the kernel
+            // version the watch would have made (once quiet, it would find
+            // only the library's after).
+            let unseen = match &self.unrecorded {
+                Some(unrecorded) if in_order => {
+                    let was = known.as_ref().and_then(|k| k.side.as_ref());
+                    change_between(was, d.before.as_ref()).and_then(|action| {
+                        let e = unrecorded.earlier(&d.path, v.who.pid, d.time)?;
+                        // Its after is what the reporting library says: taken
+                        // from root, or from the user the change is credited
+                        // to, never put in another user's name (a gap then).
+                        if v.who.euid != 0 && v.who.euid != e.who.euid {
+                            return None;
+                        }
+                        let time_us = known.as_ref().and_then(|k| k.time_us);
+                        let time = time_us
+                            .and_then(|t| jiff::Timestamp::from_microsecond(t).ok())
+                            .map_or(e.time, |t| e.time.max(t));
+                        let mut draft = Draft::new(d.path.clone(), action, was.cloned(), d.before.clone(), time);
+                        draft.seen_by = SeenBy::Kernel;
+                        Some(NewVersion { draft, who: e.who, delivery: None })
+                    })
+                }
+                _ => None,
+            };
+            if let Some(unrecorded) = self.unrecorded.as_ref().filter(|_| d.seen_by == SeenBy::Library) {
+                unrecorded.reported(&d.path, v.who.pid);
+            }
+            if let Some(k) = &unseen {
+                let path = filetrail_wire::path::quote(&d.path);
+                let (action, pid) = (k.draft.action.as_str(), k.who.pid);
+                tracing::info!(%path, action, pid, "kernel watch: a change no library reported, seen before the next one");
+                put_version(&tx, k, writer_of(&k.who)?, false, None, &mut head)?;
+            }
+            let gap_before = in_order
+                && unseen.is_none()
                 && known.as_ref().is_some_and(|k| {
                     let (was, is) = (hash(&k.side), hash(&d.before));
                     // Unknown content (unreadable) on either side proves nothing.
                     was.as_ref().is_none_or(|h| h.is_some()) && is.as_ref().is_none_or(|h| h.is_some()) && was != is
                 });
-            let before = match &d.before {
-                Some(side) => put_blob(&tx, side, None)?,
-                None => None,
-            };
-            // The after content is delta-encoded against the before content.
-            let base = before
-                .filter(|b| b.data)
-                .zip(d.before.as_ref().and_then(|s| s.bytes.as_deref()))
-                .map(|(b, bytes)| (b.id, b.depth, bytes.as_slice()));
-            let after = match &d.after {
-                Some(side) => put_blob(&tx, side, base)?,
-                None => None,
-            };
-            purged |= [before, after].iter().flatten().any(|b| b.purged);
-            // A content known to be secret is labelled so, whatever the intake thought.
-            let state = |s: &Option<Side>, b: Option<Put>| {
-                s.as_ref().map(|s| if b.is_some_and(|b| b.secret) { Stored::Redacted } else { s.stored }.as_str())
-            };
-            let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
-            let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
-            let before_meta = d.before.as_ref().and_then(|s| s.meta);
-            // The record hash, from the values this row is given (what
-            // `store/chain.rs` reads back from it: `collector verify`).
-            let id = last_id + 1;
-            let side_record = |s: &Option<Side>, b: Option<Put>| crate::chain::SideRecord {
-                sha256: b.and(s.as_ref()).and_then(|s| s.sha256.as_deref()).and_then(|h| hex::decode(h).ok()),
-                state: state(s, b).map(str::to_owned),
-                size: b.and(s.as_ref()).map(|s| s.size as i64),
-            };
-            let w = &v.who;
-            let record = crate::chain::Record {
-                seq: id,
-                time_us: d.time.as_microsecond(),
-                path: d.path.clone(),
-                named_path: d.named_path.clone(),
-                source: d.via.clone().or_else(|| d.old_path.clone()),
-                before: side_record(&d.before, before),
-                after: side_record(&d.after, after),
-                consistent,
-                mode: meta.map(|m| (m.mode & 0o7777) as i64),
-                owner_uid: meta.map(|m| m.uid as i64),
-                group_gid: meta.map(|m| m.gid as i64),
-                before_mode: before_meta.map(|m| (m.mode & 0o7777) as i64),
-                before_owner_uid: before_meta.map(|m| m.uid as i64),
-                before_group_gid: before_meta.map(|m| m.gid as i64),
-                seen_by: d.seen_by.as_str().into(),
-                gap_before,
-                temp_name: crate::fold::temp_name(&d.path),
-                user: w.user.clone(),
-                chain: w.chain.clone(),
-                uid: w.uid.into(),
-                euid: w.euid.into(),
-                gid: w.gid.into(),
-                loginuid: w.loginuid.map(i64::from),
-                session: w.session.map(i64::from),
-                sudo_user: w.sudo_user.clone(),
-                tty: w.tty.clone(),
-                ssh_client: w.ssh_client.clone(),
-                pid: w.pid.into(),
-                exe: w.exe.clone(),
-                argv: w.argv.clone(),
-                cwd: w.cwd.clone(),
-                trust: crate::who::trust_bits(&w.trust),
-            };
-            let record_hash = record.hash(last_hash.as_deref());
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
-                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal,
-                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name,
-                    id, record_hash, prev_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                    ?22, ?23, ?24, ?25, ?26)
-                 ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![
-                    d.time.as_microsecond(),
-                    &d.path,
-                    &d.named_path,
-                    d.action.as_str(),
-                    &d.old_path,
-                    before.map(|b| b.id),
-                    state(&d.before, before),
-                    after.map(|b| b.id),
-                    state(&d.after, after),
-                    consistent,
-                    meta.map(|m| m.mode & 0o7777),
-                    meta.map(|m| m.uid),
-                    meta.map(|m| m.gid),
-                    writer,
-                    principal,
-                    d.seen_by.as_str(),
-                    gap_before,
-                    before_meta.map(|m| m.mode & 0o7777),
-                    before_meta.map(|m| m.uid),
-                    before_meta.map(|m| m.gid),
-                    origin,
-                    &d.via,
-                    record.temp_name,
-                    id,
-                    &record_hash[..],
-                    &last_hash,
-                ])?;
-            let id = (inserted > 0).then_some(id);
-            if let Some(id) = id {
-                (last_id, last_hash) = (id, Some(record_hash.to_vec()));
-                if let Some(kernel) = replaces {
-                    tx.prepare_cached("UPDATE versions SET folded_into = ?2 WHERE id = ?1")?.execute([kernel, id])?;
-                }
-                fold::after_insert(&tx, id)?;
-            }
-            ids.push(id);
+            ids.push(put_version(&tx, v, writer_of(&v.who)?, gap_before, replaces, &mut head)?);
         }
+        let purged = head.purged;
         tx.commit()?;
         if self.writers.len() + fresh.len() > 10_000 {
             self.writers.clear();
@@ -334,6 +279,191 @@ impl Store {
     pub fn blob_bytes_cached(&self, id: i64, cache: &mut HashMap<i64, Vec<u8>>) -> Result<Option<Vec<u8>>> {
         blob_bytes_cached(&self.conn, id, cache)
     }
+}
+
+/// The chain's head while a batch is stored: the last id and its record
+/// hash; and whether storing the batch purged content stored earlier.
+struct Head {
+    id: i64,
+    hash: Option<Vec<u8>>,
+    purged: bool,
+}
+
+/// Stores one version (its blobs, its chained row) by `writer` (its
+/// `writers` and `principals` ids), with `gap_before`; `replaces`: the
+/// kernel's row of the same change, folded into it. `None` when an equal
+/// row is stored already.
+fn put_version(
+    tx: &rusqlite::Transaction,
+    v: &NewVersion,
+    (writer, principal): (i64, i64),
+    gap_before: bool,
+    replaces: Option<i64>,
+    head: &mut Head,
+) -> Result<Option<i64>> {
+    let d = &v.draft;
+    let origin = v.delivery.as_ref().map(|d| &d.origin[..]);
+    let before = match &d.before {
+        Some(side) => put_blob(tx, side, None)?,
+        None => None,
+    };
+    // The after content is delta-encoded against the before content.
+    let base = before
+        .filter(|b| b.data)
+        .zip(d.before.as_ref().and_then(|s| s.bytes.as_deref()))
+        .map(|(b, bytes)| (b.id, b.depth, bytes.as_slice()));
+    let after = match &d.after {
+        Some(side) => put_blob(tx, side, base)?,
+        None => None,
+    };
+    head.purged |= [before, after].iter().flatten().any(|b| b.purged);
+    // A content known to be secret is labelled so, whatever the intake thought.
+    let state = |s: &Option<Side>, b: Option<Put>| {
+        s.as_ref().map(|s| if b.is_some_and(|b| b.secret) { Stored::Redacted } else { s.stored }.as_str())
+    };
+    let consistent = [&d.before, &d.after].into_iter().flatten().all(|s| s.consistent);
+    let meta = d.after.as_ref().and_then(|s| s.meta).or_else(|| d.before.as_ref().and_then(|s| s.meta));
+    let before_meta = d.before.as_ref().and_then(|s| s.meta);
+    // The record hash, from the values this row is given (what
+    // `store/chain.rs` reads back from it: `collector verify`).
+    let id = head.id + 1;
+    let side_record = |s: &Option<Side>, b: Option<Put>| crate::chain::SideRecord {
+        sha256: b.and(s.as_ref()).and_then(|s| s.sha256.as_deref()).and_then(|h| hex::decode(h).ok()),
+        state: state(s, b).map(str::to_owned),
+        size: b.and(s.as_ref()).map(|s| s.size as i64),
+    };
+    let w = &v.who;
+    let record = crate::chain::Record {
+        seq: id,
+        time_us: d.time.as_microsecond(),
+        path: d.path.clone(),
+        named_path: d.named_path.clone(),
+        source: d.via.clone().or_else(|| d.old_path.clone()),
+        before: side_record(&d.before, before),
+        after: side_record(&d.after, after),
+        consistent,
+        mode: meta.map(|m| (m.mode & 0o7777) as i64),
+        owner_uid: meta.map(|m| m.uid as i64),
+        group_gid: meta.map(|m| m.gid as i64),
+        before_mode: before_meta.map(|m| (m.mode & 0o7777) as i64),
+        before_owner_uid: before_meta.map(|m| m.uid as i64),
+        before_group_gid: before_meta.map(|m| m.gid as i64),
+        seen_by: d.seen_by.as_str().into(),
+        gap_before,
+        temp_name: crate::fold::temp_name(&d.path),
+        user: w.user.clone(),
+        chain: w.chain.clone(),
+        uid: w.uid.into(),
+        euid: w.euid.into(),
+        gid: w.gid.into(),
+        loginuid: w.loginuid.map(i64::from),
+        session: w.session.map(i64::from),
+        sudo_user: w.sudo_user.clone(),
+        tty: w.tty.clone(),
+        ssh_client: w.ssh_client.clone(),
+        pid: w.pid.into(),
+        exe: w.exe.clone(),
+        argv: w.argv.clone(),
+        cwd: w.cwd.clone(),
+        trust: crate::who::trust_bits(&w.trust),
+    };
+    let record_hash = record.hash(head.hash.as_deref());
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO versions (time_us, path, named_path, action, old_path, before_blob, before_state,
+                    after_blob, after_state, consistent, mode, owner_uid, group_gid, writer, principal,
+                    seen_by, gap_before, before_mode, before_owner_uid, before_group_gid, origin, via, temp_name,
+                    id, record_hash, prev_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                    ?22, ?23, ?24, ?25, ?26)
+                 ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            d.time.as_microsecond(),
+            &d.path,
+            &d.named_path,
+            d.action.as_str(),
+            &d.old_path,
+            before.map(|b| b.id),
+            state(&d.before, before),
+            after.map(|b| b.id),
+            state(&d.after, after),
+            consistent,
+            meta.map(|m| m.mode & 0o7777),
+            meta.map(|m| m.uid),
+            meta.map(|m| m.gid),
+            writer,
+            principal,
+            d.seen_by.as_str(),
+            gap_before,
+            before_meta.map(|m| m.mode & 0o7777),
+            before_meta.map(|m| m.uid),
+            before_meta.map(|m| m.gid),
+            origin,
+            &d.via,
+            record.temp_name,
+            id,
+            &record_hash[..],
+            &head.hash,
+        ])?;
+    let id = (inserted > 0).then_some(id);
+    if let Some(id) = id {
+        (head.id, head.hash) = (id, Some(record_hash.to_vec()));
+        if let Some(kernel) = replaces {
+            tx.prepare_cached("UPDATE versions SET folded_into = ?2 WHERE id = ?1")?.execute([kernel, id])?;
+        }
+        fold::after_insert(tx, id)?;
+    }
+    Ok(id)
+}
+
+/// What changed a path from `was` (what the store last knew it held;
+/// `None`: absent) to `is` (what a library found before its own change),
+/// as the kernel watch names it: nothing when they are the same content,
+/// mode and owner, or when either content is unknown (unreadable).
+fn change_between(was: Option<&Side>, is: Option<&Side>) -> Option<Action> {
+    let owner = |s: &Side| s.meta.map(|m| (m.mode & 0o7777, m.uid, m.gid));
+    match (was, is) {
+        (None, None) => None,
+        (Some(_), None) => Some(Action::Delete),
+        (None, Some(_)) => Some(Action::Create),
+        (Some(w), Some(i)) if w.sha256.is_none() || i.sha256.is_none() => None,
+        (Some(w), Some(i)) if w.sha256 != i.sha256 => Some(Action::Write),
+        (Some(w), Some(i)) => {
+            (owner(w).is_some() && owner(i).is_some() && owner(w) != owner(i)).then_some(Action::Attrib)
+        }
+    }
+}
+
+/// The newest kernel row of `path` not folded, among the last 100,000
+/// rows (`head` is the newest id), whose process was `pid` and whose
+/// before and after hashes are `sides` (`None`: absent).
+fn kernel_row(
+    tx: &rusqlite::Transaction,
+    path: &[u8],
+    pid: i32,
+    sides: (Option<Option<String>>, Option<Option<String>>),
+    head: i64,
+) -> Result<Option<i64>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT v.id, v.before_state IS NOT NULL, nullif(lower(hex(b.sha256)), ''),
+            v.after_state IS NOT NULL, nullif(lower(hex(a.sha256)), '')
+         FROM versions v JOIN writers w ON w.id = v.writer
+         LEFT JOIN blobs b ON b.id = v.before_blob LEFT JOIN blobs a ON a.id = v.after_blob
+         WHERE v.path = ?1 AND v.id > ?2 AND v.seen_by = 'kernel' AND v.folded_into IS NULL AND w.pid = ?3
+         ORDER BY v.id DESC LIMIT 16",
+    )?;
+    let rows = stmt.query_map(params![path, head - 100_000, pid], |r| {
+        let side = |exists: bool, hash: Option<String>| exists.then_some(hash);
+        Ok((r.get::<_, i64>(0)?, (side(r.get(1)?, r.get(2)?), side(r.get(3)?, r.get(4)?))))
+    })?;
+    for row in rows {
+        let (id, got) = row?;
+        if got == sides {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// The before hash of version `id` (`None`: the path did not exist).
