@@ -395,9 +395,9 @@ fn an_unseen_write_of_a_tracked_file_then_a_session_write_are_two_versions() {
 /// change, by another process, is stored: that change's before looks like
 /// a create nobody reported, and a kernel row of it is made; when the
 /// create's report comes, that row is folded into it. One create shown,
-/// the library's. (Not asserted: the watch then records a kernel `write`
-/// a=1 -> a=2 of its own, because the store's last known content is its
-/// newest row by id, the held-back create; that predates this test.)
+/// the library's. And no kernel `write` a=1 -> a=2 of the watch's own: the
+/// path's last known content is its newest row by time (sed's), not by id
+/// (the held-back create).
 #[test]
 fn a_session_creating_then_editing_a_file_shows_one_create_the_librarys() {
     if !root() {
@@ -426,4 +426,5 @@ fn a_session_creating_then_editing_a_file_shows_one_create_the_librarys() {
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let kernel: Vec<&Value> = all.iter().filter(|v| v["seen_by"] == "kernel" && v["action"] == "create").collect();
     assert!(kernel.iter().all(|k| k["folded_into"] == creates[0]["id"]), "{all:#?}");
+    assert_eq!(v.len(), 2, "one create, one write, nothing made up: {v:#?}");
 }

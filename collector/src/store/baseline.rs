@@ -1,4 +1,6 @@
-//! What the store knows a path last held: its newest version's after (a
+//! What the store knows a path last held: its newest version's after —
+//! newest by time among its last rows, as a created file's version is held
+//! back and stored after a later change of it — (a
 //! rename away, a rename over another path as a temp file, or a delete:
 //! nothing), else its baseline — the content the
 //! collector read when it first saw the file (`baseline` table, written by
@@ -57,19 +59,24 @@ fn side(row: Row) -> Option<Side> {
 /// What `path` last held (see the module doc); `None` when the store has
 /// neither a version nor a baseline of it.
 pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
+    // The newest by time among the path's last rows by id: a created file's
+    // version is held back (it may be a temp file) and stored after a later
+    // change of it, so the highest id is not always the newest content.
     let newest: Option<(i64, Row, String, i32, Option<i64>, i64)> = conn
         .prepare_cached(
             "SELECT v.id, nullif(lower(hex(a.sha256)), ''), a.size,
                 CASE WHEN a.redacted THEN 'redacted' ELSE v.after_state END, v.mode, v.owner_uid, v.group_gid,
                 v.seen_by, w.pid, v.folded_into, v.time_us
              FROM versions v JOIN writers w ON w.id = v.writer LEFT JOIN blobs a ON a.id = v.after_blob
-             WHERE v.path = ?1 ORDER BY v.id DESC LIMIT 1",
+             WHERE v.path = ?1 ORDER BY v.id DESC LIMIT 8",
         )?
-        .query_row([path], |r| {
+        .query_map([path], |r| {
             let row = (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
             Ok((r.get(0)?, row, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?))
-        })
-        .optional()?;
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .max_by_key(|n| (n.5, n.0));
     // Renamed over another path: as itself (`old_path`) or as a temp file (`via`).
     let moved_away: Option<i64> = conn
         .prepare_cached("SELECT max(id) FROM (SELECT id FROM versions WHERE old_path = ?1 UNION ALL SELECT id FROM versions WHERE via = ?1)")?
