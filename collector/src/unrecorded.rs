@@ -8,13 +8,15 @@
 //! the watch was waiting, the difference is that process's change. Once
 //! quiet, the watch would compare the file with the library's after and
 //! find nothing to record; so the store records it then, as a kernel
-//! version of its own, before the library's ([`Unrecorded::earlier`] says
-//! who and when).
+//! version of its own, before the library's (`earlier` says who and when:
+//! this is the store's [`UnseenChanges`], so the store depends on the data,
+//! not on how the watch learns it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::registry::Registry;
+use crate::store::UnseenChanges;
 use crate::who::Identity;
 
 /// Processes remembered per path (the latest event of each); a path
@@ -34,12 +36,6 @@ struct Event {
     /// `None`: gone before the watch could read who it was (or never known).
     who: Option<Arc<Identity>>,
     time: jiff::Timestamp,
-}
-
-/// Who made a change the watch saw and has not recorded, and when.
-pub struct Earlier {
-    pub who: Arc<Identity>,
-    pub time: jiff::Timestamp,
 }
 
 impl Unrecorded {
@@ -69,28 +65,28 @@ impl Unrecorded {
     pub fn forget(&self, path: &[u8]) {
         self.paths().remove(path);
     }
+}
 
-    /// `pid`'s library reported its change of `path`: its events are
-    /// accounted for (another process's report of a change made meanwhile
-    /// is not credited to it).
-    pub fn reported(&self, path: &[u8], pid: i32) {
-        if let Some(events) = self.paths().get_mut(path) {
-            events.retain(|e| e.pid != pid);
-        }
-    }
-
-    /// Who changed `path` before `pid` reported a change of it at `time`:
-    /// the latest event by another process at or before `time` (else the
+impl UnseenChanges for Unrecorded {
+    /// The latest event by another process at or before `time` (else the
     /// first after it), labelled as the watch labels its versions; its
     /// time, made earlier than `time`. `None`: no other process changed
     /// `path` since the watch last looked at it.
-    pub fn earlier(&self, path: &[u8], pid: i32, time: jiff::Timestamp) -> Option<Earlier> {
+    fn earlier(&self, path: &[u8], pid: i32, time: jiff::Timestamp) -> Option<(Arc<Identity>, jiff::Timestamp)> {
         let paths = self.paths();
         let others = paths.get(path)?.iter().filter(|e| e.pid != pid);
         let (before, after): (Vec<&Event>, Vec<&Event>) = others.partition(|e| e.time <= time);
         let e = before.into_iter().max_by_key(|e| e.time).or_else(|| after.into_iter().min_by_key(|e| e.time))?;
         let just_before = time.checked_sub(jiff::SignedDuration::from_micros(1)).unwrap_or(time);
         let who = crate::watch::attribute(&self.registry, e.who.as_ref(), e.pid);
-        Some(Earlier { who, time: e.time.min(just_before) })
+        Some((who, e.time.min(just_before)))
+    }
+
+    /// Its events are accounted for (another process's report of a change
+    /// made meanwhile is not credited to it).
+    fn reported(&self, path: &[u8], pid: i32) {
+        if let Some(events) = self.paths().get_mut(path) {
+            events.retain(|e| e.pid != pid);
+        }
     }
 }

@@ -32,7 +32,6 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::model::{Action, Draft, NewVersion, SeenBy, Side, Stored};
-use crate::unrecorded::Unrecorded;
 use crate::who::Identity;
 
 pub use baseline::Known;
@@ -47,7 +46,19 @@ pub struct Store {
     /// A purge's WAL truncation could not finish: retried after each batch.
     scrub_pending: bool,
     /// What the kernel watch saw and has not recorded yet (`serve` only).
-    unrecorded: Option<Arc<Unrecorded>>,
+    unrecorded: Option<Arc<dyn UnseenChanges>>,
+}
+
+/// Changes the kernel watch saw and has not recorded yet, as the store
+/// asks about them when a library's version arrives (`insert`): plain
+/// data, whoever learns it (`crate::unrecorded` does, for the watch).
+pub trait UnseenChanges: Send + Sync {
+    /// Who (already labelled) changed `path` before `pid` reported a change
+    /// of it at `time`, and when (earlier than `time`); `None`: nobody else.
+    fn earlier(&self, path: &[u8], pid: i32, time: jiff::Timestamp) -> Option<(Arc<Identity>, jiff::Timestamp)>;
+    /// `pid`'s library reported its change of `path`: its own changes are
+    /// accounted for.
+    fn reported(&self, path: &[u8], pid: i32);
 }
 
 /// Prepared statements a connection keeps.
@@ -114,7 +125,7 @@ impl Store {
 
     /// Library versions are from now on checked against what the kernel
     /// watch saw and has not recorded yet ([`Store::insert`]).
-    pub fn set_unrecorded(&mut self, unrecorded: Arc<Unrecorded>) {
+    pub fn set_unrecorded(&mut self, unrecorded: Arc<dyn UnseenChanges>) {
         self.unrecorded = Some(unrecorded);
     }
 
@@ -210,20 +221,19 @@ impl Store {
                 Some(unrecorded) if in_order => {
                     let was = known.as_ref().and_then(|k| k.side.as_ref());
                     change_between(was, d.before.as_ref()).and_then(|action| {
-                        let e = unrecorded.earlier(&d.path, v.who.pid, d.time)?;
+                        let (who, at) = unrecorded.earlier(&d.path, v.who.pid, d.time)?;
                         // Its after is what the reporting library says: taken
                         // from root, or from the user the change is credited
                         // to, never put in another user's name (a gap then).
-                        if v.who.euid != 0 && v.who.euid != e.who.euid {
+                        if v.who.euid != 0 && v.who.euid != who.euid {
                             return None;
                         }
                         let time_us = known.as_ref().and_then(|k| k.time_us);
-                        let time = time_us
-                            .and_then(|t| jiff::Timestamp::from_microsecond(t).ok())
-                            .map_or(e.time, |t| e.time.max(t));
+                        let time =
+                            time_us.and_then(|t| jiff::Timestamp::from_microsecond(t).ok()).map_or(at, |t| at.max(t));
                         let mut draft = Draft::new(d.path.clone(), action, was.cloned(), d.before.clone(), time);
                         draft.seen_by = SeenBy::Kernel;
-                        Some(NewVersion { draft, who: e.who, delivery: None })
+                        Some(NewVersion { draft, who, delivery: None })
                     })
                 }
                 _ => None,
