@@ -584,22 +584,11 @@ impl Witness for Collector {
         let mut guard = state()?;
         let p = &mut *guard;
         let Phase::Ready { conn: Some(conn), .. } = &mut p.phase else { return None };
-        if !conn.vouches {
-            return None;
-        }
         p.next_token += 1;
-        match conn.vouch(p.next_token, ask, &mut p.budget, VOUCH_WAIT_NS) {
-            Ok((vouched, acked)) => {
-                if let Some(upto) = acked {
-                    p.unacked.ack(upto);
-                }
-                vouched
-            }
-            Err(failure) => {
-                broken(p, failure);
-                None
-            }
-        }
+        let result = conn.vouch(p.next_token, ask, &mut p.budget, VOUCH_WAIT_NS);
+        let vouched = result.as_ref().ok().and_then(|(vouched, _)| *vouched);
+        sent(p, result.map(|(_, acked)| acked));
+        vouched
     }
 }
 
@@ -608,11 +597,7 @@ struct Oneshot<'a>(&'a mut Conn, &'a mut Budget);
 
 impl Witness for Oneshot<'_> {
     fn vouch(&mut self, fd: i32) -> Option<Vouched> {
-        let ask = vouch_ask(fd)?;
-        if !self.0.vouches {
-            return None;
-        }
-        self.0.vouch(1, ask, self.1, VOUCH_WAIT_NS).ok()?.0
+        self.0.vouch(1, vouch_ask(fd)?, self.1, VOUCH_WAIT_NS).ok()?.0
     }
 }
 
