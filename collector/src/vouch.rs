@@ -110,7 +110,7 @@ pub fn answer(vouches: &Vouches, policy: &Policy, who: &Identity, ask: Ask, max_
     if vouched.is_none() {
         tracing::debug!(pid = who.pid, euid = who.euid, path = %filetrail_wire::path::quote(ask.path), "cannot vouch");
     }
-    let (sha256, len) = vouched.map(|(d, len)| (Some(atomic::hex(&d)), len)).unwrap_or((None, 0));
+    let (sha256, len) = vouched.map(|(d, len)| (Some(hex::encode(d)), len)).unwrap_or((None, 0));
     ServerMsg::Vouched { req: ask.req, sha256, len }
 }
 

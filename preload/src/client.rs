@@ -372,18 +372,10 @@ impl Conn {
     pub fn abandon(self) {}
 }
 
-/// The 32 bytes a lowercase hex SHA-256 spells.
-fn unhex(hex: &str) -> Option<[u8; 32]> {
-    let b = hex.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+/// The 32 bytes a hex SHA-256 spells.
+fn unhex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
-    }
-    Some(out)
+    hex::decode_to_slice(text, &mut out).ok().map(|()| out)
 }
 
 /// Only a collector run by root, or by this process's own user (which

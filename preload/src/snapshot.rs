@@ -139,7 +139,7 @@ fn read_fd(fd: i32, max_size: u64, lease: Lease, witness: &mut dyn Witness) -> S
     };
     let (state, bytes, sha256) = match r.content {
         Content::Bytes(bytes) => (SnapState::Stored, bytes, None),
-        Content::Sha256(digest) => (SnapState::HashOnly, Vec::new(), Some(atomic::hex(&digest))),
+        Content::Sha256(digest) => (SnapState::HashOnly, Vec::new(), Some(hex::encode(digest))),
     };
     let head = Snapshot {
         state,
@@ -154,7 +154,7 @@ fn read_fd(fd: i32, max_size: u64, lease: Lease, witness: &mut dyn Witness) -> S
 
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    atomic::hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -323,11 +323,6 @@ impl Held {
     }
 }
 
-/// Lowercase hex of a digest.
-pub fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;

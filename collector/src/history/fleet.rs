@@ -43,7 +43,7 @@ impl Fleet {
                 report.blobs += 1;
                 let (sha, size, codec, data): (Vec<u8>, i64, i16, Vec<u8>) =
                     (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-                let hex = filetrail_wire::atomic::hex(&sha);
+                let hex = hex::encode(&sha);
                 let bytes = match codec {
                     0 => Ok(data),
                     1 => zstd::decode_all(&data[..]).map_err(|e| e.to_string()),
