@@ -154,20 +154,9 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
             {
                 held += found.len();
                 let blob = repo.write_blob(&found).map_err(git(dir, "write a blob"))?.detach();
-                let kind = if v
-                    .before_mode
-                    .as_deref()
-                    .and_then(|m| u32::from_str_radix(m, 8).ok())
-                    .is_some_and(|m| m & 0o100 != 0)
-                {
-                    EntryKind::BlobExecutable
-                } else {
-                    EntryKind::Blob
-                };
+                let kind = blob_kind(v.before_mode.as_deref());
                 editor.upsert(path.iter().map(|c| c.as_bstr()), kind, blob).map_err(git(dir, "edit the tree"))?;
-                let tree = editor
-                    .write(|tree| repo.write_object(tree).map(|id| id.detach()))
-                    .map_err(git(dir, "write a tree"))?;
+                let tree = write_tree(&repo, &mut editor, &mut held).map_err(git(dir, "write a tree"))?;
                 let time = commit_time(clock, time_us);
                 let who = gix::actor::Signature { name: "filetrail".into(), email: ident(&committer_email), time };
                 let commit = gix::objs::Commit {
@@ -210,13 +199,9 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
                         Some(bytes) => {
                             held += bytes.len();
                             let blob = repo.write_blob(&bytes).map_err(git(dir, "write a blob"))?.detach();
-                            let executable = v
-                                .mode
-                                .as_deref()
-                                .and_then(|m| u32::from_str_radix(m, 8).ok())
-                                .is_some_and(|m| m & 0o100 != 0);
-                            let kind = if executable { EntryKind::BlobExecutable } else { EntryKind::Blob };
-                            editor.upsert(path, kind, blob).map_err(git(dir, "edit the tree"))?;
+                            editor
+                                .upsert(path, blob_kind(v.mode.as_deref()), blob)
+                                .map_err(git(dir, "edit the tree"))?;
                         }
                         None => {
                             editor.remove(path).map_err(git(dir, "edit the tree"))?;
@@ -225,12 +210,7 @@ pub fn export(store: &Store, dir: &Path, branch: &str, clock: &Clock) -> Result<
                 }
             }
         }
-        let tree = editor
-            .write(|tree| {
-                held += tree.entries.iter().map(|e| e.filename.len() + 28).sum::<usize>();
-                repo.write_object(tree).map(|id| id.detach())
-            })
-            .map_err(git(dir, "write a tree"))?;
+        let tree = write_tree(&repo, &mut editor, &mut held).map_err(git(dir, "write a tree"))?;
         let time = commit_time(clock, time_us);
         let host = v.host.as_deref().unwrap_or(&here);
         let commit = gix::objs::Commit {
@@ -327,6 +307,26 @@ fn flush(repo: &gix::Repository) -> Result<Option<std::path::PathBuf>> {
     )
     .map_err(git(dir, "index a pack"))?;
     Ok(outcome.keep_path)
+}
+
+/// A tree entry's kind for a file of `mode` (octal): executable when the
+/// owner may execute it.
+fn blob_kind(mode: Option<&str>) -> EntryKind {
+    let executable = mode.and_then(|m| u32::from_str_radix(m, 8).ok()).is_some_and(|m| m & 0o100 != 0);
+    if executable { EntryKind::BlobExecutable } else { EntryKind::Blob }
+}
+
+/// Writes the edited tree (its subtrees too), adding what it holds in
+/// memory to `held`.
+fn write_tree(
+    repo: &gix::Repository,
+    editor: &mut gix::objs::tree::Editor<'_>,
+    held: &mut usize,
+) -> std::result::Result<ObjectId, gix::Error> {
+    editor.write(|tree| {
+        *held += tree.entries.iter().map(|e| e.filename.len() + 28).sum::<usize>();
+        repo.write_object(tree).map(|id| id.detach())
+    })
 }
 
 /// A commit's time: the version's second, with the review zone's offset.
