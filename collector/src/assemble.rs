@@ -117,6 +117,11 @@ impl Assembler {
         Assembler { policy, opens: HashMap::new(), pins: HashMap::new(), parked: Vec::new(), seq: 0 }
     }
 
+    /// What the connection's process must report (the collector's policy).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The next calls apply the event numbered `seq` (0: unnumbered).
     pub fn event(&mut self, seq: u64) {
         self.seq = seq;

@@ -288,7 +288,6 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
         return;
     }
     let Ok(policy) = config.policy() else { return };
-    let scope = policy.clone();
     let mut asm = Assembler::new(policy);
     let max_payload = config.max_size.saturating_mul(2).saturating_add(FRAME_SLACK);
     let store = |drafts: Vec<Draft>, acks: &Option<Acks>| {
@@ -339,7 +338,7 @@ fn serve_conn(stream: Arc<UnixStream>, cred: libc::ucred, slot: Slot, shared: &S
         // Not an event: answered now, while the library waits.
         if let ClientMsg::Vouch { req, path, dev, ino } = &msg {
             let ask = vouch::Ask { req: *req, path: &path.0, dev: *dev, ino: *ino };
-            let reply = vouch::answer(&shared.vouches, &scope, &who, ask, config.max_size);
+            let reply = vouch::answer(&shared.vouches, asm.policy(), &who, ask, config.max_size);
             if write_frame(&mut &*stream, &reply, &[]).is_err() {
                 break;
             }
