@@ -65,6 +65,12 @@ fn central_bytes(pg: &mut postgres::Client, sha_hex: &str) -> Vec<u8> {
     bytes
 }
 
+/// How many copies of `content` the fleet store holds (0 or 1).
+fn central_blobs(pg: &mut postgres::Client, content: &[u8]) -> i64 {
+    let sha = hex::decode(sha256(content)).unwrap();
+    pg.query_one("SELECT count(*) FROM blobs WHERE sha256 = $1", &[&sha]).unwrap().get(0)
+}
+
 fn stats_json(c: &Collector) -> serde_json::Value {
     let out = Command::new(collector_bin()).args(["stats", "--json", "--db"]).arg(&c.db).output().unwrap();
     assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
@@ -273,10 +279,7 @@ fn a_content_found_secret_after_it_was_shipped_is_deleted_from_the_fleet_store()
     c.sh("printf 'token=hunter2' > app.conf");
     let mut pg = server.client();
     wait_shipped(&mut pg, &c, "h1");
-    let sha = hex::decode(sha256(b"token=hunter2")).unwrap();
-    let held = |pg: &mut postgres::Client| -> i64 {
-        pg.query_one("SELECT count(*) FROM blobs WHERE sha256 = $1", &[&sha]).unwrap().get(0)
-    };
+    let held = |pg: &mut postgres::Client| central_blobs(pg, b"token=hunter2");
     assert_eq!(held(&mut pg), 1);
     // The same bytes under a redacted name (`*.key`): the host purges its
     // copy, and the fleet store's copy goes with the next batch.
@@ -295,10 +298,7 @@ fn a_content_found_secret_at_start_up_is_deleted_from_the_fleet_store() {
     c.sh("printf 'token=hunter3' > app.conf");
     let mut pg = server.client();
     wait_shipped(&mut pg, &c, "h1");
-    let sha = hex::decode(sha256(b"token=hunter3")).unwrap();
-    let held = |pg: &mut postgres::Client| -> i64 {
-        pg.query_one("SELECT count(*) FROM blobs WHERE sha256 = $1", &[&sha]).unwrap().get(0)
-    };
+    let held = |pg: &mut postgres::Client| central_blobs(pg, b"token=hunter3");
     assert_eq!(held(&mut pg), 1);
     c.kill();
     std::fs::write(c.path("app.key"), "token=hunter3").unwrap();
