@@ -23,7 +23,9 @@
 //!
 //! While a path waits, who changed it is noted in [`Unrecorded`]: a
 //! library's version of the same file may be stored before the watch looks,
-//! and the store then records the change the watch saw (`store/mod.rs`).
+//! and the store then records the change the watch saw (`store/mod.rs`),
+//! after asking the watch to read its queue (a bell beside the queue in
+//! the poll: what was queued before the library's version is then noted).
 //!
 //! Who: the process the event names, read from `/proc` while its pidfid
 //! (`FAN_REPORT_PIDFD`) shows it alive, like a library peer
@@ -185,6 +187,15 @@ pub fn start(
     Some(Watch { stop, thread: Some(thread) })
 }
 
+/// While alive, the watch answers the store's asks to read its queue.
+struct Answering<'a>(&'a Unrecorded);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.watching(false);
+    }
+}
+
 /// The marks placed and the file systems they are on.
 struct Marks {
     /// fsid -> a descriptor on that file system (for `open_by_handle_at`).
@@ -268,6 +279,10 @@ impl State {
         );
         let mut buf = vec![0u8; 64 * 1024];
         let mut last_read: Option<Instant> = None;
+        let unrecorded = self.unrecorded.clone();
+        let bell = unrecorded.bell().map_or(-1, |b| b.as_raw_fd());
+        unrecorded.watching(true);
+        let _answering = Answering(&unrecorded);
         loop {
             // Right after a read, the queue is left alone for READ_GAP: the
             // events of a burst pile up and the kernel merges them.
@@ -277,9 +292,10 @@ impl State {
             let timeout = timeout.map_or(-1, |d| d.as_micros().div_ceil(1000).min(60_000) as i32);
             let mut fds = [
                 libc::pollfd { fd: stop.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: bell, events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: self.fan.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             ];
-            let nfds = if resting.is_some() { 1 } else { 2 };
+            let nfds = if resting.is_some() { 2 } else { 3 };
             // SAFETY: fds is a valid pollfd array of at least nfds entries.
             let r = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout) };
             if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
@@ -291,18 +307,43 @@ impl State {
             }
             last_read = last_read.filter(|t| t.elapsed() < READ_GAP);
             if fds[1].revents & libc::POLLIN != 0 {
+                // The store waits for what the queue holds now (`unrecorded.rs`).
+                let asked = unrecorded.rung();
+                if !self.read_queue(&mut buf, true) {
+                    return;
+                }
+                unrecorded.answered(asked);
+            } else if fds[2].revents & libc::POLLIN != 0 {
                 last_read = Some(Instant::now());
-                match self.fan.read(&mut buf) {
-                    Ok(events) => events.into_iter().for_each(|e| self.event(e)),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        tracing::error!("kernel watch stopped: reading events: {e}");
-                        return;
-                    }
+                if !self.read_queue(&mut buf, false) {
+                    return;
                 }
             }
             self.look_at_due();
         }
+    }
+
+    /// Reads the queue once (the poll said it has events), or, `all`, until
+    /// it is empty (bounded). `false`: the watch must stop.
+    fn read_queue(&mut self, buf: &mut [u8], all: bool) -> bool {
+        for _ in 0..if all { 64 } else { 1 } {
+            if all {
+                let mut fd = libc::pollfd { fd: self.fan.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: fd is a valid pollfd array of length 1; no wait.
+                if unsafe { libc::poll(&mut fd, 1, 0) } <= 0 || fd.revents & libc::POLLIN == 0 {
+                    return true;
+                }
+            }
+            match self.fan.read(buf) {
+                Ok(events) => events.into_iter().for_each(|e| self.event(e)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!("kernel watch stopped: reading events: {e}");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Marks every directory under the roots; returns the tracked regular
