@@ -1,7 +1,8 @@
 //! Fitting review output to a terminal: display widths (`unicode-width`),
 //! text cut to a width (a path in its middle, so its file name stays; other
 //! cells at their end), and sizes as people read them (`4.0K`, `1.2M`).
-//! Cut text is marked with `…`; the exact values are in `--json`.
+//! Cut text is marked with `…` (`...` in an ASCII locale); the exact
+//! values are in `--json`.
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -36,13 +37,17 @@ fn tail(text: &str, max: usize) -> &str {
 
 /// `text` in at most `max` columns: cut at its end, marked `…`.
 pub fn end(text: &str, max: usize) -> String {
+    end_marked(text, max, crate::locale::ellipsis())
+}
+
+fn end_marked(text: &str, max: usize, mark: &str) -> String {
     if width(text) <= max {
         return text.to_owned();
     }
-    if max == 0 {
-        return String::new();
+    match max.checked_sub(width(mark)) {
+        Some(room) => format!("{}{mark}", head(text, room)),
+        None => head(text, max).to_owned(),
     }
-    format!("{}…", head(text, max - 1))
 }
 
 /// A (quoted) path in at most `max` columns: cut in the middle of its
@@ -50,25 +55,27 @@ pub fn end(text: &str, max: usize) -> String {
 /// (`/etc/nginx/s…f.d/default.conf`); a file name too long for `max` keeps
 /// its end.
 pub fn path(text: &str, max: usize) -> String {
+    path_marked(text, max, crate::locale::ellipsis())
+}
+
+fn path_marked(text: &str, max: usize, mark: &str) -> String {
     if width(text) <= max {
         return text.to_owned();
     }
-    if max == 0 {
-        return String::new();
-    }
+    let Some(room) = max.checked_sub(width(mark)) else { return tail(text, max).to_owned() };
     let (dir, name) = match text.rfind('/') {
         Some(cut) => text.split_at(cut),
         None => ("", text),
     };
-    // Room for the directory part once the name (with its `/`) and the `…`
-    // are placed.
-    let room = max.saturating_sub(width(name) + 1);
-    if dir.is_empty() || room < 2 {
-        return format!("…{}", tail(text, max - 1));
+    // Room for the directory part once the name (with its `/`) and the
+    // mark are placed.
+    let dir_room = room.saturating_sub(width(name));
+    if dir.is_empty() || dir_room < 2 {
+        return format!("{mark}{}", tail(text, room));
     }
-    let front = room.div_ceil(2);
-    let back = room - front;
-    format!("{}…{}{name}", head(dir, front), tail(dir, back))
+    let front = dir_room.div_ceil(2);
+    let back = dir_room - front;
+    format!("{}{mark}{}{name}", head(dir, front), tail(dir, back))
 }
 
 /// A size as `ls -h` shows it: bytes below 1024, else one decimal below 10
@@ -117,6 +124,7 @@ mod tests {
 
     #[test]
     fn paths_are_cut_in_the_middle_and_keep_their_name() {
+        let path = |text, max| path_marked(text, max, "…");
         let p = "/etc/nginx/sites-available/conf.d/default.conf";
         assert_eq!(path(p, 100), p);
         let cut = path(p, 30);
@@ -127,7 +135,18 @@ mod tests {
         // Wide characters count as two columns and are never split.
         let cut = path("/srv/配置/目录/数据/設定.conf", 16);
         assert!(width(&cut) <= 16 && cut.ends_with("/設定.conf"), "{cut}");
-        assert_eq!(end("programname", 5), "prog…");
-        assert_eq!(end("ab", 5), "ab");
+        assert_eq!(end_marked("programname", 5, "…"), "prog…");
+        assert_eq!(end_marked("ab", 5, "…"), "ab");
+    }
+
+    #[test]
+    fn an_ascii_locale_marks_cuts_with_three_dots() {
+        let cut = path_marked("/etc/nginx/sites-available/conf.d/default.conf", 30, "...");
+        assert_eq!(width(&cut), 30, "{cut}");
+        assert!(cut.starts_with("/etc/") && cut.ends_with("/default.conf") && cut.contains("..."), "{cut}");
+        assert_eq!(path_marked("/a/very-long-file-name-indeed.conf", 12, "..."), "...deed.conf");
+        assert_eq!(end_marked("programname", 5, "..."), "pr...");
+        assert_eq!(end_marked("programname", 2, "..."), "pr");
+        assert_eq!(path_marked("/a/b", 2, "..."), "/b");
     }
 }

@@ -66,6 +66,7 @@ pub mod identity;
 pub mod intake;
 pub mod lifecycle;
 pub mod limits;
+pub mod locale;
 pub mod model;
 pub mod pager;
 pub mod pathglob;

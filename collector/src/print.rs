@@ -25,11 +25,16 @@ pub fn q(s: &str) -> Cow<'_, str> {
 
 /// Text for a reviewer's terminal with every control character made
 /// visible: C0 controls other than tab, and DEL, as their Unicode control
-/// pictures (ESC as `␛`, CR as `␍`), C1 and bidi controls as `<U+XXXX>`.
+/// pictures (ESC as `␛`, CR as `␍`; in an ASCII locale as `cat -v` shows
+/// them, `^[`, `^M`), C1 and bidi controls as `<U+XXXX>`.
 /// For content (diff lines) and for messages as a last resort: the text
 /// stays readable, a literal `\033` in a script stays distinct from an ESC
 /// byte, and `collector show` gives the exact bytes.
 pub fn visible(text: &str) -> Cow<'_, str> {
+    visible_as(text, crate::locale::utf8())
+}
+
+fn visible_as(text: &str, utf8: bool) -> Cow<'_, str> {
     if !text.chars().any(|c| c != '\t' && hidden(c)) {
         return Cow::Borrowed(text);
     }
@@ -37,6 +42,10 @@ pub fn visible(text: &str) -> Cow<'_, str> {
     for c in text.chars() {
         match c {
             '\t' => out.push(c),
+            '\0'..='\x1f' | '\x7f' if !utf8 => {
+                out.push('^');
+                out.push((c as u8 ^ 0x40) as char);
+            }
             '\0'..='\x1f' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('?')),
             '\x7f' => out.push('\u{2421}'),
             c if hidden(c) => out.push_str(&format!("<U+{:04X}>", c as u32)),
@@ -102,7 +111,7 @@ pub(crate) fn shell_words(argv: &[String]) -> String {
 /// login user: no PAM login registered the session, so that name is only
 /// what the process's login uid claims.
 fn chain(r: &VersionRow, spaced: bool) -> String {
-    let sep = if spaced { format!(" {} ", arrow()) } else { arrow().to_owned() };
+    let sep = if spaced { format!(" {} ", crate::locale::arrow()) } else { crate::locale::arrow().to_owned() };
     let mut users: Vec<String> = r.chain.iter().map(|u| q(u).into_owned()).collect();
     if r.unregistered_session
         && let Some(first) = users.first_mut()
@@ -110,23 +119,6 @@ fn chain(r: &VersionRow, spaced: bool) -> String {
         first.push('?');
     }
     users.join(&sep)
-}
-
-/// `→` where the locale's character set is UTF-8, else (a POSIX locale) `->`.
-fn arrow() -> &'static str {
-    static UTF8: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *UTF8.get_or_init(|| utf8_locale(|name| std::env::var(name).ok())) { "→" } else { "->" }
-}
-
-/// Whether the locale the environment names is UTF-8: the first of
-/// `LC_ALL`, `LC_CTYPE`, `LANG` set and not empty, as setlocale(3) reads
-/// them (none: the POSIX locale, ASCII).
-fn utf8_locale(var: impl Fn(&str) -> Option<String>) -> bool {
-    let locale = ["LC_ALL", "LC_CTYPE", "LANG"].into_iter().find_map(|name| var(name).filter(|v| !v.is_empty()));
-    locale.is_some_and(|l| {
-        let l = l.to_ascii_lowercase();
-        l.contains("utf-8") || l.contains("utf8")
-    })
 }
 
 /// The path a row shows, with where it was renamed from or the temp file
@@ -146,7 +138,8 @@ fn shown_path(r: &VersionRow, max: Option<usize>) -> String {
     if room >= 12 {
         format!("{path} ({word} {})", fit::path(&other, room))
     } else {
-        format!("{} ({word} …)", fit::path(&path, max.saturating_sub(word.len() + 4)))
+        let cut = crate::locale::ellipsis();
+        format!("{} ({word} {cut})", fit::path(&path, max.saturating_sub(word.len() + 3 + fit::width(cut))))
     }
 }
 
@@ -520,19 +513,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_chain_arrow_is_ascii_unless_the_locale_is_utf8() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
-        };
-        assert!(!utf8_locale(env(&[])), "unset: POSIX");
-        assert!(!utf8_locale(env(&[("LANG", "C"), ("LC_CTYPE", "")])));
-        assert!(utf8_locale(env(&[("LANG", "en_US.UTF-8")])));
-        assert!(utf8_locale(env(&[("LANG", "C"), ("LC_CTYPE", "de_DE.utf8")])));
-        assert!(!utf8_locale(env(&[("LANG", "C.UTF-8"), ("LC_ALL", "POSIX")])), "LC_ALL wins");
-        assert!(!utf8_locale(env(&[("LANG", "fr_FR.ISO-8859-1")])));
-    }
-
-    #[test]
     fn argv_is_quoted_like_a_shell_needs_it() {
         let argv: Vec<String> =
             ["sed", "-i", "s/port = 80/port = 8080/", "it's"].iter().map(|s| s.to_string()).collect();
@@ -559,6 +539,8 @@ mod tests {
         assert!(text.contains("+a\tb␛[2J␛]0;title␇␍\n+c<U+009B>1m␡\n"), "{text}");
         assert!(!text.bytes().any(|b| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f), "{text:?}");
         assert!(!text.contains('\u{9b}'));
+        let ascii = visible_as("b\x1b[2J\x07\r\0\x7f\u{9b}", false);
+        assert_eq!(ascii, "b^[[2J^G^M^@^?<U+009B>", "as cat -v shows them");
     }
 
     #[test]

@@ -7,8 +7,16 @@ use std::process::{Command, Output};
 
 use filetrail_e2e::{Collector, collector_bin};
 
+/// The review CLI in a UTF-8 locale.
 fn cli(c: &Collector, args: &[&str]) -> Output {
-    Command::new(collector_bin()).args(args).arg("--db").arg(&c.db).output().unwrap()
+    ascii_cli(c, args, &[("LANG", "C.UTF-8")])
+}
+
+/// The review CLI with only `env`'s locale variables (none: POSIX).
+fn ascii_cli(c: &Collector, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(collector_bin());
+    cmd.args(args).arg("--db").arg(&c.db).env_remove("LC_ALL").env_remove("LC_CTYPE").env_remove("LANG");
+    cmd.envs(env.iter().copied()).output().unwrap()
 }
 
 /// Panics if `out` holds a byte a terminal would act on: C0 controls other
@@ -56,6 +64,9 @@ fn review_output_quotes_every_control_byte_a_user_chose() {
     let log = stdout_of("log", cli(&c, &["log", track]));
     assert!(log.contains(&quoted), "{log}");
     assert!(log.contains("+a␛[2Jb␍"), "content lines show their controls: {log}");
+    // A POSIX locale gets them as `cat -v` shows them, in ASCII.
+    let ascii = stdout_of("log", ascii_cli(&c, &["log", track], &[]));
+    assert!(ascii.contains("+a^[[2Jb^M"), "{ascii}");
     assert!(log.contains("Program: /usr/bin/cp"), "{log}");
     for id in v.iter().map(|v| v["id"].to_string()) {
         // Exit 1: the contents differ (like diff(1)).

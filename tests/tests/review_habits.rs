@@ -242,10 +242,17 @@ fn tables_fit_the_terminal_width_and_show_sizes_as_people_read_them() {
         .args(["query", "--no-pager", "--db"])
         .arg(&c.db)
         .env("COLUMNS", "90")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .env("LANG", "C.UTF-8")
         .output()
         .unwrap();
     let text = String::from_utf8(narrow.stdout).unwrap().replace("\r\n", "\n");
     assert!(text.lines().all(|l| l.chars().count() <= 90) && text.contains('…'), "{text}");
+    // A POSIX locale: cut text marked in ASCII (LC_ALL: python, which
+    // runs the terminal, would turn a bare LANG=C into C.UTF-8, PEP 538).
+    let (text, _) = filetrail_e2e::on_terminal(&c, 80, &["query"], &[("LC_ALL", "C")]);
+    assert!(text.is_ascii() && text.contains("...") && text.contains("/settings.conf"), "{text}");
 }
 
 #[test]
