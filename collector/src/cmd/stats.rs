@@ -78,6 +78,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 f.lag_seconds,
                 t(Some(&f.updated))
             )?;
+            if let Some(key) = &f.key {
+                writeln!(out, "signing key:  {key} (compare with `collector verify --db URL`)")?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

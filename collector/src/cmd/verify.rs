@@ -21,6 +21,9 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
         None => Store::open_read(&cli.db)?.verify()?,
     };
     let mut out = std::io::stdout().lock();
+    for note in &report.notes {
+        writeln!(out, "     {note}")?;
+    }
     for problem in &report.problems {
         writeln!(out, "BAD  {problem}")?;
     }

@@ -4,6 +4,7 @@
 //! and its migrations ([`schema`], SQL in `collector/migrations-pg/`), and
 //! the shipper that `collector serve` runs ([`ship`]).
 
+pub mod key;
 pub mod schema;
 pub mod ship;
 

@@ -10,7 +10,8 @@ pub use super::connect;
 
 use crate::error::{Error, Result};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations-pg/0001_fleet.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("../../migrations-pg/0001_fleet.sql"), include_str!("../../migrations-pg/0002_checkpoints.sql")];
 
 /// The advisory lock key migrations hold ("filetrl" in ASCII).
 const LOCK: i64 = 0x0066_696c_6574_726c;

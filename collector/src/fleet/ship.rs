@@ -72,6 +72,9 @@ pub struct Status {
     /// Why it is unreachable or stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The public key its checkpoints are signed with (`ed25519:BASE64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// The status file of the store `db`.
@@ -120,6 +123,8 @@ pub struct Shipper {
     decoded: std::collections::HashMap<i64, Vec<u8>>,
     /// What `<db>.fleet` says, and when it was written.
     status_written: Option<(StatusKey, Instant)>,
+    /// Signs each batch's checkpoint (`key.rs`; read at the first session).
+    key: Option<ed25519_dalek::SigningKey>,
 }
 
 /// What a status says that matters: state, head, error.
@@ -136,8 +141,9 @@ const DECODED_MAX: usize = 4096;
 pub fn drain(fleet: &Fleet, db: &Path) -> Result<usize> {
     let mut s = Shipper::new(fleet, db);
     let mut pg = super::connect_with(&s.url, s.password_file.as_deref())?;
-    super::schema::migrate(&mut pg)?;
-    pg.execute("INSERT INTO hosts (host) VALUES ($1) ON CONFLICT DO NOTHING", &[&s.host])?;
+    if let Some(why) = s.prepare(&mut pg)? {
+        return Err(Error::FleetSetup(why));
+    }
     let local = Store::open_read(db)?;
     let mut total = 0;
     loop {
@@ -161,6 +167,7 @@ impl Shipper {
             redactions_shipped: None,
             decoded: Default::default(),
             status_written: None,
+            key: None,
         }
     }
 
@@ -198,9 +205,7 @@ impl Shipper {
     /// Connects and ships until an error (returned) or a chain alert.
     fn session(&mut self, down: &mut Option<Instant>, backoff: &mut Duration) -> Result<Ended> {
         let mut pg = super::connect_with(&self.url, self.password_file.as_deref())?;
-        super::schema::migrate(&mut pg)?;
-        pg.execute("INSERT INTO hosts (host) VALUES ($1) ON CONFLICT DO NOTHING", &[&self.host])?;
-        if let Some(why) = self.alert(&mut pg)? {
+        if let Some(why) = self.prepare(&mut pg)? {
             return Ok(Ended::Stopped(why));
         }
         if let Some(since) = down.take() {
@@ -222,6 +227,66 @@ impl Shipper {
                 std::thread::sleep(POLL);
             }
         }
+    }
+
+    /// Migrates the fleet store, registers the host and pins its public
+    /// key (the first time); the alert that stops this host, if any (one is
+    /// recorded when the pinned key is not this host's).
+    fn prepare(&mut self, pg: &mut Client) -> Result<Option<String>> {
+        super::schema::migrate(pg)?;
+        pg.execute("INSERT INTO hosts (host) VALUES ($1) ON CONFLICT DO NOTHING", &[&self.host])?;
+        if let Some(why) = self.alert(pg)? {
+            return Ok(Some(why));
+        }
+        if self.key.is_none() {
+            self.key = Some(super::key::load_or_create(&super::key::key_path(&self.db))?);
+        }
+        let public = self.key.as_ref().expect("loaded above").verifying_key().to_bytes();
+        let pinned: Option<Vec<u8>> = pg
+            .query_one(
+                "UPDATE hosts SET public_key = coalesce(public_key, $2) WHERE host = $1 RETURNING public_key",
+                &[&self.host, &public.as_slice()],
+            )?
+            .get(0);
+        if pinned.as_deref() != Some(public.as_slice()) {
+            let why = format!(
+                "the fleet store pinned key {} for this host name, this host's key is {} (a reinstalled host, or another host shipping under this name)",
+                super::key::shown(pinned.as_deref().unwrap_or_default()),
+                super::key::shown(&public)
+            );
+            self.record_alert(pg, "chain_key", &why)?;
+            return Ok(Some(format!("chain_key: {why}")));
+        }
+        // A head shipped before this host signed (an older collector) is
+        // signed now, if the local store holds that very version.
+        let head = pg.query_one(
+            "SELECT head_seq, head_hash,
+                EXISTS (SELECT 1 FROM checkpoints c WHERE c.host = h.host AND c.seq = h.head_seq)
+             FROM hosts h WHERE host = $1",
+            &[&self.host],
+        )?;
+        let (seq, hash, signed): (i64, Option<Vec<u8>>, bool) = (head.get(0), head.get(1), head.get(2));
+        if let Some(hash) = hash.filter(|_| seq > 0 && !signed) {
+            let local = Store::open_read(&self.db)?;
+            let ours = rows_from(local.conn(), seq, 1)?.into_iter().next().filter(|r| r.record.seq == seq);
+            if ours.and_then(|r| r.record_hash).as_deref() == Some(&hash[..]) {
+                self.checkpoint(pg, seq, &hash)?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Signs and stores the checkpoint at version `seq` of record hash `head`.
+    fn checkpoint(&self, pg: &mut impl postgres::GenericClient, seq: i64, head: &[u8]) -> Result<()> {
+        let Some(key) = &self.key else { return Ok(()) };
+        let signature = super::key::sign(key, &self.host, seq, head);
+        pg.execute(
+            "INSERT INTO checkpoints (host, seq, record_hash, signature, signed_us)
+             VALUES ($1, $2, $3, $4, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)
+             ON CONFLICT DO NOTHING",
+            &[&self.host, &seq, &head, &signature],
+        )?;
+        Ok(())
     }
 
     /// The chain alert that stops this host, if one is recorded.
@@ -276,6 +341,9 @@ impl Shipper {
              WHERE host = $1",
             &[&self.host, &last.record.seq, &last.record_hash, &newest],
         )?;
+        if let Some(head) = &last.record_hash {
+            self.checkpoint(&mut tx, last.record.seq, head)?;
+        }
         tx.commit()?;
         self.head_seq = last.record.seq;
         // A break after a valid prefix is found (and recorded) by the next batch.
@@ -283,7 +351,7 @@ impl Shipper {
     }
 
     fn record_alert(&self, pg: &mut Client, what: &str, why: &str) -> Result<()> {
-        tracing::error!(host = %self.host, what, "the host's chain does not extend the fleet store's head: {why}");
+        tracing::error!(host = %self.host, what, "fleet alert recorded: {why}");
         pg.execute(
             "INSERT INTO gaps (host, seq, time_us, what, versions, bytes, source)
              VALUES ($1, NULL, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, $2, 0, 0, $3)",
@@ -482,6 +550,7 @@ impl Shipper {
             head_seq: self.head_seq,
             updated_us: jiff::Timestamp::now().as_microsecond(),
             error,
+            key: self.key.as_ref().map(|k| super::key::public(&k.verifying_key())),
         };
         let path = status_path(&self.db);
         let tmp = path.with_extension("fleet.tmp");

@@ -56,9 +56,24 @@ impl Fleet {
                 }
             }
         }
-        for host in self.query("SELECT host, head_seq, head_hash FROM hosts ORDER BY host", &[])? {
-            let (name, head_seq, head_hash): (String, i64, Option<Vec<u8>>) =
-                (host.try_get(0)?, host.try_get(1)?, host.try_get(2)?);
+        for host in self.query("SELECT host, head_seq, head_hash, public_key FROM hosts ORDER BY host", &[])? {
+            let (name, head_seq, head_hash, public): (String, i64, Option<Vec<u8>>, Option<Vec<u8>>) =
+                (host.try_get(0)?, host.try_get(1)?, host.try_get(2)?, host.try_get(3)?);
+            let q = crate::print::q(&name);
+            // Signed checkpoints (`fleet/key.rs`): seq -> the record hash signed.
+            let mut signed = std::collections::BTreeMap::new();
+            for c in self
+                .query("SELECT seq, record_hash, signature FROM checkpoints WHERE host = $1 ORDER BY seq", &[&name])?
+            {
+                let (seq, hash, signature): (i64, Vec<u8>, Vec<u8>) = (c.try_get(0)?, c.try_get(1)?, c.try_get(2)?);
+                let key = public.as_deref().unwrap_or_default();
+                if !crate::fleet::key::verify(key, &name, seq, &hash, &signature) {
+                    report.problems.push(format!(
+                        "host {q}: checkpoint at version {seq}: its signature is not the host's pinned key's"
+                    ));
+                }
+                signed.insert(seq, hash);
+            }
             let mut check = crate::chain::Checker::default();
             let mut from = 0i64;
             loop {
@@ -71,16 +86,52 @@ impl Fleet {
                 for r in &rows {
                     report.versions += 1;
                     let (record, hash, prev) = chain_record(r)?;
+                    if let Some(want) = signed.remove(&record.seq)
+                        && want != hash
+                    {
+                        report.problems.push(format!(
+                            "host {q}: version {}: not the version the host signed at that point (rewritten in the fleet store)",
+                            record.seq
+                        ));
+                    }
                     check.next(&record, Some(hash), prev.as_deref());
                 }
             }
-            let q = crate::print::q(&name);
+            for seq in signed.keys() {
+                report.problems.push(format!(
+                    "host {q}: version {seq}: signed by the host, missing from the fleet store (versions cut off after shipping)"
+                ));
+            }
             report.problems.extend(check.problems.iter().map(|p| format!("host {q}: {p}")));
             let (seq, hash) = check.head();
             if seq != head_seq || hash != head_hash.as_deref() {
                 report.problems.push(format!(
                     "host {q}: the store accepted up to version {head_seq}, its versions end at {seq} (rows deleted or added after shipping)"
                 ));
+            }
+            let last_signed: Option<i64> = self
+                .query("SELECT max(seq) FROM checkpoints WHERE host = $1", &[&name])?
+                .first()
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .flatten();
+            match (&public, last_signed) {
+                (Some(key), Some(last)) => {
+                    report
+                        .notes
+                        .push(format!("host {q}: versions up to {last} signed by {}", crate::fleet::key::shown(key)));
+                    if last < head_seq {
+                        report.problems.push(format!(
+                            "host {q}: versions {}..{head_seq} were accepted without a signed checkpoint",
+                            last + 1
+                        ));
+                    }
+                }
+                (Some(key), None) if head_seq > 0 => report.problems.push(format!(
+                    "host {q}: key {} pinned but no checkpoint signed (checkpoints deleted)",
+                    crate::fleet::key::shown(key)
+                )),
+                _ => report.notes.push(format!("host {q}: no signed checkpoints (shipped before signing)")),
             }
         }
         for alert in self

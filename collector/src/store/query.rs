@@ -285,6 +285,8 @@ pub struct Verified {
     pub blobs: u64,
     pub versions: u64,
     pub problems: Vec<String>,
+    /// What was checked besides (the fleet: each host's signing key).
+    pub notes: Vec<String>,
 }
 
 impl Store {
@@ -365,6 +367,8 @@ pub struct FleetStats {
     pub lag_seconds: f64,
     /// When the shipper last reported.
     pub updated: String,
+    /// The public key the host signs its checkpoints with (`ed25519:BASE64`).
+    pub key: Option<String>,
 }
 
 impl Store {
@@ -413,6 +417,7 @@ impl Store {
             backlog,
             lag_seconds: oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e6),
             updated: crate::when::json(st.updated_us),
+            key: st.key,
         }))
     }
 }
