@@ -242,6 +242,15 @@ fn apt_get_install_and_purge_of_a_package_with_conffiles_one_version_per_file() 
         return;
     }
     let _purge = Purge;
+    let all_rows = |c: &Collector| {
+        let out = Command::new(filetrail_e2e::collector_bin())
+            .args(["query", "--all", "--json", "--db"])
+            .arg(&c.db)
+            .arg("/etc")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     let etc = Path::new("/etc");
     let c = Collector::start_tracking(&[etc], "");
     assert!(library().exists(), "scripts/build first");
@@ -254,7 +263,7 @@ fn apt_get_install_and_purge_of_a_package_with_conffiles_one_version_per_file() 
     // The shells change names its temp file; no .dpkg-new is left in view.
     let shown = c.versions_of(&[etc]);
     let shells = shown.iter().find(|v| v["path"] == "/etc/shells").unwrap();
-    assert_eq!(shells["via"], "/etc/shells.tmp", "{shells}");
+    assert_eq!(shells["via"], "/etc/shells.tmp", "{shells}\nall rows of /etc:\n{}", all_rows(&c));
     let rc = shown.iter().find(|v| v["path"] == "/etc/mkshrc").unwrap();
     assert_eq!((&rc["action"], &rc["via"]), (&Value::from("create"), &Value::from("/etc/mkshrc.dpkg-new")), "{rc}");
 
