@@ -56,6 +56,14 @@ fn assert_whole_chain(pg: &mut postgres::Client, host: &str, n: i64) {
     assert_eq!(got, (n, n, Some(1), Some(n), 0), "{host}: (rows, distinct seqs, min, max, broken links)");
 }
 
+/// Waits until the fleet store holds one `what` alert of `host`.
+fn wait_alert(pg: &mut postgres::Client, host: &str, what: &str) {
+    poll(&format!("a {what} alert for {host}"), || {
+        let sql = "SELECT count(*) FROM gaps WHERE host = $1 AND seq IS NULL AND what = $2";
+        pg.query_one(sql, &[&host, &what]).unwrap().get::<_, i64>(0) == 1
+    });
+}
+
 /// The content with this SHA-256 in the fleet store, decompressed.
 fn central_bytes(pg: &mut postgres::Client, sha_hex: &str) -> Vec<u8> {
     let sha = hex::decode(sha_hex).unwrap();
@@ -256,12 +264,7 @@ fn a_batch_that_does_not_extend_the_head_is_an_alert_and_stops_that_host() {
     // been rewritten after it shipped).
     pg.execute("UPDATE hosts SET head_hash = '\\x00' WHERE host = 'h1'", &[]).unwrap();
     h1.sh("echo 3 > c.conf");
-    poll("the chain alert", || {
-        pg.query_one("SELECT count(*) FROM gaps WHERE host = 'h1' AND seq IS NULL AND what = 'chain_fork'", &[])
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1
-    });
+    wait_alert(&mut pg, "h1", "chain_fork");
     poll("h1 to say it stopped", || stats_json(&h1)["fleet"]["state"] == "stopped");
     assert!(h1.log().contains("shipping to the fleet store stopped"), "{}", h1.log());
     assert_eq!(central_count(&mut pg, "h1"), 2, "nothing after the break is taken");
@@ -469,12 +472,7 @@ fn a_rewrite_of_the_fleet_store_that_keeps_the_chain_whole_is_caught_by_the_sign
     // Another host (its own store, so its own key) shipping as h1: stopped.
     let other = Collector::start_with(&server.fleet_config("h1"));
     other.sh("echo x > x.conf");
-    poll("the key alert", || {
-        pg.query_one("SELECT count(*) FROM gaps WHERE host = 'h1' AND seq IS NULL AND what = 'chain_key'", &[])
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1
-    });
+    wait_alert(&mut pg, "h1", "chain_key");
     poll("the impostor to say it stopped", || stats_json(&other)["fleet"]["state"] == "stopped");
     assert!(other.log().contains(&format!("pinned key {key} for this host name")), "{}", other.log());
     assert_ne!(public(&other), Some(key));
