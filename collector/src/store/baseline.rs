@@ -25,8 +25,8 @@ pub struct Known {
     /// The newest version of the path, when it is one the kernel watch
     /// recorded: its id and the pid of the process the kernel named.
     pub kernel: Option<(i64, i32)>,
-    /// The time of the newest version this comes from (None: the baseline,
-    /// or the path was renamed away or folded).
+    /// The time of the newest version this comes from, or of the rename
+    /// that took the path away (None: the baseline, or folded away).
     pub time_us: Option<i64>,
 }
 
@@ -78,13 +78,22 @@ pub fn last_known(conn: &Connection, path: &[u8]) -> Result<Option<Known>> {
         .into_iter()
         .max_by_key(|n| (n.5, n.0));
     // Renamed over another path: as itself (`old_path`) or as a temp file (`via`).
-    let moved_away: Option<i64> = conn
-        .prepare_cached("SELECT max(id) FROM (SELECT id FROM versions WHERE old_path = ?1 UNION ALL SELECT id FROM versions WHERE via = ?1)")?
-        .query_row([path], |r| r.get(0))?;
+    // Its time: a report of a change made before it, coming after it, is late.
+    let moved_away: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT id, time_us FROM versions WHERE id = (SELECT max(id) FROM
+                (SELECT id FROM versions WHERE old_path = ?1 UNION ALL SELECT id FROM versions WHERE via = ?1))",
+        )?
+        .query_row([path], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((away, time_us)) = moved_away
+        && newest.as_ref().is_none_or(|n| n.0 < away)
+    {
+        return Ok(Some(Known { side: None, kernel: None, time_us: Some(time_us) }));
+    }
     // A step folded into another version (a rename of it, its delete),
     // stored after that version (it was reported late): gone as well.
-    let folded_away = newest.as_ref().is_some_and(|n| n.4.is_some_and(|into| into != n.0));
-    if folded_away || moved_away.is_some_and(|away| newest.as_ref().is_none_or(|n| n.0 < away)) {
+    if newest.as_ref().is_some_and(|n| n.4.is_some_and(|into| into != n.0)) {
         return Ok(Some(Known { side: None, kernel: None, time_us: None }));
     }
     if let Some((id, row, seen_by, pid, _, time_us)) = newest {

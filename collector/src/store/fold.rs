@@ -230,6 +230,30 @@ mod tests {
         (action.into(), path.into(), via.map(Into::into))
     }
 
+    /// add-shell with the kernel watch on: `cat f > f.tmp`'s create is held
+    /// back, so the first `echo >> f.tmp` looks like it follows a change
+    /// nobody reported (a kernel row credited to cat, gone: unknown); the
+    /// rename comes; then cat's report, which replaces the kernel row. One
+    /// write via the temp.
+    #[test]
+    fn a_kernel_row_replaced_by_a_late_create_does_not_keep_the_temp_from_folding() {
+        let mut t = T::new();
+        let registry = Arc::new(crate::registry::Registry::open(&t._dir.path().join("t.db")).unwrap());
+        let unrecorded = Arc::new(crate::unrecorded::Unrecorded::new(registry));
+        t.store.set_unrecorded(unrecorded.clone());
+        t.put(0, 10, Action::Create, "/etc/shells", None, None, Some("a\n"));
+        unrecorded.note(b"/etc/shells.tmp", 11, None, at(60));
+        t.put(61, 12, Action::Write, "/etc/shells.tmp", None, Some("a\n"), Some("a\nb\n"));
+        t.put(63, 13, Action::Rename, "/etc/shells", Some("/etc/shells.tmp"), Some("a\n"), Some("a\nb\n"));
+        t.put(60, 11, Action::Create, "/etc/shells.tmp", None, None, Some("a\n"));
+        assert_eq!(
+            t.shown(),
+            vec![shown("create", "/etc/shells", None), shown("write", "/etc/shells", Some("/etc/shells.tmp"))],
+            "{:?}",
+            t.rows()
+        );
+    }
+
     #[test]
     fn cp_append_mv_across_processes_is_one_write_via_the_temp() {
         let mut t = T::new();
