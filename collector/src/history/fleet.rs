@@ -131,6 +131,7 @@ impl Fleet {
                     "host {q}: key {} pinned but no checkpoint signed (checkpoints deleted)",
                     crate::fleet::key::shown(key)
                 )),
+                _ if head_seq == 0 => report.notes.push(format!("host {q}: nothing shipped yet")),
                 _ => report.notes.push(format!("host {q}: no signed checkpoints (shipped before signing)")),
             }
         }
