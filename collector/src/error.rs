@@ -16,6 +16,9 @@ pub enum Error {
     /// The fleet store cannot be used as configured (URL, TLS, password).
     #[error("fleet store: {0}")]
     FleetSetup(String),
+    /// The host's signing key cannot be used (`fleet/key.rs`): shipping waits.
+    #[error("{0}")]
+    HostKey(String),
     /// The fleet store at this URL (shown without its password) failed.
     #[error("fleet store {url}")]
     FleetAt { url: String, source: Box<Error> },

@@ -474,6 +474,17 @@ fn a_rewrite_of_the_fleet_store_that_keeps_the_chain_whole_is_caught_by_the_sign
     other.sh("echo x > x.conf");
     wait_alert(&mut pg, "h1", "chain_key");
     poll("the impostor to say it stopped", || stats_json(&other)["fleet"]["state"] == "stopped");
-    assert!(other.log().contains(&format!("pinned key {key} for this host name")), "{}", other.log());
+    assert!(other.log().contains(&format!("the fleet store pins key {key} for host name h1")), "{}", other.log());
     assert_ne!(public(&other), Some(key));
+    // The host whose key is pinned ships on, through a restart too.
+    h1.restart();
+    h1.sh("echo 4 > d.conf");
+    wait_shipped(&mut pg, &h1, "h1");
+    assert_eq!(stats_json(&h1)["fleet"]["state"], "shipping");
+
+    // A version rewritten in the fleet store with its hashes redone up to
+    // the head: the host sees its head is not its own at once.
+    pg.execute("UPDATE hosts SET head_hash = sha256(head_hash) WHERE host = 'h1'", &[]).unwrap();
+    wait_alert(&mut pg, "h1", "chain_fork");
+    assert!(h1.log().contains("the fleet store was changed after shipping"), "{}", h1.log());
 }

@@ -38,7 +38,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
             // SAFETY: geteuid has no preconditions.
             let me = unsafe { libc::geteuid() };
             if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
-                return Err(Error::FleetSetup(format!(
+                return Err(Error::HostKey(format!(
                     "{}: must be a regular file of uid {me}, mode 0600 (it is uid {}, mode {:04o})",
                     what(),
                     meta.uid(),
@@ -46,10 +46,10 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
                 )));
             }
             let mut seed = [0u8; 33];
-            let n = f.read(&mut seed).map_err(|e| Error::io(what(), e))?;
-            let seed: [u8; 32] = seed[..n]
-                .try_into()
-                .map_err(|_| Error::FleetSetup(format!("{}: not a key (32 bytes expected)", what())))?;
+            let n = f.read(&mut seed).map_err(|e| Error::HostKey(format!("{}: {e}", what())))?;
+            let seed: [u8; 32] = seed[..n].try_into().map_err(|_| {
+                Error::HostKey(format!("{}: not a key (32 bytes expected, it has {})", what(), meta.len()))
+            })?;
             Ok(SigningKey::from_bytes(&seed))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -70,7 +70,10 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
             tracing::info!(key = %public(&key.verifying_key()), path = %path.display(), "made the host's signing key");
             Ok(key)
         }
-        Err(e) => Err(Error::io(what(), e)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(Error::HostKey(format!("{}: a symbolic link, refused", what())))
+        }
+        Err(e) => Err(Error::HostKey(format!("{}: {e}", what()))),
     }
 }
 
@@ -141,6 +144,11 @@ mod tests {
         std::fs::write(dir.path().join("short.key"), b"x").unwrap();
         std::fs::set_permissions(dir.path().join("short.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
-        assert!(load_or_create(&dir.path().join("short.key")).unwrap_err().to_string().contains("32 bytes"));
+        let e = load_or_create(&dir.path().join("short.key")).unwrap_err().to_string();
+        assert!(e.contains("32 bytes expected, it has 1"), "{e}");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("link.key")).unwrap();
+        let e = load_or_create(&dir.path().join("link.key")).unwrap_err().to_string();
+        assert!(e.contains("a symbolic link, refused"), "{e}");
+        assert!(!dir.path().join("elsewhere").exists(), "nothing made through the link");
     }
 }

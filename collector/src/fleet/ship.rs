@@ -185,6 +185,15 @@ impl Shipper {
                     self.status("stopped", Some(why));
                     std::thread::sleep(STOPPED_RECHECK);
                 }
+                Err(Error::HostKey(why)) => {
+                    if !stopped_logged {
+                        tracing::error!(host = %self.host, "shipping to the fleet store waits: {why}");
+                        stopped_logged = true;
+                    }
+                    self.status("stopped", Some(why));
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
                 Err(e) => {
                     if down.is_none() {
                         tracing::warn!(
@@ -235,13 +244,10 @@ impl Shipper {
     fn prepare(&mut self, pg: &mut Client) -> Result<Option<String>> {
         super::schema::migrate(pg)?;
         pg.execute("INSERT INTO hosts (host) VALUES ($1) ON CONFLICT DO NOTHING", &[&self.host])?;
-        if let Some(why) = self.alert(pg)? {
-            return Ok(Some(why));
-        }
         if self.key.is_none() {
             self.key = Some(super::key::load_or_create(&super::key::key_path(&self.db))?);
         }
-        let public = self.key.as_ref().expect("loaded above").verifying_key().to_bytes();
+        let public = self.public();
         let pinned: Option<Vec<u8>> = pg
             .query_one(
                 "UPDATE hosts SET public_key = coalesce(public_key, $2) WHERE host = $1 RETURNING public_key",
@@ -249,13 +255,15 @@ impl Shipper {
             )?
             .get(0);
         if pinned.as_deref() != Some(public.as_slice()) {
-            let why = format!(
-                "the fleet store pinned key {} for this host name, this host's key is {} (a reinstalled host, or another host shipping under this name)",
-                super::key::shown(pinned.as_deref().unwrap_or_default()),
-                super::key::shown(&public)
-            );
-            self.record_alert(pg, "chain_key", &why)?;
-            return Ok(Some(format!("chain_key: {why}")));
+            if let Some(why) = self.alert(pg, true)? {
+                return Ok(Some(why));
+            }
+            return self.key_alert(pg, pinned.as_deref()).map(Some);
+        }
+        // The pinned key is this host's: another collector's `chain_key`
+        // alert under this name does not stop it.
+        if let Some(why) = self.alert(pg, false)? {
+            return Ok(Some(why));
         }
         // A head shipped before this host signed (an older collector) is
         // signed now, if the local store holds that very version.
@@ -276,6 +284,24 @@ impl Shipper {
         Ok(None)
     }
 
+    /// This host's public key (the key is loaded by `prepare`).
+    fn public(&self) -> [u8; 32] {
+        self.key.as_ref().map_or([0; 32], |k| k.verifying_key().to_bytes())
+    }
+
+    /// Records that the fleet store pins another key than this host's for
+    /// its name; the alert's text.
+    fn key_alert(&self, pg: &mut Client, pinned: Option<&[u8]>) -> Result<String> {
+        let why = format!(
+            "the fleet store pins key {} for host name {}, this collector's key is {} (another host configured with this name, a reinstalled host, or the pin replaced in the fleet store)",
+            super::key::shown(pinned.unwrap_or_default()),
+            crate::print::q(&self.host),
+            super::key::shown(&self.public())
+        );
+        self.record_alert(pg, "chain_key", &why)?;
+        Ok(format!("chain_key: {why}"))
+    }
+
     /// Signs and stores the checkpoint at version `seq` of record hash `head`.
     fn checkpoint(&self, pg: &mut impl postgres::GenericClient, seq: i64, head: &[u8]) -> Result<()> {
         let Some(key) = &self.key else { return Ok(()) };
@@ -290,11 +316,14 @@ impl Shipper {
     }
 
     /// The chain alert that stops this host, if one is recorded.
-    fn alert(&self, pg: &mut Client) -> Result<Option<String>> {
+    /// `keys`: `chain_key` alerts count too (this collector's key is not the
+    /// pinned one).
+    fn alert(&self, pg: &mut Client, keys: bool) -> Result<Option<String>> {
         let row = pg.query_opt(
             "SELECT id, what, source FROM gaps WHERE host = $1 AND seq IS NULL AND what LIKE 'chain\\_%'
+                AND ($2 OR what <> 'chain_key')
              ORDER BY id LIMIT 1",
-            &[&self.host],
+            &[&self.host, &keys],
         )?;
         Ok(row.map(|r| {
             let (id, what, source): (i64, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
@@ -308,8 +337,41 @@ impl Shipper {
     /// Ships the next batch; the number of versions shipped.
     fn batch(&mut self, pg: &mut Client, local: &Store) -> Result<Shipped> {
         let mut tx = pg.transaction()?;
-        let head = tx.query_one("SELECT head_seq, head_hash FROM hosts WHERE host = $1 FOR UPDATE", &[&self.host])?;
-        let (head_seq, head_hash): (i64, Option<Vec<u8>>) = (head.get(0), head.get(1));
+        let head = tx
+            .query_one("SELECT head_seq, head_hash, public_key FROM hosts WHERE host = $1 FOR UPDATE", &[&self.host])?;
+        let (head_seq, head_hash, pinned): (i64, Option<Vec<u8>>, Option<Vec<u8>>) =
+            (head.get(0), head.get(1), head.get(2));
+        // The pin changed in the fleet store since this session began.
+        if self.key.is_some() && pinned.as_deref() != Some(&self.public()[..]) {
+            drop(tx);
+            return Ok(Shipped::Alert(self.key_alert(pg, pinned.as_deref())?));
+        }
+        // The fleet store's head is not this host's version at that seq:
+        // changed there after it was shipped (the host's own chain is
+        // checked as it ships). Seen at once, not at the next version.
+        if head_seq > 0 {
+            let ours = rows_from(local.conn(), head_seq, 1)?.into_iter().next().filter(|r| r.record.seq == head_seq);
+            if let Some(ours) = ours
+                && ours.record_hash.is_some()
+                && ours.record_hash != head_hash
+            {
+                drop(tx);
+                let why = format!(
+                    "the fleet store's version {head_seq} has record hash {}, this host's has {}: the fleet store was changed after shipping (this host's chain is whole: `collector verify`)",
+                    short(head_hash.as_deref()),
+                    short(ours.record_hash.as_deref())
+                );
+                self.record_alert(pg, "chain_fork", &why)?;
+                return Ok(Shipped::Alert(format!("chain_fork: {why}")));
+            }
+        }
+        if head_seq < self.head_seq {
+            tracing::warn!(
+                host = %self.host,
+                "the fleet store's head moved back from version {} to {head_seq} (versions deleted there): shipping them again",
+                self.head_seq
+            );
+        }
         self.head_seq = head_seq;
         let mut rows = rows_from(local.conn(), head_seq + 1, BATCH)?;
         let broken = match rows.first() {

@@ -67,13 +67,20 @@ impl Fleet {
             {
                 let (seq, hash, signature): (i64, Vec<u8>, Vec<u8>) = (c.try_get(0)?, c.try_get(1)?, c.try_get(2)?);
                 let key = public.as_deref().unwrap_or_default();
-                if !crate::fleet::key::verify(key, &name, seq, &hash, &signature) {
+                // Only a checkpoint the host signed says what it shipped.
+                if crate::fleet::key::verify(key, &name, seq, &hash, &signature) {
+                    signed.insert(seq, hash);
+                } else if public.is_none() {
+                    report.problems.push(format!(
+                        "host {q}: checkpoint at version {seq}: no key is pinned for the host (removed from the fleet store?)"
+                    ));
+                } else {
                     report.problems.push(format!(
                         "host {q}: checkpoint at version {seq}: its signature is not the host's pinned key's"
                     ));
                 }
-                signed.insert(seq, hash);
             }
+            let last_signed = signed.keys().next_back().copied();
             let mut check = crate::chain::Checker::default();
             let mut from = 0i64;
             loop {
@@ -90,7 +97,7 @@ impl Fleet {
                         && want != hash
                     {
                         report.problems.push(format!(
-                            "host {q}: version {}: not the version the host signed at that point (rewritten in the fleet store)",
+                            "host {q}: version {}: not the version the host signed there: it or a version before it was rewritten in the fleet store",
                             record.seq
                         ));
                     }
@@ -109,21 +116,19 @@ impl Fleet {
                     "host {q}: the store accepted up to version {head_seq}, its versions end at {seq} (rows deleted or added after shipping)"
                 ));
             }
-            let last_signed: Option<i64> = self
-                .query("SELECT max(seq) FROM checkpoints WHERE host = $1", &[&name])?
-                .first()
-                .map(|r| r.try_get(0))
-                .transpose()?
-                .flatten();
             match (&public, last_signed) {
                 (Some(key), Some(last)) => {
                     report
                         .notes
                         .push(format!("host {q}: versions up to {last} signed by {}", crate::fleet::key::shown(key)));
                     if last < head_seq {
+                        let span = if last + 1 == head_seq {
+                            format!("version {head_seq}")
+                        } else {
+                            format!("versions {}..{head_seq}", last + 1)
+                        };
                         report.problems.push(format!(
-                            "host {q}: versions {}..{head_seq} were accepted without a signed checkpoint",
-                            last + 1
+                            "host {q}: {span} not covered by a signed checkpoint (each shipped batch ends in one: deleted?)"
                         ));
                     }
                 }
