@@ -29,7 +29,7 @@ pub struct Cli {
     /// collector that serves --db, and refuses a --socket that names another.
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Config file (TOML: track, ignore, max_size, redact, [quota]) [default: /etc/filetrail/config.toml].
+    /// Config file (TOML: track, ignore, max_size, redact, [quota], [fleet]) [default: /etc/filetrail/config.toml].
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Do not pipe review output through $PAGER (default `less -FRX`; only on a terminal).

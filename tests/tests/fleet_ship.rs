@@ -476,6 +476,9 @@ fn a_rewrite_of_the_fleet_store_that_keeps_the_chain_whole_is_caught_by_the_sign
     poll("the impostor to say it stopped", || stats_json(&other)["fleet"]["state"] == "stopped");
     assert!(other.log().contains(&format!("the fleet store pins key {key} for host name h1")), "{}", other.log());
     assert_ne!(public(&other), Some(key));
+    let out = Command::new(collector_bin()).args(["stats", "--db", &server.url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("alerts:       chain_key: shipping of a host stopped (1 records"), "{text}");
     // The host whose key is pinned ships on, through a restart too.
     h1.restart();
     h1.sh("echo 4 > d.conf");
