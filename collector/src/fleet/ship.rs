@@ -141,10 +141,10 @@ const DECODED_MAX: usize = 4096;
 pub fn drain(fleet: &Fleet, db: &Path) -> Result<usize> {
     let mut s = Shipper::new(fleet, db);
     let mut pg = super::connect_with(&s.url, s.password_file.as_deref())?;
-    if let Some(why) = s.prepare(&mut pg)? {
+    let local = Store::open_read(db)?;
+    if let Some(why) = s.prepare(&mut pg, &local)? {
         return Err(Error::FleetSetup(why));
     }
-    let local = Store::open_read(db)?;
     let mut total = 0;
     loop {
         match s.batch(&mut pg, &local)? {
@@ -214,14 +214,14 @@ impl Shipper {
     /// Connects and ships until an error (returned) or a chain alert.
     fn session(&mut self, down: &mut Option<Instant>, backoff: &mut Duration) -> Result<Ended> {
         let mut pg = super::connect_with(&self.url, self.password_file.as_deref())?;
-        if let Some(why) = self.prepare(&mut pg)? {
+        let local = Store::open_read(&self.db)?;
+        if let Some(why) = self.prepare(&mut pg, &local)? {
             return Ok(Ended::Stopped(why));
         }
         if let Some(since) = down.take() {
             tracing::info!(host = %self.host, after_s = since.elapsed().as_secs(), "fleet store available again");
         }
         *backoff = BACKOFF_MIN;
-        let local = Store::open_read(&self.db)?;
         self.gaps_shipped = None;
         self.redactions_shipped = None;
         loop {
@@ -241,7 +241,7 @@ impl Shipper {
     /// Migrates the fleet store, registers the host and pins its public
     /// key (the first time); the alert that stops this host, if any (one is
     /// recorded when the pinned key is not this host's).
-    fn prepare(&mut self, pg: &mut Client) -> Result<Option<String>> {
+    fn prepare(&mut self, pg: &mut Client, local: &Store) -> Result<Option<String>> {
         super::schema::migrate(pg)?;
         pg.execute("INSERT INTO hosts (host) VALUES ($1) ON CONFLICT DO NOTHING", &[&self.host])?;
         if self.key.is_none() {
@@ -274,12 +274,10 @@ impl Shipper {
             &[&self.host],
         )?;
         let (seq, hash, signed): (i64, Option<Vec<u8>>, bool) = (head.get(0), head.get(1), head.get(2));
-        if let Some(hash) = hash.filter(|_| seq > 0 && !signed) {
-            let local = Store::open_read(&self.db)?;
-            let ours = rows_from(local.conn(), seq, 1)?.into_iter().next().filter(|r| r.record.seq == seq);
-            if ours.and_then(|r| r.record_hash).as_deref() == Some(&hash[..]) {
-                self.checkpoint(pg, seq, &hash)?;
-            }
+        if let Some(hash) = hash.filter(|_| seq > 0 && !signed)
+            && own_hash(local, seq)?.as_deref() == Some(&hash[..])
+        {
+            self.checkpoint(pg, seq, &hash)?;
         }
         Ok(None)
     }
@@ -349,21 +347,18 @@ impl Shipper {
         // The fleet store's head is not this host's version at that seq:
         // changed there after it was shipped (the host's own chain is
         // checked as it ships). Seen at once, not at the next version.
-        if head_seq > 0 {
-            let ours = rows_from(local.conn(), head_seq, 1)?.into_iter().next().filter(|r| r.record.seq == head_seq);
-            if let Some(ours) = ours
-                && ours.record_hash.is_some()
-                && ours.record_hash != head_hash
-            {
-                drop(tx);
-                let why = format!(
-                    "the fleet store's version {head_seq} has record hash {}, this host's has {}: the fleet store was changed after shipping (this host's chain is whole: `collector verify`)",
-                    short(head_hash.as_deref()),
-                    short(ours.record_hash.as_deref())
-                );
-                self.record_alert(pg, "chain_fork", &why)?;
-                return Ok(Shipped::Alert(format!("chain_fork: {why}")));
-            }
+        if head_seq > 0
+            && let Some(ours) = own_hash(local, head_seq)?
+            && Some(&ours) != head_hash.as_ref()
+        {
+            drop(tx);
+            let why = format!(
+                "the fleet store's version {head_seq} has record hash {}, this host's has {}: the fleet store was changed after shipping (this host's chain is whole: `collector verify`)",
+                short(head_hash.as_deref()),
+                short(Some(&ours))
+            );
+            self.record_alert(pg, "chain_fork", &why)?;
+            return Ok(Shipped::Alert(format!("chain_fork: {why}")));
         }
         if head_seq < self.head_seq {
             tracing::warn!(
@@ -660,6 +655,13 @@ fn chain_break(rows: &mut Vec<Row>, head_seq: i64, head_hash: Option<&[u8]>) -> 
         (seq, hash) = (id, r.record_hash.clone());
     }
     None
+}
+
+/// This host's record hash of version `seq` (`None`: not held, or not chained).
+fn own_hash(local: &Store, seq: i64) -> Result<Option<Vec<u8>>> {
+    use rusqlite::OptionalExtension;
+    let mut stmt = local.conn().prepare_cached("SELECT record_hash FROM versions WHERE id = ?1")?;
+    Ok(stmt.query_row([seq], |r| r.get(0)).optional()?.flatten())
 }
 
 fn short(h: Option<&[u8]>) -> String {
