@@ -30,11 +30,12 @@ pub fn key_path(db: &Path) -> PathBuf {
 /// A key file readable by others, not ours, or not 32 bytes is refused.
 pub fn load_or_create(path: &Path) -> Result<SigningKey> {
     let what = || format!("the host's signing key {}", path.display());
+    let failed = |e: std::io::Error| Error::HostKey(format!("{}: {e}", what()));
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).custom_flags(libc::O_NOFOLLOW);
     match opts.open(path) {
         Ok(mut f) => {
-            let meta = f.metadata().map_err(|e| Error::io(what(), e))?;
+            let meta = f.metadata().map_err(failed)?;
             // SAFETY: geteuid has no preconditions.
             let me = unsafe { libc::geteuid() };
             if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
@@ -46,7 +47,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
                 )));
             }
             let mut seed = [0u8; 33];
-            let n = f.read(&mut seed).map_err(|e| Error::HostKey(format!("{}: {e}", what())))?;
+            let n = f.read(&mut seed).map_err(failed)?;
             let seed: [u8; 32] = seed[..n].try_into().map_err(|_| {
                 Error::HostKey(format!("{}: not a key (32 bytes expected, it has {})", what(), meta.len()))
             })?;
@@ -57,15 +58,11 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
             // SAFETY: seed is writable for its length; 0: block until the pool is ready.
             let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
             if n != seed.len() as isize {
-                return Err(Error::io(what(), std::io::Error::last_os_error()));
+                return Err(failed(std::io::Error::last_os_error()));
             }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| Error::io(what(), e))?;
-            f.write_all(&seed).and_then(|()| f.sync_all()).map_err(|e| Error::io(what(), e))?;
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(failed)?;
+            f.write_all(&seed).and_then(|()| f.sync_all()).map_err(failed)?;
             let key = SigningKey::from_bytes(&seed);
             tracing::info!(key = %public(&key.verifying_key()), path = %path.display(), "made the host's signing key");
             Ok(key)
@@ -73,7 +70,7 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey> {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             Err(Error::HostKey(format!("{}: a symbolic link, refused", what())))
         }
-        Err(e) => Err(Error::HostKey(format!("{}: {e}", what()))),
+        Err(e) => Err(failed(e)),
     }
 }
 
